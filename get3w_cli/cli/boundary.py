@@ -1,0 +1,87 @@
+"""The one error boundary: the single ``asyncio.run`` of a command, errors to exit codes.
+
+Ctrl-C and SIGTERM cancel the command's main task, so every ``async with`` below closes
+what it opened (listener, tunnel, sandbox); then the ids of the tasks still running are
+printed with the command that resumes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, NoReturn
+
+import typer
+
+from get3w_cli.cli.render import Ui
+from get3w_cli.errors import ExitCode, G3wError
+
+
+@dataclass
+class Tracker:
+    """Tasks submitted by this command and not yet finished: what Ctrl-C must not lose."""
+
+    running: dict[str, None] = field(default_factory=dict)
+    resume_hint: str | None = None
+
+    def submitted(self, task_id: str) -> None:
+        self.running[task_id] = None
+
+    def finished(self, task_id: str) -> None:
+        self.running.pop(task_id, None)
+
+
+async def _guarded(factory: Callable[[], Awaitable[int]]) -> int:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    installed: list[int] = []
+
+    def interrupt(signum: int) -> None:
+        main.cancel()
+        # A second Ctrl-C gets Python's default behaviour: an immediate KeyboardInterrupt.
+        loop.remove_signal_handler(signum)
+
+    if sys.platform != "win32":
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, interrupt, signum)
+            installed.append(signum)
+    try:
+        return await factory()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def report_interrupt(ui: Ui, tracker: Tracker) -> None:
+    ui.stop_progress()
+    if not tracker.running:
+        ui.error("interrupted")
+    for task_id in tracker.running:
+        ui.error(f"interrupted; task {task_id} was not cancelled", hint=f"resume with: g3w wait {task_id}")
+    if tracker.resume_hint:
+        ui.error("interrupted", hint=tracker.resume_hint)
+
+
+def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | None = None) -> NoReturn:
+    """Run a command's coroutine once and exit with the contract's code."""
+    tracker = tracker or Tracker()
+    try:
+        code = asyncio.run(_guarded(factory))
+    except G3wError as exc:
+        ui.error(exc.message, exc.hint)
+        if ui.debug:
+            ui.err.print(traceback.format_exc(), markup=False)
+        code = int(exc.exit_code)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        report_interrupt(ui, tracker)
+        code = int(ExitCode.INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit 70
+        ui.error(f"internal error: {type(exc).__name__}: {exc}", "this is a bug in g3w; rerun with --debug and report it")
+        if ui.debug:
+            ui.err.print(traceback.format_exc(), markup=False)
+        code = int(ExitCode.INTERNAL)
+    raise typer.Exit(code)

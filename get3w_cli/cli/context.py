@@ -1,0 +1,120 @@
+"""What a command needs around its core call: settings, the HTTP session, the journal, the sandbox.
+
+The only place that reads ``os.environ`` (and hands it to ``load_settings``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from get3w_cli.config import Settings, default_config_path, default_state_dir, load_settings, read_config
+from get3w_cli.errors import ConfigError
+from get3w_cli.journal import Journal
+
+if TYPE_CHECKING:
+    from get3w_cli.http import ApiClient, HttpSession
+    from get3w_cli.providers import Adapter, Route
+    from get3w_cli.sandbox import Sandbox
+
+SANDBOX_KEY = "sk_sandbox_local"
+KEY_ENV = {"get3w": "GET3W_API_KEY", "abstrakt": "ABSTRAKT_API_KEY"}
+
+
+@dataclass(frozen=True)
+class Flags:
+    """Command-line values that feed settings; ``None`` means "not given"."""
+
+    provider: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    via: str | None = None
+    timeout: str | None = None
+    no_history: bool = False
+    sandbox: bool = False
+
+
+def environ() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def config_path() -> Path:
+    return default_config_path(environ())
+
+
+def settings_from(flags: Flags, provider: str | None = None) -> Settings:
+    """flag > environment > config file > default; key flags apply to ``provider``."""
+    env = environ()
+    target = provider or flags.provider
+    values: dict[str, Any] = {"provider": flags.provider, "defaults.via": flags.via, "defaults.timeout": flags.timeout}
+    for name in ("get3w", "abstrakt"):
+        if target in (None, name):
+            values[f"{name}.api_key"] = flags.api_key
+            values[f"{name}.base_url"] = flags.base_url
+            values[f"{name}.webhook_secret"] = flags.webhook_secret
+    return load_settings(values, env, read_config(default_config_path(env)))
+
+
+def open_journal(flags: Flags) -> Journal:
+    if flags.no_history:
+        return Journal(None)
+    return Journal(default_state_dir(environ()) / "history.db")
+
+
+@dataclass
+class Services:
+    """Per-command resources, opened together and closed together."""
+
+    settings: Settings
+    session: HttpSession
+    journal: Journal
+    sandbox: Sandbox | None = None
+    sandbox_secret: str | None = field(default=None, repr=False)
+
+    def base_url(self, provider: str) -> str:
+        return self.sandbox.base_url if self.sandbox else self.settings.for_provider(provider).base_url
+
+    def webhook_secret(self, provider: str) -> str | None:
+        return self.sandbox_secret or self.settings.for_provider(provider).webhook_secret
+
+    def client(self, provider: str, api: str, *, base_url: str | None = None) -> ApiClient:
+        """The API client for a provider, with its key (checked here, before anything is sent)."""
+        from get3w_cli.providers import error_parser
+
+        key = SANDBOX_KEY if self.sandbox else self.settings.for_provider(provider).api_key
+        if not key:
+            raise ConfigError(
+                f"no API key for {provider}",
+                hint=f"set {KEY_ENV[provider]}, run `g3w config set {provider}.api_key ...`, "
+                "pass --api-key, or try --sandbox",
+            )
+        return self.session.api(base_url or self.base_url(provider), key, errors=error_parser((provider, api)))
+
+    def adapter(self, route: Route) -> Adapter:
+        from get3w_cli.providers import make_adapter
+
+        return make_adapter(route, self.client(route.provider, route.api))
+
+
+@asynccontextmanager
+async def open_services(flags: Flags, *, provider: str | None = None) -> AsyncIterator[Services]:
+    """Open the HTTP session, the journal and (with --sandbox) an in-process sandbox."""
+    from get3w_cli.http import HttpSession
+
+    settings = settings_from(flags, provider)
+    async with AsyncExitStack() as stack:
+        journal = open_journal(flags)
+        stack.callback(journal.close)
+        sandbox, secret = None, None
+        if flags.sandbox:
+            from get3w_cli.sandbox import Sandbox, SandboxOptions
+
+            secret = secrets.token_hex(16)
+            sandbox = await stack.enter_async_context(Sandbox(SandboxOptions(webhook_secret=secret)))
+        session = await stack.enter_async_context(HttpSession())
+        yield Services(settings=settings, session=session, journal=journal, sandbox=sandbox, sandbox_secret=secret)

@@ -1,0 +1,79 @@
+"""Model inputs from ``--input FILE``, ``--prompt`` and ``-i KEY=VALUE`` (checked before any request)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from get3w_cli.errors import UsageError
+
+_JSON_KINDS = (int, float, bool, list, dict, type(None))
+
+
+@dataclass
+class Inputs:
+    values: dict[str, Any] = field(default_factory=dict)
+    uploads: dict[str, Path] = field(default_factory=dict)  # key -> local file to upload first
+
+
+def parse_value(raw: str) -> Any:
+    """JSON when it parses as a number, boolean, null, array or object; else the string itself."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return value if isinstance(value, _JSON_KINDS) else raw
+
+
+def _read_input_file(source: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read --input {source}: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--input {source} is not valid JSON: {exc}", hint="give a JSON object of inputs") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"--input {source} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _upload_path(key: str, raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise UsageError(f"-i {key}=@{raw}: no readable file at {path}")
+    return path
+
+
+def parse_inputs(prompt: str | None, pairs: Sequence[str], input_file: str | None) -> Inputs:
+    """Merge the input sources: file first, then --prompt, then each -i in order.
+
+    Raises:
+        UsageError: malformed -i, unreadable or invalid --input, unreadable @file.
+    """
+    result = Inputs(values=_read_input_file(input_file) if input_file else {})
+    if prompt is not None:
+        result.values["prompt"] = prompt
+    for pair in pairs:
+        force = ":=" in pair and pair.index(":=") < pair.index("=")
+        key, _, raw = pair.partition(":=" if force else "=")
+        key = key.strip()
+        if not key or (not force and "=" not in pair):
+            raise UsageError(f"bad -i {pair!r}", hint="use -i KEY=VALUE, -i KEY:=JSON or -i KEY=@FILE")
+        result.uploads.pop(key, None)
+        if force:
+            try:
+                result.values[key] = json.loads(raw)
+            except ValueError as exc:
+                raise UsageError(f"-i {key}:= is not valid JSON: {exc}") from exc
+        elif raw.startswith("@"):
+            result.uploads[key] = _upload_path(key, raw[1:])
+            result.values.pop(key, None)
+        else:
+            result.values[key] = parse_value(raw)
+    return result

@@ -1,0 +1,1 @@
+"""``g3w listen``: a standalone webhook receiver (see issue 3)."""

@@ -1,0 +1,129 @@
+"""All terminal output: data on stdout, talk on stderr (rich, animated only on a terminal).
+
+The only module that styles text. ``--quiet`` silences talk but never errors; ``NO_COLOR``
+and a non-terminal stderr mean no colour and no animation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from get3w_cli import constants as C
+
+
+class Ui:
+    """One per command: where talk, data and progress go."""
+
+    def __init__(self, *, quiet: bool = False, json_mode: bool = False, debug: bool = False) -> None:
+        self.quiet, self.json_mode, self.debug = quiet, json_mode, debug
+        no_color = bool(os.environ.get("NO_COLOR"))
+        self.err = Console(stderr=True, highlight=False, no_color=no_color, soft_wrap=True)
+        self.animated = self.err.is_terminal and not quiet and not self.err.is_dumb_terminal
+        if not self.err.is_terminal:
+            self.err.no_color = True
+        self._progress: Any = None
+        self._phase_task: Any = None
+
+    # --- stdout: data ---------------------------------------------------------------
+    def data(self, line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    def json(self, obj: Any) -> None:
+        self.data(json.dumps(obj, ensure_ascii=False, default=str))
+
+    def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
+        out = Console(highlight=False, no_color=bool(os.environ.get("NO_COLOR")), soft_wrap=False)
+        table = Table(*columns, title=title)
+        for row in rows:
+            table.add_row(*(escape("" if v is None else str(v)) for v in row))
+        out.print(table)
+
+    # --- stderr: talk ----------------------------------------------------------------
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self.err.print(escape(text), style="dim" if self.animated else None)
+
+    def warn(self, text: str) -> None:
+        if not self.quiet:
+            self.err.print(f"[yellow]Warning:[/] {escape(text)}")
+
+    def success(self, text: str) -> None:
+        if not self.quiet:
+            self.err.print(f"[green]✓[/] {escape(text)}")
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        self.stop_progress()
+        self.err.print(f"[bold red]Error:[/] {escape(message)}")
+        if hint:
+            self.err.print(f"[cyan]Hint:[/] {escape(hint)}")
+
+    def notify(self, kind: str, text: str) -> None:
+        """The callback the core calls: phases animate, notes are printed."""
+        if kind == "phase":
+            self.phase(text)
+        else:
+            self.note(text)
+
+    # --- progress ----------------------------------------------------------------------
+    def phase(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._phase_task, description=escape(text))
+
+    @contextmanager
+    def activity(self, first_phase: str) -> Iterator[None]:
+        """A spinner with the phase and the elapsed time, on a terminal only."""
+        if not self.animated:
+            yield
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=self.err, transient=True
+        )
+        self._phase_task = self._progress.add_task(escape(first_phase), total=None)
+        try:
+            with self._progress:
+                yield
+        finally:
+            self._progress = None
+
+    def stop_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def download_progress(self, name: str) -> Callable[[int, int | None], None]:
+        """A progress callback for one download: a bar for large files on a terminal."""
+        state: dict[str, Any] = {}
+
+        def update(done: int, total: int | None) -> None:
+            if self._progress is None or total is None or total < C.DOWNLOAD_PROGRESS_MIN_BYTES:
+                return
+            if "task" not in state:
+                state["task"] = self._progress.add_task(escape(name), total=total)
+            self._progress.update(state["task"], completed=done)
+
+        return update
+
+
+def print_task_result(ui: Ui, record: Mapping[str, Any]) -> None:
+    """stdout for one finished task: the record with --json, else one URL (or file) a line."""
+    if ui.json_mode:
+        ui.json(record)
+        return
+    for line in record.get("files") or record.get("outputs") or []:
+        ui.data(line)
+
+
+def describe_duration(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 60 else time.strftime("%Hh%Mm%Ss", time.gmtime(seconds))

@@ -1,0 +1,110 @@
+"""Every tunable number of g3w, in one place, with the reason for its value.
+
+Durations are in seconds unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+# --- Providers ---------------------------------------------------------------
+GET3W_BASE_URL = "https://api.get3w.com"
+ABSTRAKT_BASE_URL = "https://api.abstrakt.one"
+# Abstrakt's GET /v1/models allows at most 100 models a page; one page is the whole list today.
+ABSTRAKT_MODELS_LIMIT = 100
+
+# --- HTTP --------------------------------------------------------------------
+HTTP_CONNECT_TIMEOUT = 5.0
+HTTP_READ_TIMEOUT = 30.0
+# Abstrakt's sync mode blocks for up to ~55 s before answering 202; Get3W's
+# `?sync=true` has no documented limit. Leave room above the provider's cutoff.
+HTTP_SYNC_READ_TIMEOUT = 75.0
+HTTP_POOL_LIMIT = 100
+DOWNLOAD_READ_TIMEOUT = 60.0
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
+# Above this size a download shows a progress bar on a terminal.
+DOWNLOAD_PROGRESS_MIN_BYTES = 1024 * 1024
+
+# --- Retries (attempts *and* a time budget, like stamina) ---------------------
+RETRY_MAX_ATTEMPTS = 5
+RETRY_BUDGET = 60.0
+RETRY_BACKOFF_BASE = 0.5
+RETRY_BACKOFF_CAP = 8.0
+# A provider asking us to wait longer than this is treated as "give up now".
+RETRY_AFTER_MAX = 120.0
+# Provider error messages are cut to this length: one readable line, never a page.
+ERROR_MESSAGE_MAX_CHARS = 300
+
+# --- Waiting -----------------------------------------------------------------
+DEFAULT_WAIT_TIMEOUT = 30 * 60.0
+POLL_INITIAL = 1.0
+POLL_MIN = 0.2
+POLL_MAX_DEFAULT = 10.0
+POLL_BACKOFF_FACTOR = 1.5
+# Default fallback-after is max(FALLBACK_MIN, FALLBACK_FACTOR * estimated_duration).
+FALLBACK_MIN = 60.0
+FALLBACK_FACTOR = 2.0
+# Time allowed for a best-effort cancel when leaving on timeout or Ctrl-C.
+CANCEL_ON_EXIT_BUDGET = 10.0
+
+# --- Webhooks ----------------------------------------------------------------
+WEBHOOK_TOKEN_BYTES = 24  # 192 random bits; the contract asks for at least 128
+WEBHOOK_MAX_BODY_BYTES = 10 * 1024 * 1024
+WEBHOOK_TIMESTAMP_TOLERANCE = 5 * 60.0
+# Deliveries that arrive before their task id is known are held this long.
+WEBHOOK_EARLY_HOLD = 10 * 60.0
+WEBHOOK_EARLY_MAX = 10_000
+LISTEN_DEFAULT_PORT = 3000
+FORWARD_MAX_ATTEMPTS = 8
+FORWARD_BACKOFF_BASE = 0.5
+FORWARD_BACKOFF_CAP = 10.0
+FORWARD_TIMEOUT = 10.0
+# Dedupe keys (task id, status) and settled ids remembered; oldest forgotten first.
+WEBHOOK_DEDUPE_MAX = 100_000
+# Grace given to in-flight requests when the listener closes.
+WEBHOOK_SHUTDOWN_TIMEOUT = 1.0
+WEBHOOK_PROBE_NONCE_BYTES = 16
+WEBHOOK_PROBES_MAX = 1_000
+# An Abstrakt timestamp this large is in milliseconds (as seconds it would be year 33658).
+WEBHOOK_TIMESTAMP_MS_THRESHOLD = 1e12
+
+# --- Tunnels -----------------------------------------------------------------
+TUNNEL_START_TIMEOUT = 20.0
+TUNNEL_PROBE_TIMEOUT = 10.0
+# Timeout of each call to the ngrok agent's local API (create / delete the endpoint).
+TUNNEL_API_TIMEOUT = 4.0
+# pyngrok's own startup timeout is set this much above ours, so ours always decides.
+TUNNEL_STARTUP_MARGIN = 2.0
+# While abandoning a start, how often the agent process is killed again until pyngrok gives up.
+TUNNEL_KILL_POLL = 0.05
+
+# --- Batch -------------------------------------------------------------------
+BATCH_DEFAULT_CONCURRENCY = 8
+BATCH_PROGRESS_INTERVAL = 5.0
+
+# --- Sandbox -----------------------------------------------------------------
+SANDBOX_DEFAULT_PORT = 8080
+SANDBOX_DEFAULT_DURATION = 1.0
+SANDBOX_SYNC_CUTOFF = 55.0
+SANDBOX_WEBHOOK_TIMEOUT = 10.0
+# Video models run this many times longer than the sandbox's default duration.
+SANDBOX_VIDEO_DURATION_FACTOR = 2.0
+# A task moves from created/pending to processing after this fraction of its duration.
+SANDBOX_PROCESSING_FRACTION = 0.1
+# Webhook retry schedules: the delay before each attempt (first one immediate), scaled by
+# SandboxOptions.webhook_time_scale. Get3W's come from the seed pages; Abstrakt documents
+# none, so the sandbox picks a similar one.
+SANDBOX_RETRY_SCHEDULE_GET3W_V1 = (0.0, 2.0, 4.0, 8.0)
+SANDBOX_RETRY_SCHEDULE_GET3W_V3 = (0.0, 10.0, 30.0, 60.0)
+SANDBOX_RETRY_SCHEDULE_ABSTRAKT = (0.0, 5.0, 15.0, 30.0)
+# A scaled per-attempt webhook timeout never drops below this (a receiver needs a moment).
+SANDBOX_WEBHOOK_MIN_TIMEOUT = 1.0
+# Requests up to this size are accepted (the largest documented upload is 100 MB of video).
+SANDBOX_MAX_BODY_BYTES = 128 * 1024 * 1024
+# sandbox_output_bytes is capped here so a typo cannot make the sandbox build gigabytes.
+SANDBOX_MAX_OUTPUT_BYTES = 256 * 1024 * 1024
+SANDBOX_PNG_SIZE = 64  # generated outputs are SANDBOX_PNG_SIZE x SANDBOX_PNG_SIZE RGB
+# Handlers still running at close() (a long sync wait) get this long before they are cancelled.
+SANDBOX_SHUTDOWN_TIMEOUT = 1.0
+SANDBOX_BALANCE_USD = 42.5
+# Abstrakt's documented Pro tier (requests a minute), echoed in X-RateLimit-* headers.
+SANDBOX_RATELIMIT_LIMIT = 100
+SANDBOX_RATELIMIT_WINDOW = 60.0

@@ -1,0 +1,186 @@
+"""The g3w error tree: every failure the tool can report, with its exit code and a hint.
+
+    G3wError                       70 unless a subclass says otherwise
+    ├── UsageError                  2  bad flags or input; nothing was sent
+    ├── ConfigError                 3  missing key, bad config file
+    ├── ApiError                       an HTTP error answer from a provider
+    │   ├── AuthError               3  401, 403, insufficient balance / quota
+    │   ├── RejectedError           5  400, 404, 409, 422
+    │   └── TransientError          6  429 and 5xx that outlasted the retries
+    ├── NetworkError                6  connection trouble that outlasted the retries
+    │   └── SubmitUnknownError      6  a submit whose fate is unknown (never resubmitted)
+    ├── TaskFailedError             1  the provider reports failed / cancelled
+    ├── WaitTimeoutError            4  the wait ran out; the task may still run
+    ├── InterruptedByUser         130  Ctrl-C / SIGTERM
+    ├── WebhookSetupError           7  listener or tunnel could not be set up
+    │   ├── ListenerError
+    │   └── TunnelError
+    ├── DownloadError               8  completed, but an output could not be downloaded
+    └── BatchIncompleteError        9  some batch lines did not complete
+
+Only the CLI boundary turns these into messages and exit codes. Foreign exceptions
+(httpx, aiohttp, pyngrok) are translated into this tree by the module that owns them.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from get3w_cli.records import Task
+
+
+class ExitCode(IntEnum):
+    """The exit codes of CONTRACT.md section 3."""
+
+    OK = 0
+    TASK_FAILED = 1
+    USAGE = 2
+    CONFIG = 3
+    TIMEOUT = 4
+    REJECTED = 5
+    TRANSIENT = 6
+    WEBHOOK = 7
+    DOWNLOAD = 8
+    BATCH_INCOMPLETE = 9
+    INTERNAL = 70
+    INTERRUPTED = 130
+
+
+class G3wError(Exception):
+    """Base of every error g3w reports on purpose."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL
+    default_hint: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(G3wError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(G3wError):
+    exit_code = ExitCode.CONFIG
+
+
+class ApiError(G3wError):
+    """An error answer from a provider's API."""
+
+    exit_code = ExitCode.REJECTED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        details: Any = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.details = details
+
+
+class AuthError(ApiError):
+    exit_code = ExitCode.CONFIG
+    default_hint = "check the API key (g3w config set get3w.api_key ..., or GET3W_API_KEY / ABSTRAKT_API_KEY) and the account balance"
+
+
+class RejectedError(ApiError):
+    exit_code = ExitCode.REJECTED
+    default_hint = "check the model name and the inputs"
+
+
+class TransientError(ApiError):
+    exit_code = ExitCode.TRANSIENT
+    default_hint = "the provider is busy or failing; try again later"
+
+
+class NetworkError(G3wError):
+    exit_code = ExitCode.TRANSIENT
+    default_hint = "check the network connection and the base URL"
+
+
+class SubmitUnknownError(NetworkError):
+    """The submit request was sent but no answer came: a task may or may not exist."""
+
+    default_hint = (
+        "the task was not resubmitted, to avoid paying twice; check the provider's dashboard "
+        "or `g3w history` before trying again"
+    )
+
+
+class TaskFailedError(G3wError):
+    exit_code = ExitCode.TASK_FAILED
+
+    def __init__(self, task: Task, *, hint: str | None = None) -> None:
+        reason = task.error.message if task.error else task.status.value
+        super().__init__(f"task {task.id} {task.status.value}: {reason}", hint=hint)
+        self.task = task
+
+
+class WaitTimeoutError(G3wError):
+    exit_code = ExitCode.TIMEOUT
+
+    def __init__(self, task_id: str, *, cancelled: bool = False) -> None:
+        what = "cancelled it" if cancelled else "it may still be running"
+        super().__init__(
+            f"timed out waiting for task {task_id}; {what}",
+            hint=None if cancelled else f"resume with: g3w wait {task_id}",
+        )
+        self.task_id = task_id
+        self.cancelled = cancelled
+
+
+class InterruptedByUser(G3wError):
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str = "interrupted", *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+
+
+class WebhookSetupError(G3wError):
+    exit_code = ExitCode.WEBHOOK
+
+
+class ListenerError(WebhookSetupError):
+    default_hint = "choose another --listen-port / --port, or use --via poll"
+
+
+class TunnelError(WebhookSetupError):
+    """A tunnel could not be opened. ``kind`` classifies why, for tests and fallbacks."""
+
+    def __init__(self, message: str, *, kind: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
+
+
+class SignatureError(G3wError):
+    """A webhook delivery failed verification (answered 401, never fatal to a command)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class DownloadError(G3wError):
+    exit_code = ExitCode.DOWNLOAD
+    default_hint = "the output URLs are printed above; fetch them yourself or retry with g3w wait <id> -o DIR"
+
+    def __init__(self, message: str, *, urls: tuple[str, ...] = (), hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.urls = urls
+
+
+class BatchIncompleteError(G3wError):
+    exit_code = ExitCode.BATCH_INCOMPLETE

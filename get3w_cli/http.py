@@ -1,0 +1,395 @@
+"""The HTTP layer: one httpx client per command, the retry policy, and error translation.
+
+The only module that imports httpx. Provider adapters talk to their API through ``ApiClient``
+(which adds the Bearer key to its own base URL, and nowhere else); output files are fetched with
+``HttpSession.download``, which never sends a key. Every httpx exception is translated into the
+``get3w_cli.errors`` tree here.
+
+Retries: ``retry_delay`` is the whole policy (pure); ``HttpSession._retry`` is the one loop. A POST
+is retried only when the provider cannot have created anything (429, 503, a connection that never
+opened), so a task is never submitted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json as jsonlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from get3w_cli import __version__
+from get3w_cli.constants import (
+    DOWNLOAD_CHUNK_BYTES, DOWNLOAD_READ_TIMEOUT, ERROR_MESSAGE_MAX_CHARS, HTTP_CONNECT_TIMEOUT,
+    HTTP_POOL_LIMIT, HTTP_READ_TIMEOUT, RETRY_AFTER_MAX, RETRY_BACKOFF_BASE, RETRY_BACKOFF_CAP,
+    RETRY_BUDGET, RETRY_MAX_ATTEMPTS,
+)
+from get3w_cli.errors import (
+    ApiError, AuthError, ConfigError, DownloadError, NetworkError, RejectedError,
+    SubmitUnknownError, TransientError,
+)
+
+ErrorParser = Callable[[int, object, str], tuple[str | None, str, float | None]]
+"""(http_status, parsed_json_or_None, text) -> (provider code or None, message or "", retry_after)."""
+
+USER_AGENT = f"g3w/{__version__}"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+# Network-level failure kinds: "connect" = the request never left (safe to resend even a POST);
+# "lost" = it may have reached the server.
+CONNECT, LOST = "connect", "lost"
+_T = TypeVar("_T")
+_OUR_FAULT = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError, httpx.TooManyRedirects)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A 2xx answer. ``body`` is the parsed JSON or None; ``headers`` keys are lower-case."""
+
+    status: int
+    body: object
+    headers: Mapping[str, str]
+
+
+def retry_delay(
+    method: str,
+    attempt: int,
+    *,
+    status: int | None = None,
+    failure: str | None = None,
+    retry_after: float | None = None,
+    remaining: float = RETRY_BUDGET,
+    max_attempts: int = RETRY_MAX_ATTEMPTS,
+    rand: Callable[[], float] = random.random,
+) -> float | None:
+    """Seconds to wait before attempt ``attempt + 1``, or None to stop and raise.
+
+    ``status`` is the HTTP status of an error answer, ``failure`` the network failure kind
+    (CONNECT or LOST); ``retry_after`` the provider's advice; ``remaining`` the time budget left.
+    """
+    idempotent = method.upper() in IDEMPOTENT_METHODS
+    if failure is not None:
+        retryable = failure == CONNECT or idempotent
+    elif status is not None:
+        retryable = status in (429, 503) or (status >= 500 and idempotent)
+    else:
+        retryable = False
+    if not retryable or attempt >= max_attempts:
+        return None
+    if retry_after is not None:
+        wait = max(0.0, retry_after)
+        if wait > RETRY_AFTER_MAX:
+            return None
+    else:
+        ceiling = min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2 ** min(attempt - 1, 32))
+        wait = rand() * ceiling  # full jitter: spreads out clients that failed together
+    return wait if wait <= remaining else None
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header (delta-seconds or HTTP-date) as seconds from now, or None."""
+    if not value or not value.strip():
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    retry_after: float | None = None,
+    details: Any = None,
+) -> ApiError:
+    """The ApiError subclass for an HTTP (or v3 envelope) status: 401/402/403 auth, 429/5xx transient."""
+    hint = None
+    if status in (401, 402, 403):
+        cls: type[ApiError] = AuthError
+    elif status == 429 or status >= 500:
+        cls = TransientError
+    else:
+        cls = RejectedError
+        if 300 <= status < 400:
+            hint = "the API answered with a redirect; check the base URL"
+    return cls(message, status=status, code=code, retry_after=retry_after, details=details, hint=hint)
+
+
+@dataclass
+class _Failure:
+    """One failed attempt: what to raise if we stop, and what the retry policy needs to know."""
+
+    error: Exception
+    status: int | None = None
+    failure: str | None = None
+    retry_after: float | None = None
+    cause: BaseException | None = None
+
+
+class HttpSession:
+    """One httpx.AsyncClient per command; use as ``async with HttpSession() as http``."""
+
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry_budget: float = RETRY_BUDGET,
+        max_attempts: int = RETRY_MAX_ATTEMPTS,
+    ) -> None:
+        self._sleep = sleep
+        self._transport = transport
+        self._budget = retry_budget
+        self._max_attempts = max_attempts
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> HttpSession:
+        self._client = httpx.AsyncClient(
+            headers={"User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(HTTP_READ_TIMEOUT, connect=HTTP_CONNECT_TIMEOUT),
+            limits=httpx.Limits(max_connections=HTTP_POOL_LIMIT),
+            follow_redirects=False,
+            transport=self._transport,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError("HttpSession used outside `async with`")
+        return self._client
+
+    def api(self, base_url: str, api_key: str | None, *, errors: ErrorParser) -> ApiClient:
+        """A client for one provider API; the key is sent only to ``base_url``."""
+        parts = urlsplit(base_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"invalid base URL {base_url!r}", hint="use e.g. https://api.get3w.com")
+        if api_key is not None and not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
+            raise ConfigError("the API key contains spaces or invalid characters")
+        return ApiClient(base_url.strip().rstrip("/"), self, api_key or None, errors)
+
+    async def download(
+        self, url: str, dest: Path, *, on_progress: Callable[[int, int | None], None] | None = None
+    ) -> str:
+        """Stream ``url`` into ``dest`` (no key, redirects followed); return its Content-Type.
+
+        Raises DownloadError; a partly written ``dest`` is removed first.
+        """
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise DownloadError(f"cannot download {url!r}: not an http(s) URL", urls=(url,))
+        try:
+            return await self._retry("GET", lambda: self._download_once(url, dest, on_progress))
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+
+    async def _retry(self, method: str, once: Callable[[], Awaitable[_T | _Failure]]) -> _T:
+        """Run ``once`` until it succeeds or ``retry_delay`` says stop (attempts and time budget)."""
+        started, slept, attempt = time.monotonic(), 0.0, 0
+        while True:
+            attempt += 1
+            outcome = await once()
+            if not isinstance(outcome, _Failure):
+                return outcome
+            # An injected sleep may not pass real time; count what we asked to sleep as spent.
+            spent = max(time.monotonic() - started, slept)
+            delay = retry_delay(
+                method, attempt, status=outcome.status, failure=outcome.failure,
+                retry_after=outcome.retry_after, remaining=self._budget - spent,
+                max_attempts=self._max_attempts,
+            )
+            if delay is None:
+                raise outcome.error from outcome.cause
+            await self._sleep(delay)
+            slept += delay
+
+    async def _request_once(
+        self, method: str, url: str, errors: ErrorParser, headers: dict[str, str], options: dict[str, Any]
+    ) -> Reply | _Failure:
+        try:
+            response = await self._http.request(method, url, headers=headers, **options)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return _network_failure(method, url, exc)
+        body = _json_or_none(response.content)
+        if 200 <= response.status_code < 300:
+            return Reply(response.status_code, body, {k.lower(): v for k, v in response.headers.items()})
+        code, message, body_retry = errors(response.status_code, body, response.text)
+        if body_retry is not None:
+            retry_after: float | None = body_retry
+        else:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if not _one_line(message) and body is None:
+            message = _one_line(response.text)  # a short plain-text answer; HTML pages give ""
+        message = _one_line(message) or response.reason_phrase or "error"
+        error = error_for_status(
+            response.status_code, f"HTTP {response.status_code} from {_host(url)}: {message}",
+            code=code, retry_after=retry_after, details=body,
+        )
+        return _Failure(error, status=response.status_code, retry_after=retry_after)
+
+    async def _download_once(
+        self, url: str, dest: Path, on_progress: Callable[[int, int | None], None] | None
+    ) -> str | _Failure:
+        timeout = httpx.Timeout(DOWNLOAD_READ_TIMEOUT, connect=HTTP_CONNECT_TIMEOUT)
+        try:
+            async with self._http.stream("GET", url, follow_redirects=True, timeout=timeout) as response:
+                if not 200 <= response.status_code < 300:
+                    status = response.status_code
+                    error = DownloadError(
+                        f"download of {_short(url)} failed: HTTP {status} {response.reason_phrase}", urls=(url,)
+                    )
+                    advice = parse_retry_after(response.headers.get("retry-after"))
+                    return _Failure(error, status=status, retry_after=advice)
+                total = _content_length(response.headers.get("content-length"))
+                done = 0
+                with dest.open("wb") as out:
+                    async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK_BYTES):
+                        out.write(chunk)
+                        done += len(chunk)
+                        if on_progress is not None:
+                            on_progress(done, total)
+                return response.headers.get("content-type", "")
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            error = DownloadError(f"download of {_short(url)} failed: {_describe(exc)}", urls=(url,))
+            return _Failure(error, failure=_failure_kind(exc), cause=exc)
+        except OSError as exc:
+            raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}", urls=(url,)) from exc
+
+
+@dataclass(eq=False)
+class ApiClient:
+    """Requests to one provider API: ``base_url + path``, with ``Authorization: Bearer <key>``."""
+
+    base_url: str
+    _session: HttpSession = field(repr=False)
+    _api_key: str | None = field(repr=False)
+    _errors: ErrorParser = field(repr=False)
+
+    async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Reply:
+        return await self._send("GET", path, {"params": dict(params or {})})
+
+    async def delete(self, path: str) -> Reply:
+        return await self._send("DELETE", path, {})
+
+    async def post(
+        self,
+        path: str,
+        *,
+        json: object = None,
+        params: Mapping[str, str] | None = None,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
+        read_timeout: float | None = None,
+    ) -> Reply:
+        options: dict[str, Any] = {"params": dict(params or {})}
+        if files is not None:
+            options["files"] = dict(files)
+        elif json is not None:
+            options["json"] = json
+        if read_timeout is not None:
+            options["timeout"] = httpx.Timeout(read_timeout, connect=HTTP_CONNECT_TIMEOUT)
+        return await self._send("POST", path, options)
+
+    async def _send(self, method: str, path: str, options: dict[str, Any]) -> Reply:
+        # Paths are appended raw: Abstrakt model ids keep their slashes; adapters quote the rest.
+        url = self.base_url + (path if path.startswith("/") else "/" + path)
+        headers = {"Accept": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        session = self._session
+        return await session._retry(
+            method, lambda: session._request_once(method, url, self._errors, headers, options)
+        )
+
+
+def _network_failure(method: str, url: str, exc: Exception) -> _Failure:
+    kind = _failure_kind(exc)
+    where = f"{method} {_short(url)}"
+    if method == "POST" and kind == LOST:
+        error: Exception = SubmitUnknownError(
+            f"no answer to {where} ({_describe(exc)}); the request may have been received"
+        )
+    else:
+        error = NetworkError(f"{where} failed: {_describe(exc)}")
+    return _Failure(error, failure=kind, cause=exc)
+
+
+def _failure_kind(exc: Exception) -> str | None:
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return CONNECT
+    if isinstance(exc, _OUR_FAULT):
+        return None  # our own request is at fault: retrying cannot help
+    return LOST
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "timed out connecting"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out waiting for the answer"
+    if isinstance(exc, httpx.LocalProtocolError):
+        return "the request could not be sent"  # its text may quote header values
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed the connection"
+    return _one_line(str(exc)) or type(exc).__name__
+
+
+def _json_or_none(content: bytes) -> object:
+    if not content.strip():
+        return None
+    try:
+        return jsonlib.loads(content)
+    except ValueError:
+        return None
+
+
+def _one_line(text: object) -> str:
+    """A short single line, or "" for empty text and markup (HTML error pages)."""
+    if not isinstance(text, str):
+        return ""
+    line = " ".join(text.split())
+    if not line or line.startswith("<"):
+        return ""
+    if len(line) > ERROR_MESSAGE_MAX_CHARS:
+        return line[: ERROR_MESSAGE_MAX_CHARS - 1] + "…"
+    return line
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+def _short(url: str) -> str:
+    """``url`` without query or fragment, which may carry signed tokens."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _content_length(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,194 @@
+"""The local SQLite journal: every submitted task (and batch line), written before any wait.
+
+The journal is what lets ``g3w wait/get/cancel ID`` find a task's provider from its id alone,
+and what ``batch --resume`` trusts to never submit a line twice. WAL mode: a killed process
+loses nothing that was committed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from get3w_cli.errors import ConfigError
+from get3w_cli.records import Task
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    api TEXT NOT NULL,
+    model TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    input TEXT NOT NULL,
+    status TEXT NOT NULL,
+    record TEXT,
+    batch TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
+CREATE TABLE IF NOT EXISTS batches (
+    name TEXT PRIMARY KEY,
+    source TEXT,
+    total INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_lines (
+    batch TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    task_id TEXT,
+    record TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (batch, line)
+);
+"""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: str
+    provider: str
+    api: str
+    model: str
+    base_url: str
+    input: dict[str, Any]
+    status: str
+    record: dict[str, Any] | None
+    batch: str | None
+    created_at: float
+
+
+class Journal:
+    """Tasks and batches on disk. ``path=None`` keeps nothing (``--no-history``)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot open the journal {path}: {exc}", hint="set G3W_HOME to a writable folder, or use --no-history"
+            ) from exc
+
+    @property
+    def enabled(self) -> bool:
+        return self._db is not None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor | None:
+        if self._db is None:
+            return None
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"journal error: {exc}", hint="use --no-history to run without the journal") from exc
+
+    def task_submitted(self, task: Task, *, base_url: str, input: Mapping[str, Any], batch: str | None = None) -> None:
+        """Record a task the provider accepted; call before waiting for it."""
+        now = time.time()
+        self._exec(
+            "INSERT OR REPLACE INTO tasks (id, provider, api, model, base_url, input, status, record, batch,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+            (task.id, task.provider, task.api, task.model, base_url, json.dumps(dict(input)),
+             task.status.value, batch, now, now),
+        )
+
+    def task_updated(self, task_id: str, status: str, record: Mapping[str, Any] | None = None) -> None:
+        self._exec(
+            "UPDATE tasks SET status = ?, record = COALESCE(?, record), updated_at = ? WHERE id = ?",
+            (status, None if record is None else json.dumps(record), time.time(), task_id),
+        )
+
+    def find(self, task_id: str) -> JournalEntry | None:
+        cur = self._exec("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        row = cur.fetchone() if cur else None
+        return None if row is None else _entry(row)
+
+    def tasks(self, *, limit: int = 20, status: str | None = None, batch: str | None = None) -> list[JournalEntry]:
+        sql, args = "SELECT * FROM tasks", []
+        where = []
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if batch:
+            where.append("batch = ?")
+            args.append(batch)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        cur = self._exec(sql, (*args, limit))
+        return [_entry(row) for row in cur.fetchall()] if cur else []
+
+    # --- batches (used by batch) ---------------------------------------------------------
+
+    def batch_open(self, name: str, *, source: str, total: int | None) -> bool:
+        """Create the batch if new; return True when it already existed."""
+        now = time.time()
+        cur = self._exec("SELECT name FROM batches WHERE name = ?", (name,))
+        existed = bool(cur and cur.fetchone())
+        if existed:
+            self._exec("UPDATE batches SET updated_at = ?, total = COALESCE(?, total) WHERE name = ?", (now, total, name))
+        else:
+            self._exec(
+                "INSERT INTO batches (name, source, total, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                (name, source, total, now, now),
+            )
+        return existed
+
+    def batch_reset(self, name: str) -> None:
+        self._exec("DELETE FROM batch_lines WHERE batch = ?", (name,))
+
+    def line_state(self, name: str, line: int, *, key: str, state: str, task_id: str | None = None,
+                   record: Mapping[str, Any] | None = None) -> None:
+        self._exec(
+            "INSERT INTO batch_lines (batch, line, key, state, task_id, record, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (batch, line) DO UPDATE SET state = excluded.state,"
+            " task_id = COALESCE(excluded.task_id, batch_lines.task_id),"
+            " record = COALESCE(excluded.record, batch_lines.record), updated_at = excluded.updated_at",
+            (name, line, key, state, task_id, None if record is None else json.dumps(record), time.time()),
+        )
+
+    def batch_lines(self, name: str) -> Iterator[tuple[int, str, str, str | None, dict[str, Any] | None]]:
+        """Yield (line, key, state, task_id, record) for every journalled line of a batch."""
+        cur = self._exec("SELECT line, key, state, task_id, record FROM batch_lines WHERE batch = ? ORDER BY line", (name,))
+        for line, key, state, task_id, record in cur or ():
+            yield line, key, state, task_id, (json.loads(record) if record else None)
+
+    def batches(self, *, limit: int = 20) -> list[dict[str, Any]]:
+        cur = self._exec(
+            "SELECT b.name, b.source, b.total, b.created_at, b.updated_at,"
+            " SUM(l.state = 'done'), SUM(l.state = 'failed'), SUM(l.state IN ('submitting', 'submitted', 'unknown'))"
+            " FROM batches b LEFT JOIN batch_lines l ON l.batch = b.name GROUP BY b.name"
+            " ORDER BY b.updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        keys = ("name", "source", "total", "created_at", "updated_at", "done", "failed", "open")
+        return [dict(zip(keys, row)) for row in cur.fetchall()] if cur else []
+
+
+def _entry(row: tuple[Any, ...]) -> JournalEntry:
+    (task_id, provider, api, model, base_url, input_json, status, record, batch, created_at, _updated) = row
+    return JournalEntry(
+        id=task_id, provider=provider, api=api, model=model, base_url=base_url,
+        input=json.loads(input_json), status=status,
+        record=json.loads(record) if record else None, batch=batch, created_at=created_at,
+    )

@@ -1,0 +1,134 @@
+"""Pure parsers from provider JSON (poll answers and webhook payloads) to ``Task`` records.
+
+Shared by the provider adapters (poll, submit, sync answers) and the webhook receivers
+(callback payloads), which must agree on what a payload means. Lenient by design: unknown
+fields stay in ``raw``; missing optional ones become ``None``; only a missing id is an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from get3w_cli.records import Status, Task, TaskError, normalize_status
+
+GET3W = "get3w"
+ABSTRAKT = "abstrakt"
+
+
+class PayloadError(ValueError):
+    """The JSON does not describe a task (no id, or not an object)."""
+
+
+def _str_or_none(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _number_or_none(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _error(code: object, message: object) -> TaskError | None:
+    if isinstance(message, Mapping):
+        return _error(message.get("code", code), message.get("message") or message.get("error"))
+    if message in (None, "") and code in (None, ""):
+        return None
+    return TaskError(code=_str_or_none(code), message=str(message or code))
+
+
+def get3w_task(obj: object, *, api: str, model: str | None = None) -> Task:
+    """Parse a Get3W task object (v1 bare object, v3 ``data``, or either webhook body)."""
+    if not isinstance(obj, Mapping) or not obj.get("id"):
+        raise PayloadError("not a Get3W task object (no id)")
+    status = normalize_status(obj.get("status"))
+    outputs = obj.get("outputs") or []
+    error = _error(obj.get("code"), obj.get("error")) if status is not Status.COMPLETED else None
+    if status is Status.FAILED and error is None:
+        error = TaskError(code=None, message="the provider reported the task as failed")
+    return Task(
+        id=str(obj["id"]),
+        provider=GET3W,
+        api=api,
+        model=_str_or_none(obj.get("model")) or model or "",
+        status=status,
+        outputs=tuple(str(u) for u in outputs if isinstance(u, str)),
+        error=error,
+        created_at=_str_or_none(obj.get("created_at")),
+        completed_at=_str_or_none(obj.get("completed_at")),
+        estimated_duration=_number_or_none(obj.get("estimated_duration")),
+        raw=dict(obj),
+    )
+
+
+def _abstrakt_outputs(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    container = obj.get("output") or obj.get("result") or {}
+    items = container.get("items") if isinstance(container, Mapping) else container
+    urls: list[str] = []
+    for item in items or []:
+        if isinstance(item, Mapping) and isinstance(item.get("url"), str):
+            urls.append(item["url"])
+        elif isinstance(item, str):
+            urls.append(item)
+    return tuple(urls)
+
+
+def abstrakt_job(obj: object, *, model: str | None = None) -> Task:
+    """Parse an Abstrakt job (run answer, job GET, flat webhook, or the older event envelope)."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("data"), Mapping) and "event" in obj:
+        obj = obj["data"]
+    if not isinstance(obj, Mapping):
+        raise PayloadError("not an Abstrakt job object")
+    job_id = obj.get("job_id") or obj.get("request_id") or obj.get("id")
+    if not job_id:
+        raise PayloadError("not an Abstrakt job object (no job_id)")
+    status = normalize_status(obj.get("status"))
+    error = _error(None, obj.get("error")) if status is not Status.COMPLETED else None
+    if status is Status.FAILED and error is None:
+        error = TaskError(code=None, message="the provider reported the job as failed")
+    return Task(
+        id=str(job_id),
+        provider=ABSTRAKT,
+        api="v1",
+        model=_str_or_none(obj.get("model_id") or obj.get("model")) or model or "",
+        status=status,
+        outputs=_abstrakt_outputs(obj),
+        error=error,
+        created_at=_str_or_none(obj.get("created_at")),
+        completed_at=_str_or_none(obj.get("completed_at")),
+        estimated_duration=_number_or_none(obj.get("estimated_duration")),
+        raw=dict(obj),
+    )
+
+
+def infer_provider(headers: Mapping[str, str], payload: object) -> str | None:
+    """Guess which provider sent a webhook, from its signature headers, else its shape."""
+    lower = {k.lower() for k in headers}
+    if "x-abstrakt-signature" in lower or "x-abstrakt-timestamp" in lower:
+        return ABSTRAKT
+    if "x-get3w-signature" in lower:
+        return GET3W
+    if isinstance(payload, Mapping):
+        if "job_id" in payload or ("event" in payload and "data" in payload):
+            return ABSTRAKT
+        if "id" in payload and "status" in payload:
+            return GET3W
+    return None
+
+
+def callback_task(payload: object, *, provider: str, api: str | None = None) -> Task:
+    """Parse a webhook payload from ``provider``; ``api`` is the Get3W API when known."""
+    if provider == ABSTRAKT:
+        return abstrakt_job(payload)
+    if api is None:
+        # v1 model ids have three segments (provider/model/task), v3 two (owner/name).
+        model = payload.get("model") if isinstance(payload, Mapping) else None
+        api = "v1" if isinstance(model, str) and model.count("/") >= 2 else "v3"
+    return get3w_task(payload, api=api)

@@ -1,0 +1,107 @@
+"""Typed records shared by every layer: task status, the task snapshot, the task record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Mapping
+
+
+class Status(str, Enum):
+    """The contract's status vocabulary (CONTRACT.md section 1)."""
+
+    CREATED = "created"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+
+_STATUS_WORDS = {
+    "created": Status.CREATED,
+    "pending": Status.CREATED,
+    "queued": Status.CREATED,
+    "processing": Status.PROCESSING,
+    "running": Status.PROCESSING,
+    "completed": Status.COMPLETED,
+    "succeeded": Status.COMPLETED,
+    "success": Status.COMPLETED,
+    "failed": Status.FAILED,
+    "error": Status.FAILED,
+    "cancelled": Status.CANCELLED,
+    "canceled": Status.CANCELLED,
+    "deleted": Status.CANCELLED,
+}
+
+
+def normalize_status(word: object) -> Status:
+    """Map a provider's status word onto the vocabulary; unknown words count as processing."""
+    if isinstance(word, str):
+        return _STATUS_WORDS.get(word.strip().lower(), Status.PROCESSING)
+    return Status.PROCESSING
+
+
+@dataclass(frozen=True)
+class TaskError:
+    code: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One provider's view of a task, parsed from its JSON (the JSON itself is in ``raw``)."""
+
+    id: str
+    provider: str
+    api: str
+    model: str
+    status: Status
+    outputs: tuple[str, ...] = ()
+    error: TaskError | None = None
+    created_at: str | None = None
+    completed_at: str | None = None
+    estimated_duration: float | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def record(
+        self,
+        *,
+        input: Mapping[str, Any] | None = None,
+        via: str | None = None,
+        files: list[str] | None = None,
+        elapsed_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Return the contract's task record (CONTRACT.md section 4)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "provider": self.provider,
+            "api": self.api,
+            "model": self.model,
+            "status": self.status.value,
+            "outputs": list(self.outputs),
+        }
+        if files is not None:
+            out["files"] = files
+        out.update(
+            error=self.error.as_dict() if self.error else None,
+            via=via,
+            input=dict(input or {}),
+            created_at=self.created_at,
+            completed_at=self.completed_at,
+            elapsed_s=None if elapsed_s is None else round(elapsed_s, 3),
+            raw=dict(self.raw),
+        )
+        return out
+
+
+def utc_now_iso() -> str:
+    """Now, as the ISO-8601 UTC string the task record uses."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,21 @@
+"""The sandbox's knobs (``SandboxOptions``), read live: tests may change them between requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from get3w_cli.constants import SANDBOX_DEFAULT_DURATION, SANDBOX_SYNC_CUTOFF
+
+
+@dataclass
+class SandboxOptions:
+    """How the sandbox behaves; every field may be changed while it runs."""
+
+    duration: float = SANDBOX_DEFAULT_DURATION
+    webhook_secret: str | None = None
+    abstrakt_sign_body_only: bool = False
+    webhook_time_scale: float = 1.0
+    webhook_duplicates: int = 0
+    sync_cutoff: float = SANDBOX_SYNC_CUTOFF
+    max_concurrent: int | None = None
+    retry_after: float = 1.0

@@ -1,0 +1,251 @@
+"""The local webhook listener (an aiohttp server) and the end-to-end reachability probe.
+
+The callback URL carries an unguessable token; anything without it gets 404 and changes
+nothing. The handler only checks and queues (answering at once); the waiter behind the
+``Inbox`` does the slow work (confirming unverified deliveries with a GET, downloading).
+This module and the sandbox are the only places that import aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Awaitable, Callable, Mapping
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+from get3w_cli.constants import (
+    TUNNEL_PROBE_TIMEOUT,
+    WEBHOOK_MAX_BODY_BYTES,
+    WEBHOOK_PROBE_NONCE_BYTES,
+    WEBHOOK_PROBES_MAX,
+    WEBHOOK_SHUTDOWN_TIMEOUT,
+    WEBHOOK_TOKEN_BYTES,
+)
+from get3w_cli.errors import ListenerError, TunnelError
+from get3w_cli.payloads import PayloadError, callback_task, infer_provider
+from get3w_cli.webhooks.inbox import Delivery, Inbox
+from get3w_cli.webhooks.signatures import verify_delivery
+
+log = logging.getLogger("g3w.webhooks")
+
+PROBE_SEGMENT = "_probe"
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class ListenerStats:
+    """Counters of what the listener did with requests that carried the token."""
+
+    received: int = 0  # POSTs at the token path, before any check
+    accepted: int = 0  # queued in the inbox
+    duplicates: int = 0  # acknowledged, not queued
+    rejected_signature: int = 0  # 401
+    rejected_other: int = 0  # 400, 405, 413, 422, 500
+
+
+def _reply(status: int, **body: object) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+class CallbackListener:
+    """An ephemeral webhook receiver at ``http://host:port/<token>`` feeding an ``Inbox``."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        secrets: Mapping[str, str] | None = None,  # provider -> webhook secret
+        token: str | None = None,
+        provider_hint: str | None = None,
+    ) -> None:
+        self.inbox = inbox
+        self.host = host
+        self.port = port
+        self.token = token if token is not None else _new_token()
+        self.provider_hint = provider_hint
+        self.stats = ListenerStats()
+        self.probes: set[str] = set()
+        self._secrets = {k: v for k, v in (secrets or {}).items() if v}
+        self._runner: web.AppRunner | None = None
+
+    def __repr__(self) -> str:  # the token is a credential: keep it out of logs
+        return f"<CallbackListener {self.host}:{self.port}>"
+
+    @property
+    def local_url(self) -> str:
+        """The callback URL on this machine (token included)."""
+        return self.callback_url()
+
+    def callback_url(self, public_base: str | None = None) -> str:
+        """Return ``(public_base or the local base) + "/" + token``."""
+        base = public_base.rstrip("/") if public_base else f"http://{_url_host(self.host)}:{self.port}"
+        return f"{base}/{self.token}"
+
+    async def start(self) -> None:
+        """Bind and serve.
+
+        Raises:
+            ListenerError: the address cannot be bound (port taken, bad host, ...).
+        """
+        if self._runner is not None:
+            return
+        app = web.Application(client_max_size=WEBHOOK_MAX_BODY_BYTES, middlewares=[self._guard])
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=WEBHOOK_SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except (OSError, OverflowError, ValueError) as exc:
+            await runner.cleanup()
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ListenerError(f"cannot listen on {self.host}:{self.port}: {reason}") from exc
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        log.debug("webhook listener on %s:%s", self.host, self.port)
+
+    async def close(self) -> None:
+        """Stop serving and free the port (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> CallbackListener:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        # Whatever goes wrong, the sender gets a status line, never a traceback.
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the catch-all the contract asks for
+            self.stats.rejected_other += 1
+            log.error("webhook handler failed: %s: %s", type(exc).__name__, exc)
+            log.debug("webhook handler traceback", exc_info=exc)
+            return _reply(500, error="internal error")
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        rest = self._after_token(request.path)
+        if rest is None:
+            return _reply(404, error="not found")
+        probe = rest.split("/")
+        if request.method == "GET" and len(probe) == 2 and probe[0] == PROBE_SEGMENT and probe[1]:
+            return self._probe(probe[1])
+        if request.method != "POST":
+            self.stats.rejected_other += 1
+            return web.json_response({"error": "method not allowed"}, status=405, headers={"Allow": "POST"})
+        self.stats.received += 1
+        return await self._delivery(request)
+
+    def _after_token(self, path: str) -> str | None:
+        """The path after ``/<token>`` ("" for none), or None when the token is wrong."""
+        first, _, rest = path.lstrip("/").partition("/")
+        if not hmac.compare_digest(first.encode("utf-8", "replace"), self.token.encode("utf-8")):
+            return None
+        return rest
+
+    def _probe(self, nonce: str) -> web.Response:
+        if len(self.probes) >= WEBHOOK_PROBES_MAX:
+            self.probes.clear()
+        self.probes.add(nonce)
+        return web.Response(text=nonce)
+
+    async def _delivery(self, request: web.Request) -> web.Response:
+        if (request.content_length or 0) > WEBHOOK_MAX_BODY_BYTES:
+            return self._reject(413, "body too large")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(413, "body too large")
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            return self._reject(400, "body is not JSON")
+        if not isinstance(payload, dict):
+            return self._reject(400, "body is not a JSON object")
+        headers = dict(request.headers)
+        provider = infer_provider(headers, {}) or self.provider_hint or infer_provider(headers, payload)
+        secret = self._secrets.get(provider) if provider else None
+        verified = bool(secret) and verify_delivery(provider or "", secret or "", headers, body)
+        if secret and not verified:
+            self.stats.rejected_signature += 1
+            log.warning("webhook rejected: bad or missing %s signature", provider)
+            return _reply(401, error="invalid signature")
+        try:
+            task = callback_task(payload, provider=provider) if provider else None
+        except PayloadError:
+            task = None
+        if task is None:
+            return self._reject(422, "not a task payload")
+        delivery = Delivery(time.time(), provider, task, verified, headers, body, payload)
+        if not self.inbox.put(delivery):
+            self.stats.duplicates += 1
+            return _reply(200, received=True, duplicate=True)
+        self.stats.accepted += 1
+        return _reply(200, received=True)
+
+    def _reject(self, status: int, reason: str) -> web.Response:
+        self.stats.rejected_other += 1
+        log.warning("webhook rejected (%s): %s", status, reason)
+        return _reply(status, error=reason)
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(WEBHOOK_TOKEN_BYTES)
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+async def check_reachable(
+    public_url: str, listener: CallbackListener, *, timeout: float = TUNNEL_PROBE_TIMEOUT
+) -> None:
+    """Send one GET through ``public_url`` and check that ``listener`` received it.
+
+    Raises:
+        TunnelError: kind "unreachable", when the probe does not arrive.
+    """
+    nonce = secrets.token_urlsafe(WEBHOOK_PROBE_NONCE_BYTES)
+    url = f"{listener.callback_url(public_url)}/{PROBE_SEGMENT}/{nonce}"
+    # ngrok's free tier shows browsers an interstitial page unless asked not to.
+    headers = {"ngrok-skip-browser-warning": "1"}
+    status, detail = None, ""
+    try:
+        async with ClientSession(timeout=ClientTimeout(total=timeout)) as session:
+            async with session.get(url, headers=headers, allow_redirects=False) as response:
+                status = response.status
+                detail = (await response.text())[:200]
+    except (ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+    if status == 200 and detail == nonce and nonce in listener.probes:
+        return
+    got = f"HTTP {status}" if status is not None else detail
+    raise TunnelError(
+        f"a test request to {public_url} did not reach the local listener ({got})",
+        kind="unreachable",
+        hint="check that the tunnel or --public-url forwards to this machine's listener, or use --via poll",
+    )

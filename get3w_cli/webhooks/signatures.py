@@ -1,0 +1,130 @@
+"""Pure HMAC-SHA256 signing and verification of webhook deliveries (CONTRACT.md section 5).
+
+Get3W signs the raw body (``X-Get3W-Signature``). Abstrakt's docs show two schemes, so both
+are accepted: ``<X-Abstrakt-Timestamp>.<raw body>`` and the raw body alone
+(``X-Abstrakt-Signature``). Signatures are lower-case hex; a ``sha256=`` prefix and
+upper-case hex are tolerated. Every comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from typing import Mapping
+
+from get3w_cli.constants import WEBHOOK_TIMESTAMP_MS_THRESHOLD, WEBHOOK_TIMESTAMP_TOLERANCE
+from get3w_cli.payloads import ABSTRAKT, GET3W
+
+GET3W_SIGNATURE_HEADER = "X-Get3W-Signature"
+ABSTRAKT_SIGNATURE_HEADER = "X-Abstrakt-Signature"
+ABSTRAKT_TIMESTAMP_HEADER = "X-Abstrakt-Timestamp"
+
+_PREFIX = "sha256="
+
+
+def _mac(secret: str, data: bytes) -> str:
+    return hmac.new(secret.encode("utf-8"), data, hashlib.sha256).hexdigest()
+
+
+def _normalize(signature: str) -> bytes:
+    sig = signature.strip()
+    if sig[: len(_PREFIX)].lower() == _PREFIX:
+        sig = sig[len(_PREFIX) :]
+    return sig.lower().encode("utf-8", "replace")
+
+
+def _matches(expected_hex: str, signature: str) -> bool:
+    return hmac.compare_digest(expected_hex.encode("ascii"), _normalize(signature))
+
+
+def sign_get3w(secret: str, body: bytes) -> str:
+    """Return the ``X-Get3W-Signature`` value for ``body``."""
+    return _mac(secret, body)
+
+
+def sign_abstrakt(secret: str, body: bytes, timestamp: str | int | float) -> str:
+    """Return the ``X-Abstrakt-Signature`` value for ``body`` sent at ``timestamp``."""
+    return _mac(secret, f"{timestamp}.".encode("utf-8") + body)
+
+
+def verify_get3w(secret: str, body: bytes, signature: str | None) -> bool:
+    """Check a Get3W signature: hex HMAC-SHA256 of the raw body."""
+    if not secret or not signature:
+        return False
+    return _matches(_mac(secret, body), signature)
+
+
+def _timestamp_seconds(timestamp: str) -> float | None:
+    try:
+        value = float(timestamp.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    return value / 1000.0 if abs(value) >= WEBHOOK_TIMESTAMP_MS_THRESHOLD else value
+
+
+def verify_abstrakt(
+    secret: str,
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    *,
+    now: float | None = None,
+    tolerance: float = WEBHOOK_TIMESTAMP_TOLERANCE,
+) -> bool:
+    """Check an Abstrakt signature over ``<timestamp>.<body>`` or over the body alone.
+
+    A timestamp further than ``tolerance`` seconds from ``now`` (either way) fails even when
+    the MAC matches, so that an old delivery cannot be replayed with its own headers.
+    """
+    if not secret or not signature:
+        return False
+    if timestamp is not None and timestamp.strip():
+        seconds = _timestamp_seconds(timestamp)
+        current = time.time() if now is None else now
+        if seconds is None or abs(current - seconds) > tolerance:
+            return False
+        if _matches(sign_abstrakt(secret, body, timestamp.strip()), signature):
+            return True
+    return _matches(_mac(secret, body), signature)
+
+
+def verify_delivery(
+    provider: str,
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+) -> bool:
+    """Check a delivery's signature headers (names compared case-insensitively)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    if provider == GET3W:
+        return verify_get3w(secret, body, lower.get(GET3W_SIGNATURE_HEADER.lower()))
+    if provider == ABSTRAKT:
+        return verify_abstrakt(
+            secret,
+            body,
+            lower.get(ABSTRAKT_SIGNATURE_HEADER.lower()),
+            lower.get(ABSTRAKT_TIMESTAMP_HEADER.lower()),
+            now=now,
+        )
+    return False
+
+
+def signature_headers(
+    provider: str, secret: str, body: bytes, *, now: float | None = None
+) -> dict[str, str]:
+    """Return the headers a provider would sign ``body`` with (for the sandbox and replays)."""
+    if provider == GET3W:
+        return {GET3W_SIGNATURE_HEADER: sign_get3w(secret, body)}
+    if provider == ABSTRAKT:
+        stamp = str(int(time.time() if now is None else now))
+        return {
+            ABSTRAKT_TIMESTAMP_HEADER: stamp,
+            ABSTRAKT_SIGNATURE_HEADER: sign_abstrakt(secret, body, stamp),
+        }
+    raise ValueError(f"unknown provider: {provider!r}")

@@ -1,0 +1,95 @@
+"""Shared fixtures: an isolated environment, a sandbox serving in a thread, and CLI runners."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ENV_PREFIXES = ("G3W_", "GET3W_", "ABSTRAKT_", "NGROK_")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No real config, keys or journal leak in or out of a test."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIXES) or name == "NO_COLOR":
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".state"))
+    monkeypatch.setenv("G3W_HOME", str(tmp_path / "g3w-home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    return tmp_path
+
+
+class ThreadedSandbox:
+    """A sandbox serving from its own event loop in a thread, for CLI runs in the main thread."""
+
+    def __init__(self, **options: Any) -> None:
+        from get3w_cli.sandbox import Sandbox, SandboxOptions
+
+        self.loop = asyncio.new_event_loop()
+        self.sandbox = Sandbox(SandboxOptions(**options))
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ThreadedSandbox:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.sandbox.start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.sandbox.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    @property
+    def base_url(self) -> str:
+        return self.sandbox.base_url
+
+    def call(self, coro: Any, timeout: float = 10) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[ThreadedSandbox]:
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
+        yield sb
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def g3w(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 60) -> Result:
+    """Run the real console entry point in a subprocess (stdout and stderr kept apart)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "get3w_cli", *args], capture_output=True, text=True, env=full_env,
+        input=input, timeout=timeout,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def sandbox_env(sb: ThreadedSandbox, key: str = "sk_test_key") -> dict[str, str]:
+    """Environment pointing both providers at a test sandbox."""
+    return {"GET3W_BASE_URL": sb.base_url, "ABSTRAKT_BASE_URL": sb.base_url,
+            "GET3W_API_KEY": key, "ABSTRAKT_API_KEY": key}

@@ -1,0 +1,565 @@
+"""get3w_cli.http: the retry policy (pure tables) and the client against servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import socket
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from aiohttp import web
+
+from get3w_cli import __version__
+from get3w_cli.constants import RETRY_AFTER_MAX, RETRY_BACKOFF_CAP, RETRY_MAX_ATTEMPTS
+from get3w_cli.errors import (
+    AuthError,
+    ConfigError,
+    DownloadError,
+    NetworkError,
+    RejectedError,
+    SubmitUnknownError,
+    TransientError,
+)
+from get3w_cli.http import (
+    CONNECT,
+    LOST,
+    HttpSession,
+    error_for_status,
+    parse_retry_after,
+    retry_delay,
+)
+
+KEY = "sk_test_secret_key_123"
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    method: str
+    raw_path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Server:
+    url: str
+    seen: list[Seen] = field(default_factory=list)
+
+
+Handler = Callable[[web.Request, int], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def serve(handler: Handler) -> AsyncIterator[Server]:
+    """An aiohttp server on 127.0.0.1 that records every request and asks ``handler(request, n)``."""
+    server = Server("")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        server.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
+        return await handler(request, len(server.seen))
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def raw_server(*, answer: bool) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A bare TCP server that reads one request, then hangs up (or stays silent if not ``answer``)."""
+    received: list[bytes] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        received.append(head + await reader.readexactly(length))
+        if answer:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", received
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+class FakeSleep:
+    """An injected sleep that records the delays and returns at once."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def parse_errors(status: int, body: object, text: str) -> tuple[str | None, str, float | None]:
+    """The shape the tests' servers use: {"error": {"code", "message", "retry_after"?}}."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        return err.get("code"), err.get("message", ""), err.get("retry_after")
+    return None, "", None
+
+
+def json_reply(obj: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=json.dumps(obj), content_type="application/json", headers=headers)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- the pure policy -----------------------------------------------------------------------
+
+ONE = lambda: 1.0  # noqa: E731 - the top of the jitter range
+
+
+@pytest.mark.parametrize(
+    ("method", "attempt", "kwargs", "expected"),
+    [
+        ("GET", 1, {"status": 500}, 0.5),
+        ("GET", 3, {"status": 502}, 2.0),
+        ("GET", 9, {"status": 500, "max_attempts": 20}, RETRY_BACKOFF_CAP),
+        ("GET", 1, {"failure": LOST}, 0.5),
+        ("DELETE", 1, {"status": 504}, 0.5),
+        ("POST", 1, {"status": 429}, 0.5),
+        ("POST", 2, {"status": 503}, 1.0),
+        ("POST", 1, {"failure": CONNECT}, 0.5),
+        ("POST", 1, {"status": 500}, None),
+        ("POST", 1, {"status": 502}, None),
+        ("POST", 1, {"status": 504}, None),
+        ("POST", 1, {"failure": LOST}, None),
+        ("GET", 1, {"status": 400}, None),
+        ("GET", 1, {"status": 404}, None),
+        ("GET", 1, {"status": 401}, None),
+        ("GET", 1, {}, None),
+        ("GET", RETRY_MAX_ATTEMPTS, {"status": 503}, None),
+        ("POST", 1, {"status": 429, "retry_after": 3.0}, 3.0),
+        ("GET", 1, {"status": 429, "retry_after": -2.0}, 0.0),
+        ("GET", 1, {"status": 429, "retry_after": RETRY_AFTER_MAX + 1}, None),
+        ("GET", 1, {"status": 429, "retry_after": 11.0, "remaining": 10.0}, None),
+        ("GET", 4, {"status": 503, "remaining": 3.0}, None),
+    ],
+)
+def test_retry_delay_table(method: str, attempt: int, kwargs: dict, expected: float | None) -> None:
+    """retry_delay retries only what is safe, backs off exponentially and respects both budgets."""
+    assert retry_delay(method, attempt, rand=ONE, **kwargs) == expected
+
+
+def test_retry_delay_full_jitter() -> None:
+    """The backoff is drawn uniformly between zero and the exponential ceiling."""
+    assert retry_delay("GET", 3, status=503, rand=lambda: 0.25) == 0.5
+    assert retry_delay("GET", 3, status=503, rand=lambda: 0.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("5", 5.0), (" 2.5 ", 2.5), ("-3", 0.0), ("soon", None), ("", None), (None, None), ("inf", None)],
+)
+def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
+    """Retry-After in delta-seconds is read as seconds; junk is ignored."""
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    """Retry-After as an HTTP-date counts from now; a past date means now."""
+    now = 1_800_000_000.0
+    later = email.utils.formatdate(now + 12, usegmt=True)
+    assert parse_retry_after(later, now=now) == pytest.approx(12.0)
+    assert parse_retry_after(email.utils.formatdate(now - 60, usegmt=True), now=now) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [(401, AuthError), (402, AuthError), (403, AuthError), (400, RejectedError), (404, RejectedError),
+     (409, RejectedError), (422, RejectedError), (302, RejectedError), (429, TransientError),
+     (500, TransientError), (503, TransientError)],
+)
+def test_error_for_status_classes(status: int, cls: type) -> None:
+    """Each HTTP status maps onto the error class (and so the exit code) of the contract."""
+    error = error_for_status(status, "m", code="C", retry_after=1.0)
+    assert type(error) is cls and error.status == status and error.code == "C" and error.retry_after == 1.0
+
+
+# --- the client against real sockets -------------------------------------------------------
+
+
+def test_get_sends_key_agent_and_parses_json() -> None:
+    """A 2xx JSON answer becomes a Reply; the key goes as Bearer, with g3w's User-Agent."""
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            return json_reply({"ok": True}, headers={"X-Thing": "1"})
+
+        async with serve(handler) as srv, HttpSession() as http:
+            reply = await http.api(srv.url + "/", KEY, errors=parse_errors).get("/api/v3/balance")
+        assert (reply.status, reply.body, reply.headers["x-thing"]) == (200, {"ok": True}, "1")
+        assert srv.seen[0].headers["Authorization"] == f"Bearer {KEY}"
+        assert srv.seen[0].headers["User-Agent"] == f"g3w/{__version__}"
+        assert srv.seen[0].raw_path == "/api/v3/balance"
+
+    asyncio.run(main())
+
+
+def test_post_keeps_path_slashes_and_encodes_query() -> None:
+    """Paths are sent raw (model ids with slashes); query values are URL-encoded."""
+    hook = "https://hooks.example/cb/abc?t=1&u=2"
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            return json_reply({"id": "x"}, status=202)
+
+        async with serve(handler) as srv, HttpSession() as http:
+            api = http.api(srv.url, KEY, errors=parse_errors)
+            reply = await api.post("/v1/models/fal-ai/flux/schnell/run", json={"a": 1}, params={"webhook": hook})
+        assert reply.status == 202
+        path, _, query = srv.seen[0].raw_path.partition("?")
+        assert path == "/v1/models/fal-ai/flux/schnell/run"
+        assert "&u=" not in query and parse_qs(query) == {"webhook": [hook]}
+        assert json.loads(srv.seen[0].body) == {"a": 1}
+
+    asyncio.run(main())
+
+
+def test_non_json_success_has_no_body() -> None:
+    """A 200 whose body is not JSON gives Reply.body None rather than an exception."""
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            return web.Response(text="<html>hello</html>", content_type="text/html")
+
+        async with serve(handler) as srv, HttpSession() as http:
+            reply = await http.api(srv.url, KEY, errors=parse_errors).get("/x")
+        assert (reply.status, reply.body) == (200, None)
+
+    asyncio.run(main())
+
+
+def test_html_502_becomes_one_clean_line_after_all_attempts() -> None:
+    """An HTML 502 page is retried for GET up to the attempt limit, then reported in one line."""
+    page = "<!DOCTYPE html>\n<html><body><h1>502 Bad Gateway</h1>\n<hr>nginx</body></html>"
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            return web.Response(status=502, text=page, content_type="text/html")
+
+        sleep = FakeSleep()
+        async with serve(handler) as srv, HttpSession(sleep=sleep) as http:
+            with pytest.raises(TransientError) as info:
+                await http.api(srv.url, KEY, errors=parse_errors).get("/api/v3/predictions/p1")
+        host = urlsplit(srv.url).netloc
+        assert str(info.value) == f"HTTP 502 from {host}: Bad Gateway"
+        assert info.value.status == 502 and info.value.exit_code == 6
+        assert len(srv.seen) == RETRY_MAX_ATTEMPTS and len(sleep.delays) == RETRY_MAX_ATTEMPTS - 1
+
+    asyncio.run(main())
+
+
+def test_get_429_honours_retry_after_then_succeeds() -> None:
+    """A GET answered 429 with Retry-After waits exactly that long, then gets the 200."""
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            if n == 1:
+                body = {"error": {"code": "RATE_LIMITED", "message": "slow"}}
+                return json_reply(body, 429, {"Retry-After": "2"})
+            return json_reply({"id": "t1"})
+
+        sleep = FakeSleep()
+        async with serve(handler) as srv, HttpSession(sleep=sleep) as http:
+            reply = await http.api(srv.url, KEY, errors=parse_errors).get("/v1/jobs/t1")
+        assert reply.body == {"id": "t1"} and sleep.delays == [2.0] and len(srv.seen) == 2
+
+    asyncio.run(main())
+
+
+def test_body_retry_after_is_preferred_over_header() -> None:
+    """The provider's error.retry_after wins over the Retry-After header."""
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            if n == 1:
+                body = {"error": {"code": "RATE_LIMITED", "message": "slow", "retry_after": 0.25}}
+                return json_reply(body, 429, {"Retry-After": "7"})
+            return json_reply({"id": "t1"}, 202)
+
+        sleep = FakeSleep()
+        async with serve(handler) as srv, HttpSession(sleep=sleep) as http:
+            await http.api(srv.url, KEY, errors=parse_errors).post("/v1/models/m/run", json={})
+        assert sleep.delays == [0.25] and len(srv.seen) == 2
+
+    asyncio.run(main())
+
+
+def test_post_500_is_not_retried() -> None:
+    """A POST answered 500 may have created a task: exactly one request, then TransientError."""
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            return json_reply({"error": {"code": "INTERNAL", "message": "boom"}}, 500)
+
+        sleep = FakeSleep()
+        async with serve(handler) as srv, HttpSession(sleep=sleep) as http:
+            with pytest.raises(TransientError) as info:
+                await http.api(srv.url, KEY, errors=parse_errors).post("/api/v3/get3w/flux-dev", json={})
+        assert len(srv.seen) == 1 and sleep.delays == []
+        assert info.value.code == "INTERNAL" and "boom" in str(info.value)
+
+    asyncio.run(main())
+
+
+def test_post_503_is_retried() -> None:
+    """A POST answered 503 created nothing, so it is sent again until it succeeds."""
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            if n < 3:
+                return web.Response(status=503, text="Service Unavailable")
+            return json_reply({"id": "t1"})
+
+        sleep = FakeSleep()
+        async with serve(handler) as srv, HttpSession(sleep=sleep) as http:
+            reply = await http.api(srv.url, KEY, errors=parse_errors).post("/v1/a/b/c", json={"p": 1})
+        assert reply.body == {"id": "t1"} and len(srv.seen) == 3 and len(sleep.delays) == 2
+
+    asyncio.run(main())
+
+
+def test_post_connection_lost_after_sending_is_submit_unknown() -> None:
+    """A server that reads the POST and hangs up: SubmitUnknownError after exactly one request."""
+
+    async def main() -> None:
+        sleep = FakeSleep()
+        async with raw_server(answer=True) as (url, received), HttpSession(sleep=sleep) as http:
+            with pytest.raises(SubmitUnknownError):
+                await http.api(url, KEY, errors=parse_errors).post("/api/v3/get3w/flux-dev", json={"p": "cat"})
+        assert len(received) == 1 and sleep.delays == []
+        assert received[0].endswith(b'{"p":"cat"}')
+
+    asyncio.run(main())
+
+
+def test_post_read_timeout_is_submit_unknown() -> None:
+    """A POST that gets no answer within its read timeout is never resent."""
+
+    async def main() -> None:
+        sleep = FakeSleep()
+        async with raw_server(answer=False) as (url, received), HttpSession(sleep=sleep) as http:
+            with pytest.raises(SubmitUnknownError) as info:
+                await http.api(url, KEY, errors=parse_errors).post("/v1/x/y/z", json={}, read_timeout=0.2)
+        assert len(received) == 1 and sleep.delays == []
+        assert KEY not in str(info.value)
+
+    asyncio.run(main())
+
+
+def test_get_lost_connection_is_retried() -> None:
+    """A GET whose connection drops is retried until the attempts run out, then NetworkError."""
+
+    async def main() -> None:
+        sleep = FakeSleep()
+        async with raw_server(answer=True) as (url, received), HttpSession(sleep=sleep, max_attempts=3) as http:
+            with pytest.raises(NetworkError) as info:
+                await http.api(url, KEY, errors=parse_errors).get("/v1/requests/r1")
+        assert not isinstance(info.value, SubmitUnknownError)
+        assert len(received) == 3 and len(sleep.delays) == 2
+
+    asyncio.run(main())
+
+
+def test_connection_refused_post_is_retried_then_network_error() -> None:
+    """A POST that never connected is safe to resend; in the end it is a NetworkError, exit 6."""
+
+    async def main() -> None:
+        sleep = FakeSleep()
+        async with HttpSession(sleep=sleep, max_attempts=3) as http:
+            api = http.api(f"http://127.0.0.1:{free_port()}", KEY, errors=parse_errors)
+            with pytest.raises(NetworkError) as info:
+                await api.post("/v1/x/y/z", json={})
+        assert type(info.value) is NetworkError and info.value.exit_code == 6
+        assert len(sleep.delays) == 2
+
+    asyncio.run(main())
+
+
+def test_time_budget_stops_retries() -> None:
+    """With many attempts allowed, the total-time budget still ends the retries."""
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            return web.Response(status=503, text="busy")
+
+        sleep = FakeSleep()
+        async with serve(handler) as srv, HttpSession(sleep=sleep, retry_budget=3.0, max_attempts=1000) as http:
+            with pytest.raises(TransientError):
+                await http.api(srv.url, KEY, errors=parse_errors).get("/x")
+        assert sum(sleep.delays) <= 3.0 and len(srv.seen) == len(sleep.delays) + 1 < 1000
+
+    asyncio.run(main())
+
+
+def test_retry_after_beyond_budget_gives_up_at_once() -> None:
+    """A Retry-After longer than the remaining budget raises now, keeping the advice."""
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": "30"})
+
+        sleep = FakeSleep()
+        async with serve(handler) as srv, HttpSession(sleep=sleep, retry_budget=10.0) as http:
+            with pytest.raises(TransientError) as info:
+                await http.api(srv.url, KEY, errors=parse_errors).get("/x")
+        assert len(srv.seen) == 1 and sleep.delays == [] and info.value.retry_after == 30.0
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("status", "cls", "exit_code"), [(401, AuthError, 3), (404, RejectedError, 5)])
+def test_client_errors_are_not_retried(status: int, cls: type, exit_code: int) -> None:
+    """4xx answers raise at once with the provider's code and message."""
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            return json_reply({"error": {"code": "NOPE", "message": "no\nway"}}, status)
+
+        async with serve(handler) as srv, HttpSession(sleep=FakeSleep()) as http:
+            with pytest.raises(cls) as info:
+                await http.api(srv.url, KEY, errors=parse_errors).get("/x")
+        assert len(srv.seen) == 1 and info.value.exit_code == exit_code
+        assert info.value.code == "NOPE" and str(info.value).endswith(": no way")
+
+    asyncio.run(main())
+
+
+def test_api_does_not_follow_redirects() -> None:
+    """An API redirect is an error, so the key is never carried to another place."""
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            raise web.HTTPFound("http://127.0.0.1:9/elsewhere")
+
+        async with serve(handler) as srv, HttpSession() as http:
+            with pytest.raises(RejectedError) as info:
+                await http.api(srv.url, KEY, errors=parse_errors).get("/x")
+        assert info.value.status == 302 and len(srv.seen) == 1
+
+    asyncio.run(main())
+
+
+def test_key_is_not_in_repr_and_bad_settings_are_config_errors() -> None:
+    """ApiClient's repr hides the key; bad keys and base URLs are ConfigErrors, not crashes."""
+
+    async def main() -> None:
+        async with HttpSession() as http:
+            api = http.api("https://api.get3w.com", KEY, errors=parse_errors)
+            assert KEY not in repr(api) and "api.get3w.com" in repr(api)
+            with pytest.raises(ConfigError) as info:
+                http.api("https://api.get3w.com", "sk_bad\nkey", errors=parse_errors)
+            assert "sk_bad" not in str(info.value)
+            with pytest.raises(ConfigError):
+                http.api("api.get3w.com", KEY, errors=parse_errors)
+
+    asyncio.run(main())
+
+
+# --- downloads -----------------------------------------------------------------------------
+
+
+def test_download_writes_file_reports_progress_and_never_sends_key(tmp_path: Path) -> None:
+    """A download follows a redirect, writes every byte, reports progress, and sends no key."""
+    payload = bytes(range(256)) * 1000
+
+    async def main() -> None:
+        async def cdn(request: web.Request, n: int) -> web.StreamResponse:
+            if request.path == "/out/0.png":
+                raise web.HTTPFound("/blob/0.png")
+            return web.Response(body=payload, content_type="image/png")
+
+        async def api_handler(request: web.Request, n: int) -> web.Response:
+            return json_reply({"outputs": [cdn_srv.url + "/out/0.png"]})
+
+        progress: list[tuple[int, int | None]] = []
+        async with serve(cdn) as cdn_srv, serve(api_handler) as api_srv, HttpSession() as http:
+            reply = await http.api(api_srv.url, KEY, errors=parse_errors).get("/api/v3/predictions/p1")
+            dest = tmp_path / "p1_0.png.part"
+            url = reply.body["outputs"][0]
+            ctype = await http.download(url, dest, on_progress=lambda d, t: progress.append((d, t)))
+        assert ctype == "image/png" and dest.read_bytes() == payload
+        assert progress[-1] == (len(payload), len(payload)) and len(progress) > 1
+        assert [s.raw_path for s in cdn_srv.seen] == ["/out/0.png", "/blob/0.png"]
+        assert all("Authorization" not in s.headers for s in cdn_srv.seen)
+        assert api_srv.seen[0].headers["Authorization"] == f"Bearer {KEY}"
+
+    asyncio.run(main())
+
+
+def test_download_retries_5xx_then_succeeds(tmp_path: Path) -> None:
+    """A download answered 503 is retried like a GET."""
+
+    async def main() -> None:
+        async def cdn(request: web.Request, n: int) -> web.Response:
+            return web.Response(status=503) if n == 1 else web.Response(body=b"abc")
+
+        sleep = FakeSleep()
+        async with serve(cdn) as srv, HttpSession(sleep=sleep) as http:
+            await http.download(srv.url + "/f", tmp_path / "f")
+        assert (tmp_path / "f").read_bytes() == b"abc" and len(sleep.delays) == 1
+
+    asyncio.run(main())
+
+
+def test_download_failure_is_download_error_and_leaves_no_file(tmp_path: Path) -> None:
+    """A 404 output raises DownloadError (exit 8) carrying the URL, and no partial file is left."""
+
+    async def main() -> None:
+        async def cdn(request: web.Request, n: int) -> web.Response:
+            return web.Response(status=404, text="gone")
+
+        async with serve(cdn) as srv, HttpSession(sleep=FakeSleep()) as http:
+            url = srv.url + "/out/x.png?sig=secret"
+            with pytest.raises(DownloadError) as info:
+                await http.download(url, tmp_path / "x.part")
+        assert info.value.exit_code == 8 and info.value.urls == (url,)
+        assert "404" in str(info.value) and "secret" not in str(info.value)
+        assert not (tmp_path / "x.part").exists() and len(srv.seen) == 1
+
+    asyncio.run(main())
+
+
+def test_download_rejects_non_http_urls(tmp_path: Path) -> None:
+    """Only http(s) output URLs are fetched."""
+
+    async def main() -> None:
+        async with HttpSession() as http:
+            with pytest.raises(DownloadError):
+                await http.download("file:///etc/passwd", tmp_path / "p")
+
+    asyncio.run(main())

@@ -1,0 +1,206 @@
+"""The ngrok tunnel, driven through pyngrok against a stand-in agent (tests/fake_ngrok.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+import fake_ngrok
+from get3w_cli.errors import TunnelError
+from get3w_cli.records import Status
+from get3w_cli.webhooks.inbox import Inbox
+from get3w_cli.webhooks.listener import CallbackListener, check_reachable
+from get3w_cli.webhooks.signatures import sign_get3w
+from get3w_cli.webhooks.tunnel import open_ngrok
+
+TOKEN = "2abcDEFfakeAuthtoken_0123456789"
+SECRET = "tunnel-secret"
+
+
+@pytest.fixture
+def agents(tmp_path):
+    """A factory of fake agents by mode; afterwards, no agent process may be left running."""
+    state = tmp_path / "state"
+    state.mkdir()
+    before = _config_dirs()
+
+    def make(mode: str = "ok") -> str:
+        return fake_ngrok.install(str(tmp_path / "bin"), mode, state_dir=str(state))
+
+    make.state = state  # type: ignore[attr-defined]
+    yield make
+    assert _live(state) == [], "an ngrok agent outlived its tunnel"
+    assert _config_dirs() <= before, "a private ngrok config was left behind"
+
+
+def _live(state: Path) -> list[int]:
+    return [int(f.stem) for f in state.glob("*.pid") if Path(f"/proc/{f.stem}").exists()]
+
+
+def _started(state: Path) -> list[int]:
+    return [int(f.stem) for f in state.glob("*.pid")]
+
+
+def _config_dirs() -> set[str]:
+    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("g3w-ngrok-")}
+
+
+async def _kind(**kwargs) -> str:
+    with pytest.raises(TunnelError) as info:
+        await open_ngrok(1, **kwargs)
+    assert info.value.hint
+    assert info.value.exit_code == 7
+    return info.value.kind
+
+
+def test_delivery_through_the_tunnel_reaches_the_inbox(agents):
+    """A signed POST to the public URL arrives in the Inbox, verified; the probe passes."""
+
+    async def main():
+        inbox = Inbox()
+        async with CallbackListener(inbox, secrets={"get3w": SECRET}) as listener:
+            async with await open_ngrok(listener.port, authtoken=TOKEN, ngrok_path=agents()) as tunnel:
+                assert tunnel.public_url.startswith("http")
+                assert str(listener.port) not in tunnel.public_url
+                await check_reachable(tunnel.public_url, listener, timeout=5)
+                body = json.dumps({"id": "pred_t", "status": "completed", "outputs": ["https://x/1.png"]}).encode()
+                headers = {"X-Get3W-Signature": sign_get3w(SECRET, body), "Content-Type": "application/json"}
+                async with aiohttp.ClientSession() as session:
+                    async with session.post(listener.callback_url(tunnel.public_url), data=body, headers=headers) as resp:
+                        assert resp.status == 200
+                delivery = await asyncio.wait_for(inbox.next("pred_t"), 2)
+                assert delivery.verified and delivery.task.status is Status.COMPLETED
+                assert delivery.body == body
+                assert len(_live(agents.state)) == 1
+
+    asyncio.run(main())
+
+
+def test_close_kills_the_agent_and_allows_a_new_tunnel(agents):
+    """close() is idempotent, leaves no agent running, and a new tunnel can then be opened."""
+
+    async def main():
+        path = agents()
+        tunnel = await open_ngrok(9, authtoken=TOKEN, ngrok_path=path)
+        assert len(_live(agents.state)) == 1
+        await tunnel.close()
+        await tunnel.close()
+        assert _live(agents.state) == []
+        again = await open_ngrok(9, authtoken=TOKEN, ngrok_path=path)
+        await again.close()
+
+    asyncio.run(main())
+
+
+def test_authtoken_stays_off_the_command_line(agents):
+    """The authtoken is in a private 0600 config file, not in the agent's argv."""
+
+    async def main():
+        async with await open_ngrok(9, authtoken=TOKEN, ngrok_path=agents()) as tunnel:
+            (pid,) = _live(agents.state)
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert TOKEN.encode() not in b" ".join(argv)
+            config = argv[argv.index(b"--config") + 1].decode()
+            assert stat.S_IMODE(os.stat(config).st_mode) == 0o600
+            assert TOKEN in Path(config).read_text()
+            assert TOKEN not in repr(tunnel)
+        assert not Path(config).exists()
+
+    asyncio.run(main())
+
+
+def test_second_tunnel_on_the_same_binary_is_refused(agents):
+    """pyngrok runs one agent per binary: a second open while one is up is an error."""
+
+    async def main():
+        path = agents()
+        async with await open_ngrok(9, authtoken=TOKEN, ngrok_path=path):
+            assert await _kind(authtoken=TOKEN, ngrok_path=path) == "other"
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("authtoken", [None, ""])
+def test_no_authtoken(agents, authtoken):
+    """No authtoken: 'no_authtoken' before anything is started."""
+    assert asyncio.run(_kind(authtoken=authtoken, ngrok_path=agents())) == "no_authtoken"
+    assert _started(agents.state) == []
+
+
+def test_binary_missing_is_quick(agents, tmp_path):
+    """A path that does not exist, or is not executable, is 'binary_missing' at once."""
+    start = time.monotonic()
+    assert asyncio.run(_kind(authtoken=TOKEN, ngrok_path=str(tmp_path / "nope" / "ngrok"))) == "binary_missing"
+    assert asyncio.run(_kind(authtoken=TOKEN, ngrok_path=str(tmp_path))) == "binary_missing"
+    not_executable = tmp_path / "ngrok"
+    not_executable.write_text("#!/bin/sh\n")
+    not_executable.chmod(0o644)
+    assert asyncio.run(_kind(authtoken=TOKEN, ngrok_path=str(not_executable))) == "binary_missing"
+    assert time.monotonic() - start < 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind"),
+    [("session_limit", "session_limit"), ("auth_failed", "auth_failed"), ("crash", "other")],
+)
+def test_agent_failures_are_classified(agents, mode, kind):
+    """ngrok's ERR_NGROK_ codes become kinds; the message never repeats the authtoken."""
+
+    async def main():
+        with pytest.raises(TunnelError) as info:
+            await open_ngrok(9, authtoken=TOKEN, ngrok_path=agents(mode), timeout=5)
+        return info.value
+
+    error = asyncio.run(main())
+    assert error.kind == kind
+    assert TOKEN not in error.message and TOKEN not in (error.hint or "")
+    assert len(_started(agents.state)) == 1
+    if kind == "session_limit":
+        assert "ERR_NGROK_108" in error.message
+
+
+def test_start_timeout_kills_the_silent_agent(agents):
+    """An agent that never reports its session is killed at the timeout: 'start_timeout'."""
+    start = time.monotonic()
+    assert asyncio.run(_kind(authtoken=TOKEN, ngrok_path=agents("hang"), timeout=0.5)) == "start_timeout"
+    assert 0.5 <= time.monotonic() - start < 2.5
+    assert len(_started(agents.state)) == 1
+
+
+def test_cancelled_start_kills_the_agent(agents):
+    """Ctrl-C (cancellation) while the agent starts leaves no agent behind."""
+
+    async def main():
+        opening = asyncio.create_task(open_ngrok(9, authtoken=TOKEN, ngrok_path=agents("hang"), timeout=30))
+        while not _started(agents.state):
+            await asyncio.sleep(0.02)
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+
+    start = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - start < 3
+
+
+def test_unreachable_tunnel_fails_the_probe(agents):
+    """A tunnel whose public URL forwards nowhere fails check_reachable with 'unreachable'."""
+
+    async def main():
+        async with CallbackListener(Inbox()) as listener:
+            async with await open_ngrok(listener.port, authtoken=TOKEN, ngrok_path=agents("unreachable")) as tunnel:
+                with pytest.raises(TunnelError) as info:
+                    await check_reachable(tunnel.public_url, listener, timeout=3)
+                assert info.value.kind == "unreachable"
+                assert "502" in info.value.message
+                assert listener.probes == set()
+
+    asyncio.run(main())
