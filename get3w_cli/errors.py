@@ -126,8 +126,8 @@ class TaskFailedError(G3wError):
     exit_code = ExitCode.TASK_FAILED
 
     def __init__(self, task: Task, *, hint: str | None = None) -> None:
-        reason = task.error.message if task.error else task.status.value
-        super().__init__(f"task {task.id} {task.status.value}: {reason}", hint=hint)
+        reason = f": {task.error.message}" if task.error else ""
+        super().__init__(f"task {task.id} {task.status.value}{reason}", hint=hint)
         self.task = task
 
 

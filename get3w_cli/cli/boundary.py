@@ -25,6 +25,7 @@ class Tracker:
     """Tasks submitted by this command and not yet finished: what Ctrl-C must not lose."""
 
     running: dict[str, None] = field(default_factory=dict)
+    cancel_requested: set[str] = field(default_factory=set)
     resume_hint: str | None = None
 
     def submitted(self, task_id: str) -> None:
@@ -61,7 +62,10 @@ def report_interrupt(ui: Ui, tracker: Tracker) -> None:
     if not tracker.running:
         ui.error("interrupted")
     for task_id in tracker.running:
-        ui.error(f"interrupted; task {task_id} was not cancelled", hint=f"resume with: g3w wait {task_id}")
+        if task_id in tracker.cancel_requested:
+            ui.error(f"interrupted; asked the provider to cancel task {task_id}", hint=f"check with: g3w get {task_id}")
+        else:
+            ui.error(f"interrupted; task {task_id} was not cancelled", hint=f"resume with: g3w wait {task_id}")
     if tracker.resume_hint:
         ui.error("interrupted", hint=tracker.resume_hint)
 

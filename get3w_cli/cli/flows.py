@@ -128,6 +128,8 @@ async def run_flow(flags: Flags, route: Route, inputs: Inputs, request: WaitRequ
         tracker.submitted(task.id)
         ui.note(f"submitted {task.id} ({route.provider} {route.api} {route.model})")
         plan = dataclasses.replace(request.plan, mode=WEBHOOK if channel else POLL)
+        if plan.on_timeout == "cancel":
+            tracker.cancel_requested.add(task.id)
         outcome = await wait_for(adapter, task, plan, inbox=channel.inbox if channel else None,
                                  notify=ui.notify, via_if_done=SYNC if mode == SYNC else None)
         await stack.aclose()
@@ -182,6 +184,8 @@ async def wait_flow(flags: Flags, task_id: str, api: str | None, request: WaitRe
         started = asyncio.get_running_loop().time()
         task = await adapter.get(task_id)
         tracker.submitted(task.id)
+        if request.plan.on_timeout == "cancel":
+            tracker.cancel_requested.add(task.id)
         outcome = await wait_for(adapter, task, dataclasses.replace(request.plan, mode=POLL), notify=ui.notify,
                                  via_if_done=POLL)
         return await finish(services, outcome, values, started, output_dir=request.output_dir, ui=ui, tracker=tracker)

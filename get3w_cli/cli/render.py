@@ -42,6 +42,11 @@ class Ui:
         self.data(json.dumps(obj, ensure_ascii=False, default=str))
 
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
+        """A rich table on a terminal; tab-separated lines with a header when piped (like gh)."""
+        if not sys.stdout.isatty():
+            for row in [columns, *rows]:
+                self.data("\t".join("" if v is None else str(v) for v in row))
+            return
         out = Console(highlight=False, no_color=bool(os.environ.get("NO_COLOR")), soft_wrap=False)
         table = Table(*columns, title=title)
         for row in rows:
