@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,11 +16,6 @@ from urllib.parse import urlsplit
 
 from get3w_cli import constants as C
 from get3w_cli.errors import ConfigError, UsageError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 VIA_CHOICES = ("auto", "webhook", "poll", "sync")
 SECRET_KEYS = frozenset(
@@ -123,6 +117,11 @@ def read_config(path: Path) -> dict[str, Any]:
     Raises:
         ConfigError: the file exists but is not valid TOML.
     """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -149,6 +148,8 @@ def _toml_value(value: Any) -> str:
 
 def write_config(path: Path, values: Mapping[str, Any]) -> None:
     """Write flat settings as TOML, atomically, readable by the owner only (0600)."""
+    import tempfile
+
     top = [f"{k} = {_toml_value(v)}" for k, v in sorted(values.items()) if "." not in k]
     tables: dict[str, list[str]] = {}
     for key, value in sorted(values.items()):

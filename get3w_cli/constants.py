@@ -57,6 +57,15 @@ FORWARD_MAX_ATTEMPTS = 8
 FORWARD_BACKOFF_BASE = 0.5
 FORWARD_BACKOFF_CAP = 10.0
 FORWARD_TIMEOUT = 10.0
+# `g3w listen --replay` is one deliberate send, so it gives up sooner than a live forward.
+FORWARD_REPLAY_ATTEMPTS = 3
+# `g3w listen`: deliveries acknowledged but not yet printed / forwarded / saved. When full, the
+# receiver answers 503 so that the provider retries later instead of the event being lost.
+LISTEN_QUEUE_MAX = 1_000
+# Each kind of rejection note (404, 405, 413, bad JSON, ...) prints at most once per interval;
+# the rest are counted into the next note, so a flood cannot flood the terminal.
+LISTEN_NOTE_INTERVAL = 1.0
+LISTEN_RETRY_AFTER_S = 1  # Retry-After of the 503 answered while the queue is full
 # Dedupe keys (task id, status) and settled ids remembered; oldest forgotten first.
 WEBHOOK_DEDUPE_MAX = 100_000
 # Grace given to in-flight requests when the listener closes.

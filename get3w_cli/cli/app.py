@@ -24,6 +24,8 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    # Plain click help: rendering help through rich costs more start-up time than it is worth.
+    rich_markup_mode=None,
 )
 
 

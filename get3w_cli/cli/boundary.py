@@ -7,17 +7,16 @@ printed with the command that resumes them.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
-import traceback
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, NoReturn
+from typing import TYPE_CHECKING, Awaitable, Callable, NoReturn
 
 import typer
 
-from get3w_cli.cli.render import Ui
 from get3w_cli.errors import ExitCode, G3wError
+
+if TYPE_CHECKING:
+    from get3w_cli.cli.render import Ui
 
 
 @dataclass
@@ -36,6 +35,9 @@ class Tracker:
 
 
 async def _guarded(factory: Callable[[], Awaitable[int]]) -> int:
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
@@ -70,9 +72,28 @@ def report_interrupt(ui: Ui, tracker: Tracker) -> None:
         ui.error("interrupted", hint=tracker.resume_hint)
 
 
+def configure_logging(debug: bool) -> None:
+    """Library logs (g3w.*, pyngrok, aiohttp) reach stderr as plain lines: warnings, or all with --debug."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    if not debug:
+        # pyngrok logs the agent's errors itself; g3w classifies them into one message with a hint.
+        logging.getLogger("pyngrok").setLevel(logging.CRITICAL)
+
+
 def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | None = None) -> NoReturn:
     """Run a command's coroutine once and exit with the contract's code."""
+    # Imported here, not at the top: `g3w --help` must not pay for asyncio.
+    import asyncio
+    import traceback
+
     tracker = tracker or Tracker()
+    configure_logging(ui.debug)
     try:
         code = asyncio.run(_guarded(factory))
     except G3wError as exc:

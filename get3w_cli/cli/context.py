@@ -6,17 +6,16 @@ The only place that reads ``os.environ`` (and hands it to ``load_settings``).
 from __future__ import annotations
 
 import os
-import secrets
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from get3w_cli.config import Settings, default_config_path, default_state_dir, load_settings, read_config
 from get3w_cli.errors import ConfigError
-from get3w_cli.journal import Journal
 
 if TYPE_CHECKING:
+    from get3w_cli.config import Settings
+    from get3w_cli.journal import Journal
     from get3w_cli.http import ApiClient, HttpSession
     from get3w_cli.providers import Adapter, Route
     from get3w_cli.sandbox import Sandbox
@@ -44,11 +43,15 @@ def environ() -> dict[str, str]:
 
 
 def config_path() -> Path:
+    from get3w_cli.config import default_config_path
+
     return default_config_path(environ())
 
 
 def settings_from(flags: Flags, provider: str | None = None) -> Settings:
     """flag > environment > config file > default; key flags apply to ``provider``."""
+    from get3w_cli.config import default_config_path, load_settings, read_config
+
     env = environ()
     target = provider or flags.provider
     values: dict[str, Any] = {"provider": flags.provider, "defaults.via": flags.via, "defaults.timeout": flags.timeout}
@@ -61,6 +64,9 @@ def settings_from(flags: Flags, provider: str | None = None) -> Settings:
 
 
 def open_journal(flags: Flags) -> Journal:
+    from get3w_cli.config import default_state_dir
+    from get3w_cli.journal import Journal
+
     if flags.no_history:
         return Journal(None)
     return Journal(default_state_dir(environ()) / "history.db")
@@ -104,6 +110,8 @@ class Services:
 @asynccontextmanager
 async def open_services(flags: Flags, *, provider: str | None = None) -> AsyncIterator[Services]:
     """Open the HTTP session, the journal and (with --sandbox) an in-process sandbox."""
+    import secrets
+
     from get3w_cli.http import HttpSession
 
     settings = settings_from(flags, provider)

@@ -13,17 +13,22 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from get3w_cli import constants as C
+
+
+def escape(text: str) -> str:
+    """Escape rich markup in server or user text (rich is imported only when output happens)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 class Ui:
     """One per command: where talk, data and progress go."""
 
     def __init__(self, *, quiet: bool = False, json_mode: bool = False, debug: bool = False) -> None:
+        from rich.console import Console
+
         self.quiet, self.json_mode, self.debug = quiet, json_mode, debug
         no_color = bool(os.environ.get("NO_COLOR"))
         self.err = Console(stderr=True, highlight=False, no_color=no_color, soft_wrap=True)
@@ -47,6 +52,9 @@ class Ui:
             for row in [columns, *rows]:
                 self.data("\t".join("" if v is None else str(v) for v in row))
             return
+        from rich.console import Console
+        from rich.table import Table
+
         out = Console(highlight=False, no_color=bool(os.environ.get("NO_COLOR")), soft_wrap=False)
         table = Table(*columns, title=title)
         for row in rows:

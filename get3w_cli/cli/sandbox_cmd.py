@@ -11,7 +11,6 @@ from get3w_cli.cli import options as O
 from get3w_cli.cli.app import app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.render import Ui
-from get3w_cli.config import parse_duration
 
 
 @app.command("sandbox")
@@ -35,6 +34,7 @@ def sandbox_cmd(
     ui = Ui(quiet=quiet, debug=debug)
 
     async def body() -> int:
+        from get3w_cli.config import parse_duration
         from get3w_cli.sandbox import SandboxOptions, serve
 
         options = SandboxOptions(duration=parse_duration(duration), webhook_secret=webhook_secret,

@@ -10,7 +10,6 @@ from get3w_cli.cli.app import app
 from get3w_cli.cli.boundary import Tracker, run
 from get3w_cli.cli.context import Flags
 from get3w_cli.cli.render import Ui
-from get3w_cli.config import parse_duration
 
 
 def _flags(provider: Optional[O.ProviderName], api_key: Optional[str], base_url: Optional[str], *,
@@ -29,6 +28,7 @@ def build_wait_request(flags: Flags, *, fallback_after: Optional[str], poll_max:
     """Resolve the wait options (settings give via, timeout, output and the ngrok token)."""
     from get3w_cli.callbacks import ChannelOptions
     from get3w_cli.cli.context import settings_from
+    from get3w_cli.config import parse_duration
     from get3w_cli.cli.flows import WaitRequest
     from get3w_cli.waiting import WaitPlan
 

@@ -30,6 +30,9 @@ from get3w_cli.constants import (
 )
 from get3w_cli.errors import ListenerError, TunnelError
 from get3w_cli.payloads import PayloadError, callback_task, infer_provider
+from get3w_cli.webhooks.http_common import json_reply as _reply
+from get3w_cli.webhooks.http_common import read_body
+from get3w_cli.webhooks.http_common import url_host as _url_host
 from get3w_cli.webhooks.inbox import Delivery, Inbox
 from get3w_cli.webhooks.signatures import verify_delivery
 
@@ -48,10 +51,6 @@ class ListenerStats:
     duplicates: int = 0  # acknowledged, not queued
     rejected_signature: int = 0  # 401
     rejected_other: int = 0  # 400, 405, 413, 422, 500
-
-
-def _reply(status: int, **body: object) -> web.Response:
-    return web.json_response(body, status=status)
 
 
 class CallbackListener:
@@ -170,11 +169,8 @@ class CallbackListener:
         return web.Response(text=nonce)
 
     async def _delivery(self, request: web.Request) -> web.Response:
-        if (request.content_length or 0) > WEBHOOK_MAX_BODY_BYTES:
-            return self._reject(413, "body too large")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        body = await read_body(request, WEBHOOK_MAX_BODY_BYTES)
+        if body is None:
             return self._reject(413, "body too large")
         try:
             payload = json.loads(body)
@@ -211,14 +207,6 @@ class CallbackListener:
 
 def _new_token() -> str:
     return secrets.token_urlsafe(WEBHOOK_TOKEN_BYTES)
-
-
-def _url_host(host: str) -> str:
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 async def check_reachable(

@@ -1,0 +1,173 @@
+"""The loop behind ``g3w listen``: drain the receiver's queue, act on each event, decide when to stop.
+
+For each queued delivery, in arrival order: save it (``--save``), then for a unique event
+report it (``on_event``: the stderr line and the ``--json`` line), queue ``--exec`` and
+``--forward-to`` on their own serial workers (so a slow command or a down app never delays
+the provider's 2xx nor the next event's line, and each keeps the events' order), and check
+the stop rules (``--for``, ``--count``). ``--timeout`` bounds the wait for events; on a
+rule's stop the workers finish what they hold first. Every path closes what it opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from get3w_cli.constants import LISTEN_QUEUE_MAX
+from get3w_cli.webhooks.forwarder import Forwarder, run_exec, save_delivery, saved_record
+from get3w_cli.webhooks.receiver import Event, RawDelivery, Receiver, iso_utc
+
+FOR_DONE, COUNT_DONE, TIMED_OUT = "for", "count", "timeout"
+Note = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StopRules:
+    for_id: str | None = None  # stop after this task's final event
+    count: int | None = None  # stop after this many unique final events
+    timeout: float | None = None  # stop (TIMED_OUT) when no rule was met in this long
+
+
+@dataclass(frozen=True)
+class Actions:
+    forward_to: str | None = None
+    exec_command: str | None = None
+    exec_stdout: int | None = None  # file descriptor for the command's stdout (None: ours)
+    save_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ListenOutcome:
+    reason: str  # FOR_DONE, COUNT_DONE or TIMED_OUT
+    event: Event | None = None  # the event that met the rule
+    finals: int = 0  # unique final events seen
+
+
+class SerialWorker:
+    """Runs queued jobs one at a time, in order; a failing job is reported, never fatal."""
+
+    def __init__(self, note: Note, *, limit: int = LISTEN_QUEUE_MAX) -> None:
+        self._note = note
+        self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue(limit)
+        self._task: asyncio.Task[None] | None = None
+
+    async def put(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Queue ``job``; waits while the queue is full (which backs up to the receiver's 503)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        await self._jobs.put(job)
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            try:
+                await job()
+            except Exception as exc:  # noqa: BLE001 - one bad job must not stop the others
+                self._note(f"internal error in a background job: {type(exc).__name__}: {exc}")
+            finally:
+                self._jobs.task_done()
+
+    async def drain(self) -> None:
+        """Wait until every queued job has run."""
+        await self._jobs.join()
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+class _Session:
+    """One run of the loop: the receiver, the workers and the counters."""
+
+    def __init__(self, receiver: Receiver, rules: StopRules, actions: Actions,
+                 on_event: Callable[[Event], None], note: Note) -> None:
+        self.receiver, self.rules, self.actions = receiver, rules, actions
+        self.on_event, self.note = on_event, note
+        self.forwarder: Forwarder | None = None
+        self.exec_worker = SerialWorker(note)
+        self.forward_worker = SerialWorker(note)
+        self.finals = 0
+        self.saved = 0
+
+    async def consume(self) -> ListenOutcome:
+        while True:
+            item = await self.receiver.queue.get()
+            if self.actions.save_dir is not None:
+                await self._save(self.actions.save_dir, item.raw)
+            event = item.event
+            if event is None:
+                continue
+            self.on_event(event)
+            if self.actions.exec_command:
+                await self.exec_worker.put(lambda e=event: self._exec(e))
+            if self.forwarder is not None:
+                await self.forward_worker.put(lambda e=event: self._forward(e))
+            outcome = self._stop_after(event)
+            if outcome is not None:
+                return outcome
+
+    def _stop_after(self, event: Event) -> ListenOutcome | None:
+        if not event.task.status.terminal:
+            return None
+        self.finals += 1
+        if self.rules.for_id is not None and event.task.id == self.rules.for_id:
+            return ListenOutcome(FOR_DONE, event, self.finals)
+        if self.rules.count is not None and self.finals >= self.rules.count:
+            return ListenOutcome(COUNT_DONE, event, self.finals)
+        return None
+
+    async def _save(self, directory: Path, raw: RawDelivery) -> None:
+        self.saved += 1
+        stamp = iso_utc(raw.received_at).replace("-", "").replace(":", "")
+        record = saved_record(iso_utc(raw.received_at), raw.method, raw.path, raw.query, raw.headers, raw.body,
+                              raw.answered)
+        try:
+            await asyncio.to_thread(save_delivery, directory, f"{stamp}-{self.saved:06d}.json", record)
+        except OSError as exc:
+            self.receiver.notes.note("save", f"could not save a delivery in {directory}: {exc.strerror or exc}")
+
+    async def _exec(self, event: Event) -> None:
+        data = json.dumps(event.as_json(), ensure_ascii=False).encode("utf-8") + b"\n"
+        code = await run_exec(self.actions.exec_command or "", data, stdout=self.actions.exec_stdout)
+        if code != 0:
+            self.note(f"--exec for {event.task.id} {event.task.status.value} exited with status {code}")
+
+    async def _forward(self, event: Event) -> None:
+        assert self.forwarder is not None
+        what = f"{event.task.id} {event.task.status.value}"
+        result = await self.forwarder.send(event.raw.headers, event.raw.body)
+        verdict = "forwarded" if result.ok else "could not forward"
+        self.note(f"{verdict} {what} to {self.forwarder.url}: {result.describe()}")
+
+
+async def listen(receiver: Receiver, rules: StopRules, actions: Actions, *,
+                 on_event: Callable[[Event], None], note: Note) -> ListenOutcome:
+    """Act on the receiver's deliveries until a stop rule is met (without rules: until cancelled)."""
+    session = _Session(receiver, rules, actions, on_event, note)
+    async with AsyncExitStack() as stack:
+        if actions.forward_to:
+            session.forwarder = await stack.enter_async_context(
+                Forwarder(actions.forward_to, on_retry=_retry_note(note, actions.forward_to)))
+        stack.push_async_callback(session.exec_worker.close)
+        stack.push_async_callback(session.forward_worker.close)
+        try:
+            outcome = await asyncio.wait_for(session.consume(), rules.timeout)
+        except asyncio.TimeoutError:
+            return ListenOutcome(TIMED_OUT, None, session.finals)
+        await session.exec_worker.drain()
+        await session.forward_worker.drain()
+        return outcome
+
+
+def _retry_note(note: Note, url: str) -> Callable[[int, str, float], None]:
+    def on_retry(attempt: int, detail: str, pause: float) -> None:
+        if attempt == 1:  # one line per delivery, not one per attempt
+            note(f"{url} is not taking deliveries ({detail}); retrying with backoff")
+
+    return on_retry

@@ -1,0 +1,310 @@
+"""The server core of ``g3w listen``: a long-lived webhook receiver (aiohttp).
+
+Unlike the ephemeral listener there is no token: the user picked the port, and ``--path``
+(default: any path) is the only guard, so every request is assumed to come from a stranger.
+The handler only checks and acknowledges; everything slow (printing, ``--exec``,
+``--forward-to``, ``--save``) happens later, off a bounded queue that ``listen_loop`` drains.
+
+Answers: 2xx for a unique event, a duplicate (same id and status) or a stale one (a
+non-final status after the task's final one); 401 bad signature; 400 not JSON; 404 other
+path; 405 not POST; 413 over WEBHOOK_MAX_BODY_BYTES; 422 JSON that is not a task; 503 when
+the queue is full (the provider retries; the delivery was not counted, so the retry is not
+a "duplicate"); 500 for a bug (one line, no traceback). Each rejection is one rate-limited
+note. Duplicates count only among verified deliveries, or among unverified ones when no
+secret is configured at all: a forged delivery can never mask a genuine one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from get3w_cli.constants import (
+    LISTEN_DEFAULT_PORT,
+    LISTEN_NOTE_INTERVAL,
+    LISTEN_QUEUE_MAX,
+    LISTEN_RETRY_AFTER_S,
+    WEBHOOK_DEDUPE_MAX,
+    WEBHOOK_MAX_BODY_BYTES,
+    WEBHOOK_SHUTDOWN_TIMEOUT,
+)
+from get3w_cli.errors import ListenerError
+from get3w_cli.payloads import PayloadError, callback_task, infer_provider
+from get3w_cli.records import Status, Task
+from get3w_cli.webhooks.http_common import json_reply, line_logger, one_line, read_body, url_host
+from get3w_cli.webhooks.signatures import verify_delivery
+
+NEW, DUPLICATE, STALE = "new", "duplicate", "stale"
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def iso_utc(timestamp: float) -> str:
+    """``2026-11-22T10:00:00.123Z`` for a ``time.time()`` value."""
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class RawDelivery:
+    """A POST at the listening path whose body was read, as it came (for --save)."""
+
+    received_at: float
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: bytes
+    answered: int  # the HTTP status we answered
+
+
+@dataclass(frozen=True)
+class Event:
+    """A delivery that parsed as a task (verified, or unverified when no secret applies)."""
+
+    provider: str
+    task: Task
+    verified: bool
+    payload: Mapping[str, Any]
+    raw: RawDelivery
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``--json`` line of CONTRACT.md section 5."""
+        task = self.task
+        return {
+            "received_at": iso_utc(self.raw.received_at),
+            "provider": self.provider,
+            "id": task.id,
+            "status": task.status.value,
+            "verified": self.verified,
+            "outputs": list(task.outputs),
+            "error": task.error.as_dict() if task.error else None,
+            "payload": dict(self.payload),
+        }
+
+
+@dataclass(frozen=True)
+class Received:
+    """One item of the receiver's queue: the raw delivery, and its event when unique."""
+
+    raw: RawDelivery
+    event: Event | None
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    host: str = "127.0.0.1"
+    port: int = LISTEN_DEFAULT_PORT
+    path: str | None = None  # None: any path
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # provider -> secret
+    provider: str | None = None  # used when the headers do not tell
+    keep_raw: bool = False  # queue every read delivery (for --save), not only unique events
+    queue_max: int = LISTEN_QUEUE_MAX
+
+
+@dataclass
+class ReceiverStats:
+    events: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    rejected: int = 0
+
+
+class NoteLimiter:
+    """At most one note per kind per ``interval``; the ones held back are counted into the next."""
+
+    def __init__(self, sink: Callable[[str], None], *, interval: float = LISTEN_NOTE_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._sink, self._interval, self._clock = sink, interval, clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def note(self, kind: str, text: str) -> None:
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self._interval:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        held = self._held.pop(kind, 0)
+        self._sink(text + (f" (+{held} more like it)" if held else ""))
+
+    def flush(self) -> None:
+        """Report what was held back (at exit)."""
+        for kind, held in sorted(self._held.items()):
+            self._sink(f"{held} more {kind} note(s) were not shown")
+        self._held.clear()
+
+
+class Deduper:
+    """Classifies a task delivery as new, duplicate or stale (bounded memory, oldest forgotten)."""
+
+    def __init__(self, limit: int = WEBHOOK_DEDUPE_MAX) -> None:
+        self._limit = limit
+        self._seen: OrderedDict[tuple[str, Status], None] = OrderedDict()
+        self._final: OrderedDict[str, Status] = OrderedDict()
+
+    def classify(self, task: Task, *, counts: bool) -> str:
+        """``counts``: the delivery is trusted enough to be remembered (see the module doc)."""
+        if task.id in self._final and not task.status.terminal:
+            return STALE
+        if not counts:
+            return NEW
+        key = (task.id, task.status)
+        if key in self._seen:
+            return DUPLICATE
+        self._remember(self._seen, key, None)
+        if task.status.terminal:
+            self._remember(self._final, task.id, task.status)
+        return NEW
+
+    def _remember(self, store: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        store[key] = value
+        while len(store) > self._limit:
+            store.popitem(last=False)
+
+
+class Receiver:
+    """The ``g3w listen`` HTTP server; unique events (and raw deliveries) go to ``queue``."""
+
+    def __init__(self, config: ReceiverConfig, notes: NoteLimiter) -> None:
+        self.config = config
+        self.notes = notes
+        self.port = config.port
+        self.stats = ReceiverStats()
+        self.queue: asyncio.Queue[Received] = asyncio.Queue(config.queue_max)
+        self._secrets = {k: v for k, v in config.secrets.items() if v}
+        self._path = _normalize_path(config.path) if config.path else None
+        self._dedupe = Deduper()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def local_url(self) -> str:
+        """The URL to POST to on this machine (with ``--path`` when given)."""
+        return f"http://{url_host(self.config.host)}:{self.port}{self._path or ''}"
+
+    def callback_url(self, public_base: str | None) -> str:
+        """The URL a provider should call: the public one (plus ``--path``) or the local one."""
+        if not public_base:
+            return self.local_url
+        base = public_base.rstrip("/")
+        has_path = "/" in base.split("://", 1)[-1]
+        return base if has_path else base + (self._path or "")
+
+    async def start(self) -> None:
+        """Bind and serve.
+
+        Raises:
+            ListenerError: the address cannot be bound (port taken, bad host, ...).
+        """
+        app = web.Application(client_max_size=WEBHOOK_MAX_BODY_BYTES, middlewares=[self._guard])
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        server_log = line_logger("g3w.listen.http", lambda text: self.notes.note("http", f"bad request: {text}"))
+        runner = web.AppRunner(app, access_log=None, logger=server_log, shutdown_timeout=WEBHOOK_SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.config.host, self.config.port).start()
+        except (OSError, OverflowError, ValueError) as exc:
+            await runner.cleanup()
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ListenerError(f"cannot listen on {self.config.host}:{self.config.port}: {reason}",
+                                hint="choose another --port, or stop what is using it") from exc
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+
+    async def close(self) -> None:
+        """Stop serving and free the port (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the catch-all: a status line, never a traceback
+            self.stats.rejected += 1
+            self.notes.note("internal", f"500: internal error handling a delivery: {type(exc).__name__}: {one_line(str(exc))}")
+            return json_reply(500, error="internal error")
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self._path and _normalize_path(request.path) != self._path:
+            return self._reject(404, "not_found", f"{one_line(request.path)} is not {self._path}")
+        if request.method != "POST":
+            return self._reject(405, "method", f"{one_line(request.method)} {one_line(request.path)}: only POST",
+                                headers={"Allow": "POST"})
+        received_at = time.time()
+        body = await read_body(request, WEBHOOK_MAX_BODY_BYTES)
+        if body is None:
+            return self._reject(413, "too_large", f"body over {WEBHOOK_MAX_BODY_BYTES // (1024 * 1024)} MiB")
+        headers = dict(request.headers)
+        status, reason, parsed = self._examine(headers, body)
+        raw = RawDelivery(received_at, request.method, request.path, request.query_string, headers, body, status)
+        if parsed is None:
+            self._keep(Received(raw, None))
+            return self._reject(status, _KINDS[status], reason)
+        if self.queue.full():  # checked before the dedupe memory changes: the retry must count
+            return self._reject(503, "busy", "too many deliveries waiting; asked the sender to retry",
+                                headers={"Retry-After": str(LISTEN_RETRY_AFTER_S)})
+        return self._accept(raw, *parsed)
+
+    def _examine(self, headers: Mapping[str, str], body: bytes) -> tuple[int, str, tuple[str, Task, bool, dict[str, Any]] | None]:
+        """(status, reason, (provider, task, verified, payload) when acceptable)."""
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            return 400, "body is not JSON", None
+        if not isinstance(payload, dict):
+            return 400, "body is not a JSON object", None
+        provider = infer_provider(headers, {}) or self.config.provider or infer_provider(headers, payload)
+        if provider is None:
+            return 422, "not a task payload (no id and status, or job_id)", None
+        secret = self._secrets.get(provider)
+        verified = bool(secret) and verify_delivery(provider, secret or "", headers, body)
+        if secret and not verified:
+            return 401, f"bad or missing {provider} signature", None
+        try:
+            task = callback_task(payload, provider=provider)
+        except PayloadError as exc:
+            return 422, f"not a {provider} task payload: {exc}", None
+        return 200, "ok", (provider, task, verified, payload)
+
+    def _accept(self, raw: RawDelivery, provider: str, task: Task, verified: bool,
+                payload: dict[str, Any]) -> web.Response:
+        verdict = self._dedupe.classify(task, counts=verified or not self._secrets)
+        if verdict == NEW:
+            self.stats.events += 1
+            self.queue.put_nowait(Received(raw, Event(provider, task, verified, payload, raw)))
+            return json_reply(200, received=True)
+        if verdict == DUPLICATE:
+            self.stats.duplicates += 1
+        else:
+            self.stats.stale += 1
+        self._keep(Received(raw, None))
+        return json_reply(200, received=True, **{verdict: True})
+
+    def _keep(self, item: Received) -> None:
+        """Queue a delivery that is not an event, for --save only, and only if there is room."""
+        if self.config.keep_raw and not self.queue.full():
+            self.queue.put_nowait(item)
+
+    def _reject(self, status: int, kind: str, reason: str, *, headers: dict[str, str] | None = None) -> web.Response:
+        self.stats.rejected += 1
+        self.notes.note(kind, f"{status}: {reason}")
+        return json_reply(status, headers=headers, error=reason)
+
+
+_KINDS = {400: "not_json", 401: "signature", 422: "unknown_shape"}
+
+
+def _normalize_path(path: str) -> str:
+    path = "/" + path.strip().strip("/")
+    return path

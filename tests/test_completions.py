@@ -1,0 +1,51 @@
+"""The shipped completion scripts match the CLI, and the bash one completes for real."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from get3w_cli.cli.completion import FILES, render_all
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_completion_scripts_are_current() -> None:
+    """Regenerating from the command tree gives exactly the files in completions/."""
+    for name, text in render_all().items():
+        shipped = (ROOT / "completions" / name).read_text(encoding="utf-8")
+        assert shipped == text, f"completions/{name} is stale: run python -m get3w_cli.cli.completion --write completions/"
+
+
+def test_every_command_and_option_is_in_each_script() -> None:
+    """Each script names every command and every long option of `run`."""
+    from get3w_cli.cli.completion import command_tree
+
+    tree = command_tree()
+    run = next(c for c in tree if c.path == ("run",))
+    for text in render_all().values():
+        for cmd in tree:
+            for word in cmd.path:
+                assert word in text
+        for opt in run.options:
+            assert opt.names[0].lstrip("-") in text
+
+
+def _bash_complete(words: str) -> list[str]:
+    script = ROOT / "completions" / FILES["bash"]
+    line = f"source {script}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); _g3w; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    out = subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_bash_completes_commands_options_and_choices() -> None:
+    """g3w ru<TAB> -> run; g3w run --vi<TAB> -> --via; g3w run --via <TAB> -> the modes; config <TAB> -> its verbs."""
+    assert _bash_complete("g3w ru") == ["run"]
+    assert _bash_complete("g3w run flux-dev --vi") == ["--via"]
+    assert _bash_complete("g3w run --via ''") == ["auto", "webhook", "poll", "sync"]
+    assert set(_bash_complete("g3w config ''")) >= {"get", "set", "unset", "list", "path"}
+    assert "--secret" not in _bash_complete("g3w run --")
