@@ -88,6 +88,27 @@ TUNNEL_KILL_POLL = 0.05
 # --- Batch -------------------------------------------------------------------
 BATCH_DEFAULT_CONCURRENCY = 8
 BATCH_PROGRESS_INTERVAL = 5.0
+# -j above this is refused: each slot is an open connection and a waiter.
+BATCH_MAX_CONCURRENCY = 512
+# Lines read ahead of the workers: the reader stays this many times -j ahead, no further,
+# so memory does not grow with the file.
+BATCH_QUEUE_FACTOR = 2
+# A 429 without Retry-After pauses submits for BASE * 2**n seconds (n: 429s in a row), capped.
+BATCH_THROTTLE_BACKOFF_BASE = 0.5
+BATCH_THROTTLE_BACKOFF_CAP = 30.0
+# A submit whose connection never opened is retried this many times before the line is
+# reported as not submitted (resume submits it again).
+BATCH_SUBMIT_MAX_ATTEMPTS = 5
+# After Ctrl-C, POSTs already sent get this long to answer, so their task ids reach the
+# journal instead of leaving the line "unknown".
+BATCH_INTERRUPT_GRACE = 10.0
+# Invalid lines listed one by one; beyond this only their count is given.
+BATCH_INVALID_SHOWN = 50
+# The batch name derived from the file: this many hex digits of its SHA-256.
+BATCH_NAME_HASH_CHARS = 16
+BATCH_READ_CHUNK_BYTES = 1024 * 1024
+# Refresh period of the progress bar on a terminal.
+BATCH_PROGRESS_REFRESH = 0.25
 
 # --- Sandbox -----------------------------------------------------------------
 SANDBOX_DEFAULT_PORT = 8080

@@ -35,19 +35,21 @@ CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
 CREATE TABLE IF NOT EXISTS batches (
     name TEXT PRIMARY KEY,
     source TEXT,
+    digest TEXT,
     total INTEGER,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS batch_lines (
     batch TEXT NOT NULL,
+    ident TEXT NOT NULL,
     line INTEGER NOT NULL,
-    key TEXT NOT NULL,
+    key TEXT,
     state TEXT NOT NULL,
     task_id TEXT,
     record TEXT,
     updated_at REAL NOT NULL,
-    PRIMARY KEY (batch, line)
+    PRIMARY KEY (batch, ident)
 );
 """
 
@@ -79,6 +81,7 @@ class Journal:
             self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            _drop_sketch_tables(self._db)
             self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
@@ -139,50 +142,82 @@ class Journal:
         return [_entry(row) for row in cur.fetchall()] if cur else []
 
     # --- batches (used by batch) ---------------------------------------------------------
+    # A line's state: absent (never submitted), "submitting" (written before its POST),
+    # "submitted" (task id known), "done" / "failed" (final record stored), "unknown" (the
+    # POST may have reached the provider without an answer). ``ident`` is "k:<key>" or
+    # "n:<line number>": how a line is recognised on --resume.
 
-    def batch_open(self, name: str, *, source: str, total: int | None) -> bool:
-        """Create the batch if new; return True when it already existed."""
+    def batch_find(self, name: str) -> dict[str, Any] | None:
+        cur = self._exec("SELECT name, source, digest, total, created_at, updated_at FROM batches WHERE name = ?", (name,))
+        row = cur.fetchone() if cur else None
+        keys = ("name", "source", "digest", "total", "created_at", "updated_at")
+        return None if row is None else dict(zip(keys, row))
+
+    def batch_open(self, name: str, *, source: str, digest: str, total: int) -> None:
+        """Create the batch, or bring an existing one's source, digest and total up to date."""
         now = time.time()
-        cur = self._exec("SELECT name FROM batches WHERE name = ?", (name,))
-        existed = bool(cur and cur.fetchone())
-        if existed:
-            self._exec("UPDATE batches SET updated_at = ?, total = COALESCE(?, total) WHERE name = ?", (now, total, name))
-        else:
-            self._exec(
-                "INSERT INTO batches (name, source, total, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                (name, source, total, now, now),
-            )
-        return existed
-
-    def batch_reset(self, name: str) -> None:
-        self._exec("DELETE FROM batch_lines WHERE batch = ?", (name,))
-
-    def line_state(self, name: str, line: int, *, key: str, state: str, task_id: str | None = None,
-                   record: Mapping[str, Any] | None = None) -> None:
         self._exec(
-            "INSERT INTO batch_lines (batch, line, key, state, task_id, record, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (batch, line) DO UPDATE SET state = excluded.state,"
-            " task_id = COALESCE(excluded.task_id, batch_lines.task_id),"
-            " record = COALESCE(excluded.record, batch_lines.record), updated_at = excluded.updated_at",
-            (name, line, key, state, task_id, None if record is None else json.dumps(record), time.time()),
+            "INSERT INTO batches (name, source, digest, total, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET source = excluded.source, digest = excluded.digest,"
+            " total = excluded.total, updated_at = excluded.updated_at",
+            (name, source, digest, total, now, now),
         )
 
-    def batch_lines(self, name: str) -> Iterator[tuple[int, str, str, str | None, dict[str, Any] | None]]:
+    def line_get(self, batch: str, ident: str) -> tuple[str, str | None] | None:
+        """(state, task_id) of a journalled line, or None when it was never submitted."""
+        cur = self._exec("SELECT state, task_id FROM batch_lines WHERE batch = ? AND ident = ?", (batch, ident))
+        row = cur.fetchone() if cur else None
+        return None if row is None else (row[0], row[1])
+
+    def line_record(self, batch: str, ident: str) -> dict[str, Any] | None:
+        cur = self._exec("SELECT record FROM batch_lines WHERE batch = ? AND ident = ?", (batch, ident))
+        row = cur.fetchone() if cur else None
+        return json.loads(row[0]) if row and row[0] else None
+
+    def line_set(self, batch: str, ident: str, *, line: int, key: str | None, state: str,
+                 task_id: str | None = None, record: Mapping[str, Any] | None = None) -> None:
+        """Write a line's state (a task id or record already known is kept unless replaced)."""
+        self._exec(
+            "INSERT INTO batch_lines (batch, ident, line, key, state, task_id, record, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (batch, ident) DO UPDATE SET line = excluded.line, state = excluded.state,"
+            " task_id = COALESCE(excluded.task_id, batch_lines.task_id),"
+            " record = COALESCE(excluded.record, batch_lines.record), updated_at = excluded.updated_at",
+            (batch, ident, line, key, state, task_id, None if record is None else json.dumps(record), time.time()),
+        )
+
+    def line_clear(self, batch: str, ident: str) -> None:
+        """Forget a line: nothing was created for it, so --resume submits it again."""
+        self._exec("DELETE FROM batch_lines WHERE batch = ? AND ident = ?", (batch, ident))
+
+    def batch_lines(self, name: str) -> Iterator[tuple[int, str | None, str, str | None, dict[str, Any] | None]]:
         """Yield (line, key, state, task_id, record) for every journalled line of a batch."""
-        cur = self._exec("SELECT line, key, state, task_id, record FROM batch_lines WHERE batch = ? ORDER BY line", (name,))
+        cur = self._exec(
+            "SELECT line, key, state, task_id, record FROM batch_lines WHERE batch = ? ORDER BY line", (name,)
+        )
         for line, key, state, task_id, record in cur or ():
             yield line, key, state, task_id, (json.loads(record) if record else None)
 
     def batches(self, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest batches with their line counts by state."""
         cur = self._exec(
             "SELECT b.name, b.source, b.total, b.created_at, b.updated_at,"
-            " SUM(l.state = 'done'), SUM(l.state = 'failed'), SUM(l.state IN ('submitting', 'submitted', 'unknown'))"
+            " COALESCE(SUM(l.state = 'done'), 0), COALESCE(SUM(l.state = 'failed'), 0),"
+            " COALESCE(SUM(l.state = 'unknown'), 0), COALESCE(SUM(l.state IN ('submitting', 'submitted')), 0)"
             " FROM batches b LEFT JOIN batch_lines l ON l.batch = b.name GROUP BY b.name"
             " ORDER BY b.updated_at DESC LIMIT ?",
             (limit,),
         )
-        keys = ("name", "source", "total", "created_at", "updated_at", "done", "failed", "open")
+        keys = ("name", "source", "total", "created_at", "updated_at", "done", "failed", "unknown", "open")
         return [dict(zip(keys, row)) for row in cur.fetchall()] if cur else []
+
+
+def _drop_sketch_tables(db: sqlite3.Connection) -> None:
+    """Drop the batch tables of the unreleased first sketch (no ``ident``); batch never wrote them."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(batch_lines)")}
+    if columns and "ident" not in columns:
+        db.execute("DROP TABLE batch_lines")
+        db.execute("DROP TABLE IF EXISTS batches")
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:

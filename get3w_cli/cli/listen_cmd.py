@@ -1,1 +1,222 @@
-"""``g3w listen``: a standalone webhook receiver (see issue 3)."""
+"""``g3w listen``: a standalone webhook receiver (CONTRACT.md section 5).
+
+stdout: the callback URL first with ``--print-url``, then one JSON object per unique event with
+``--json`` (nothing else). stderr: ``Listening on <url>``, the public URL, one line per unique
+event, and one rate-limited line per rejected request. Exit: 0 after ``--count`` final events
+or a completed ``--for`` task, 1 when the ``--for`` task failed or was cancelled, 4 on
+``--timeout``, 7 when the port or tunnel cannot be set up, 130 on Ctrl-C; ``--replay``: 0 when
+the target answered 2xx, 6 otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+from urllib.parse import urlsplit
+
+import typer
+
+from get3w_cli import constants as C
+from get3w_cli.cli import options as O
+from get3w_cli.cli.app import app
+from get3w_cli.cli.boundary import run
+from get3w_cli.cli.render import Ui, describe_duration
+from get3w_cli.errors import ExitCode, NetworkError, UsageError
+
+if TYPE_CHECKING:
+    from get3w_cli.webhooks.listen_loop import Actions, ListenOutcome, StopRules
+    from get3w_cli.webhooks.receiver import Event, Receiver, ReceiverConfig
+
+LISTEN = "Listening"
+ACT = "Actions"
+
+
+@dataclass(frozen=True)
+class ListenRequest:
+    """Everything ``g3w listen`` was asked to do, checked."""
+
+    config: ReceiverConfig
+    rules: StopRules
+    actions: Actions
+    tunnel: str
+    public_url: str | None
+    authtoken: str | None
+    print_url: bool
+    json_mode: bool
+
+
+def _check_url(url: str, flag: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"{flag} {url!r} is not an http(s) URL", hint=f"e.g. {flag} http://localhost:8000/webhook")
+    return url.strip()
+
+
+def _save_dir(save: str | None) -> Path | None:
+    if save is None:
+        return None
+    directory = Path(save).expanduser()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot use --save {save}: {exc.strerror or exc}") from exc
+    return directory
+
+
+def build_request(*, host: str, port: int, path: Optional[str], tunnel: O.TunnelKind, public_url: Optional[str],
+                  secret: Optional[str], provider: Optional[O.ProviderName], print_url: bool, json_mode: bool,
+                  forward_to: Optional[str], exec_cmd: Optional[str], save: Optional[str], for_id: Optional[str],
+                  count: Optional[int], timeout: Optional[str]) -> ListenRequest:
+    """Resolve settings (secrets, ngrok token) and check every option before binding."""
+    from get3w_cli.cli.context import Flags, settings_from
+    from get3w_cli.config import parse_duration
+    from get3w_cli.webhooks.listen_loop import Actions, StopRules
+    from get3w_cli.webhooks.receiver import ReceiverConfig
+
+    name = provider.value if provider else None
+    settings = settings_from(Flags(provider=name, webhook_secret=secret))
+    secrets = {p: settings.for_provider(p).webhook_secret or "" for p in ("get3w", "abstrakt")}
+    save_dir = _save_dir(save)
+    config = ReceiverConfig(host=host, port=port, path=path or None, secrets=secrets, provider=name,
+                            keep_raw=save_dir is not None)
+    rules = StopRules(for_id=for_id, count=count, timeout=None if timeout is None else parse_duration(timeout))
+    actions = Actions(forward_to=_check_url(forward_to, "--forward-to") if forward_to else None,
+                      exec_command=exec_cmd or None, exec_stdout=sys.stderr.fileno() if json_mode else None,
+                      save_dir=save_dir)
+    return ListenRequest(config, rules, actions, tunnel.value, _check_url(public_url, "--public-url") if public_url
+                         else None, settings.ngrok_authtoken, print_url, json_mode)
+
+
+@app.command("listen")
+def listen_cmd(
+    port: int = typer.Option(C.LISTEN_DEFAULT_PORT, "--port", metavar="PORT", help="Port to listen on (0: any free port).", rich_help_panel=LISTEN),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="Address to bind (0.0.0.0: every interface).", rich_help_panel=LISTEN),
+    path: Optional[str] = typer.Option(None, "--path", metavar="PATH", help="Accept deliveries only at this path; others get 404 (default: any path).", rich_help_panel=LISTEN),
+    tunnel: O.TunnelKind = typer.Option(O.TunnelKind.auto, "--tunnel", help="auto: ngrok when an authtoken is set; ngrok; none.", rich_help_panel=LISTEN),
+    public_url: Optional[str] = typer.Option(None, "--public-url", metavar="URL", help="This listener is already reachable at URL (your proxy or tunnel).", rich_help_panel=LISTEN),
+    secret: Optional[str] = typer.Option(None, "--secret", metavar="SECRET", help="Verify signatures; bad ones get 401 (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).", rich_help_panel=LISTEN, show_default=False),
+    provider: Optional[O.ProviderName] = typer.Option(None, "--provider", help="Provider of deliveries whose headers do not tell (default: from the payload shape).", rich_help_panel=LISTEN),
+    print_url: bool = typer.Option(False, "--print-url", help="Print the callback URL on stdout first (for scripts).", rich_help_panel=O.OUT),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per unique event on stdout.", rich_help_panel=O.OUT),
+    forward_to: Optional[str] = typer.Option(None, "--forward-to", metavar="URL", help="Re-POST each event's original body and signature headers to URL, retrying while it is down.", rich_help_panel=ACT),
+    exec_cmd: Optional[str] = typer.Option(None, "--exec", metavar="CMD", help="Run CMD (shell) for each unique event, with the event JSON on stdin.", rich_help_panel=ACT),
+    save: Optional[str] = typer.Option(None, "--save", metavar="DIR", help="Write every delivery (headers and raw body) to DIR as JSON.", rich_help_panel=ACT),
+    replay: Optional[str] = typer.Option(None, "--replay", metavar="FILE", help="Send a --save FILE to --forward-to again, then exit (no listener).", rich_help_panel=ACT),
+    for_id: Optional[str] = typer.Option(None, "--for", metavar="ID", help="Exit after task ID's final event (0 completed, 1 failed or cancelled).", rich_help_panel=ACT),
+    count: Optional[int] = typer.Option(None, "--count", metavar="N", min=1, help="Exit 0 after N unique final events.", rich_help_panel=ACT),
+    timeout: Optional[str] = typer.Option(None, "--timeout", metavar="DURATION", help="Exit 4 when --for / --count are not met in this long (90, 5m, 1h30m).", rich_help_panel=ACT),
+    quiet: O.Quiet = False,
+    debug: O.Debug = False,
+) -> None:
+    """Receive webhooks: print each unique event, forward it, run a command, save deliveries."""
+    ui = Ui(quiet=quiet, json_mode=json_out, debug=debug)
+
+    async def body() -> int:
+        if replay is not None:
+            return await _replay(ui, replay, forward_to, secret, provider)
+        request = build_request(host=host, port=port, path=path, tunnel=tunnel, public_url=public_url, secret=secret,
+                                provider=provider, print_url=print_url, json_mode=json_out, forward_to=forward_to,
+                                exec_cmd=exec_cmd, save=save, for_id=for_id, count=count, timeout=timeout)
+        return _exit_code(ui, request, await serve(ui, request))
+
+    run(ui, body)
+
+
+async def serve(ui: Ui, request: ListenRequest) -> ListenOutcome:
+    """Bind, open the tunnel if asked, announce the URL, and listen until a stop rule is met."""
+    from get3w_cli.webhooks.listen_loop import listen
+    from get3w_cli.webhooks.receiver import NoteLimiter, Receiver
+
+    notes = NoteLimiter(ui.warn)
+    receiver = Receiver(request.config, notes)
+    async with AsyncExitStack() as stack:
+        await receiver.start()
+        stack.push_async_callback(receiver.close)
+        stack.callback(_summary, ui, receiver)
+        public = await _public_base(request, receiver.port, stack)
+        _announce(ui, request, receiver, public)
+        return await listen(receiver, request.rules, request.actions, on_event=lambda e: _show(ui, e), note=ui.note)
+
+
+async def _public_base(request: ListenRequest, port: int, stack: AsyncExitStack) -> str | None:
+    if request.public_url:
+        return request.public_url
+    if request.tunnel == "none" or (request.tunnel == "auto" and not request.authtoken):
+        return None
+    from get3w_cli.webhooks.tunnel import open_ngrok
+
+    tunnel = await open_ngrok(port, authtoken=request.authtoken, ngrok_path=os.environ.get("NGROK_PATH") or None)
+    stack.push_async_callback(tunnel.close)
+    return tunnel.public_url
+
+
+def _announce(ui: Ui, request: ListenRequest, receiver: Receiver, public: str | None) -> None:
+    url = receiver.callback_url(public)
+    if request.print_url:
+        ui.data(url)
+    where = "" if request.config.path else " (any path)"
+    ui.note(f"Listening on {receiver.local_url}{where}  (Ctrl-C to stop)")
+    if public:
+        ui.note(f"Public URL: {url}")
+    if not any(request.config.secrets.values()):
+        exposed = " Anyone who knows the public URL can post events." if public else ""
+        ui.note(f"No webhook secret: events are not verified (--secret or GET3W_WEBHOOK_SECRET).{exposed}")
+
+
+def _show(ui: Ui, event: Event) -> None:
+    """The stderr line of one unique event, and its --json line on stdout."""
+    from get3w_cli.webhooks.receiver import iso_utc
+
+    task = event.task
+    trust = "verified" if event.verified else "unverified"
+    if task.error is not None:
+        detail = task.error.message
+    else:
+        detail = f"{len(task.outputs)} output{'s' if len(task.outputs) != 1 else ''}" if task.status.terminal else ""
+    ui.note(f"{iso_utc(event.raw.received_at)}  {event.provider}  {task.id}  {task.status.value}  {trust}  {detail}".rstrip())
+    if ui.json_mode:
+        ui.json(event.as_json())
+
+
+def _summary(ui: Ui, receiver: Receiver) -> None:
+    receiver.notes.flush()
+    stats = receiver.stats
+    ui.note(f"{stats.events} event(s), {stats.duplicates} duplicate(s), {stats.stale} stale, "
+            f"{stats.rejected} rejected")
+
+
+def _exit_code(ui: Ui, request: ListenRequest, outcome: ListenOutcome) -> int:
+    from get3w_cli.errors import TaskFailedError, WaitTimeoutError
+    from get3w_cli.records import Status
+    from get3w_cli.webhooks.listen_loop import FOR_DONE, TIMED_OUT
+
+    if outcome.reason == FOR_DONE and outcome.event is not None:
+        if outcome.event.task.status is not Status.COMPLETED:
+            raise TaskFailedError(outcome.event.task)
+        return 0
+    if outcome.reason == TIMED_OUT:
+        if request.rules.for_id:
+            raise WaitTimeoutError(request.rules.for_id)
+        seconds = describe_duration(request.rules.timeout or 0.0)
+        ui.error(f"timed out after {seconds} with {outcome.finals} final event(s)")
+        return int(ExitCode.TIMEOUT)
+    return 0
+
+
+async def _replay(ui: Ui, file: str, forward_to: Optional[str], secret: Optional[str],
+                  provider: Optional[O.ProviderName]) -> int:
+    from get3w_cli.webhooks.forwarder import replay
+
+    if not forward_to:
+        raise UsageError("--replay needs --forward-to URL", hint="g3w listen --replay FILE --forward-to http://localhost:8000/hook")
+    url = _check_url(forward_to, "--forward-to")
+    result = await replay(Path(file), url, secret=secret, provider=provider.value if provider else None)
+    if not result.ok:
+        raise NetworkError(f"could not replay {file} to {url}: {result.describe()}",
+                           hint="check that the app is running and accepts the delivery")
+    ui.success(f"replayed {file} to {url}: {result.describe()}")
+    return 0
