@@ -11,7 +11,7 @@ _g3w() {
   done
   case "$cmd${sub:+ $sub}" in
     "")
-      COMPREPLY=($(compgen -W "run submit get wait cancel history sandbox models balance upload doctor config --version --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "run submit get wait cancel listen batch history sandbox models balance upload doctor config --version --help -h" -- "$cur")) ;;
     "run")
       case "$prev" in --channel) COMPREPLY=($(compgen -W "economy stable official" -- "$cur")); return ;; esac
       case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync" -- "$cur")); return ;; esac
@@ -39,6 +39,17 @@ _g3w() {
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
       COMPREPLY=($(compgen -W "--json --quiet -q --debug --provider --api --api-key --base-url --help -h" -- "$cur")) ;;
+    "listen")
+      case "$prev" in --tunnel) COMPREPLY=($(compgen -W "auto ngrok none" -- "$cur")); return ;; esac
+      case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
+      COMPREPLY=($(compgen -W "--port --host --path --tunnel --public-url --secret --provider --print-url --json --forward-to --exec --save --replay --for --count --timeout --quiet -q --debug --help -h" -- "$cur")) ;;
+    "batch")
+      case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync" -- "$cur")); return ;; esac
+      case "$prev" in --tunnel) COMPREPLY=($(compgen -W "auto ngrok none" -- "$cur")); return ;; esac
+      case "$prev" in --on-timeout) COMPREPLY=($(compgen -W "detach cancel" -- "$cur")); return ;; esac
+      case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
+      case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
+      COMPREPLY=($(compgen -W "--concurrency -j --out --resume --name --resubmit-unknown --skip-invalid --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h" -- "$cur")) ;;
     "history")
       COMPREPLY=($(compgen -W "--limit -n --status --batch --batches --json --debug --help -h" -- "$cur")) ;;
     "sandbox")

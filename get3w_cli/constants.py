@@ -107,6 +107,9 @@ BATCH_INVALID_SHOWN = 50
 # The batch name derived from the file: this many hex digits of its SHA-256.
 BATCH_NAME_HASH_CHARS = 16
 BATCH_READ_CHUNK_BYTES = 1024 * 1024
+# Connections of the batch's submit client. Submits are short, so a few connections carry -j
+# tasks; and httpcore's pool bookkeeping grows with the square of its connections.
+BATCH_SUBMIT_CONNECTIONS = 2
 # Refresh period of the progress bar on a terminal.
 BATCH_PROGRESS_REFRESH = 0.25
 

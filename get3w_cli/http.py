@@ -152,8 +152,10 @@ class HttpSession:
         transport: httpx.AsyncBaseTransport | None = None,
         retry_budget: float = RETRY_BUDGET,
         max_attempts: int = RETRY_MAX_ATTEMPTS,
+        max_connections: int = HTTP_POOL_LIMIT,
     ) -> None:
         self._sleep = sleep
+        self._max_connections = max_connections
         self._transport = transport
         self._budget = retry_budget
         self._max_attempts = max_attempts
@@ -163,7 +165,7 @@ class HttpSession:
         self._client = httpx.AsyncClient(
             headers={"User-Agent": USER_AGENT},
             timeout=httpx.Timeout(HTTP_READ_TIMEOUT, connect=HTTP_CONNECT_TIMEOUT),
-            limits=httpx.Limits(max_connections=HTTP_POOL_LIMIT),
+            limits=httpx.Limits(max_connections=self._max_connections),
             follow_redirects=False,
             transport=self._transport,
         )

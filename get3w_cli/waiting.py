@@ -127,7 +127,15 @@ class _Waiter:
             )
         else:
             # Anyone who can reach the URL can post; without a signature, ask the provider.
-            trusted = await self.adapter.get(self.task.id)
+            try:
+                trusted = await self._get()
+            except (TransientError, NetworkError) as exc:
+                # The callback hints the task is done: keep waiting by polling, not by failing.
+                self._start_polling(f"could not confirm a callback ({exc.message}); polling")
+                self.next_poll = min(self.next_poll, self.loop.time() + self.interval)
+                return None
+            if trusted is None:
+                return None  # the deadline passed during the GET; the loop reports the timeout
             if not trusted.status.terminal:
                 self.notify("note", f"ignored an unconfirmed callback claiming {claimed.status.value}")
                 return None
@@ -135,22 +143,35 @@ class _Waiter:
         self.inbox.settle(self.task.id, trusted.status)
         return trusted
 
-    async def _poll_once(self) -> Task | None:
+    def _start_polling(self, why: str) -> None:
         if not self.polling:
             self.polling = True
-            self.notify("note", f"no callback within {self.plan.fallback_for(self.task):g}s; polling")
+            self.notify("note", why)
             self.notify("phase", "polling")
+
+    async def _get(self) -> Task | None:
+        """One GET of the task, cut short at the deadline (None then): --timeout bounds the whole
+        wait, even when the HTTP layer is sleeping out a long Retry-After."""
+        remaining = max(self.deadline - self.loop.time(), 0.0)
+        try:
+            return await asyncio.wait_for(self.adapter.get(self.task.id), remaining)
+        except asyncio.TimeoutError:
+            return None
+
+    async def _poll_once(self) -> Task | None:
+        self._start_polling(f"no callback within {self.plan.fallback_for(self.task):g}s; polling")
         delay = self.interval
         try:
-            task = await self.adapter.get(self.task.id)
+            task = await self._get()
         except (TransientError, NetworkError) as exc:
             self.notify("note", f"poll failed ({exc.message}); retrying")
             retry_after = getattr(exc, "retry_after", None)
             delay = max(delay, retry_after or 0.0)
         else:
-            if task.status.terminal:
+            if task is not None and task.status.terminal:
                 return task
-            self.task = dataclasses.replace(task, estimated_duration=self.task.estimated_duration)
+            if task is not None:
+                self.task = dataclasses.replace(task, estimated_duration=self.task.estimated_duration)
         self.next_poll = self.loop.time() + delay
         self.interval = min(self.interval * C.POLL_BACKOFF_FACTOR, max(self.plan.poll_max, C.POLL_MIN))
         return None

@@ -25,9 +25,9 @@ from conftest import ThreadedSandbox, g3w
 from fake_ngrok import install
 from get3w_cli.constants import WEBHOOK_MAX_BODY_BYTES
 from get3w_cli.records import Status
-from get3w_cli.webhooks.forwarder import Forwarder, forward_headers
+from get3w_cli.webhooks.forwarder import Forwarder, forward_headers, load_saved, resign, save_delivery, saved_record
 from get3w_cli.webhooks.receiver import NoteLimiter, Receiver, ReceiverConfig
-from get3w_cli.webhooks.signatures import sign_abstrakt, sign_get3w
+from get3w_cli.webhooks.signatures import sign_abstrakt, sign_get3w, verify_delivery
 
 SECRET = "whsec_test"
 KEY = "sk_test"
@@ -198,8 +198,8 @@ def test_print_url_first_then_json_event_lines(listen, sandbox):
 def test_for_id_exits_0_when_the_verified_abstrakt_job_completes(listen):
     """--for ID with --secret: a signed Abstrakt delivery is verified and the exit code is 0."""
     port = free_port()
-    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
-        job_id = submit_abstrakt(sb, f"http://127.0.0.1:{port}/hooks", sandbox_duration=1.0)
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.1, webhook_secret=SECRET) as sb:  # retries span ~6 s
+        job_id = submit_abstrakt(sb, f"http://127.0.0.1:{port}/hooks", sandbox_duration=0.5)
         proc = listen("--json", "--for", job_id, "--secret", SECRET, port=port)
         event = proc.event(timeout=8)
         assert (event["id"], event["status"], event["verified"], event["provider"]) == (job_id, "completed", True, "abstrakt")
@@ -209,8 +209,8 @@ def test_for_id_exits_0_when_the_verified_abstrakt_job_completes(listen):
 def test_for_id_exits_1_when_the_task_fails(listen):
     """--for ID exits 1 with the task's error when the provider reports it failed."""
     port = free_port()
-    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
-        task_id = submit_get3w(sb, f"http://127.0.0.1:{port}", sandbox_duration=1.0, sandbox_fail="out of cats")
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.1, webhook_secret=SECRET) as sb:  # retries span ~6 s
+        task_id = submit_get3w(sb, f"http://127.0.0.1:{port}", sandbox_duration=0.5, sandbox_fail="out of cats")
         proc = listen("--json", "--for", task_id, port=port, env={"GET3W_WEBHOOK_SECRET": SECRET})
         event = proc.event(timeout=8)
         assert (event["status"], event["verified"], event["error"]["message"]) == ("failed", True, "out of cats")
@@ -309,12 +309,30 @@ def test_sigint_exits_130_and_frees_the_port(listen):
         sock.bind(("127.0.0.1", proc.port))
 
 
+def test_closed_stdout_ends_the_listener_quietly():
+    """``g3w listen --json | head -1``: when the reader goes away the command exits 0, no traceback."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "listen", "--port", str(port), "--print-url", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        url = proc.stdout.readline().decode().strip()
+        proc.stdout.close()
+        assert httpx.post(url, content=get3w_body("gone")).status_code == 200
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and b"Traceback" not in err and b"gone" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def test_hostile_requests_get_4xx_and_the_listener_survives(listen):
     """404/405/400/422/413 and malformed HTTP: one short stderr line per kind, no traceback, still serving."""
     proc = listen("--path", "/hook", "--json", "--count", "1")
     assert proc.url.endswith("/hook")
     base = f"http://127.0.0.1:{proc.port}"
     with httpx.Client() as client:
+        assert client.post(base + "/%1B[2Jother", content=get3w_body()).status_code == 404  # noted first
         assert client.post(base + "/other", content=get3w_body()).status_code == 404
         assert client.get(proc.url).status_code == 405
         assert client.post(proc.url, content=b"\xff{not json").status_code == 400
@@ -329,10 +347,11 @@ def test_hostile_requests_get_4xx_and_the_listener_survives(listen):
         assert client.post(proc.url + "/", content=get3w_body("ok_1")).status_code == 200
     assert proc.event()["id"] == "ok_1"
     assert proc.wait() == 0
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and "\x1b" not in proc.stderr  # no terminal escapes from strangers
     assert len([line for line in proc.stderr.splitlines() if "400: body is not" in line]) <= 3
     for status in ("404", "405", "413", "422"):
         assert f"{status}: " in proc.stderr
+    assert "[2Jother is not /hook" in proc.stderr
 
 
 def test_tunnel_ngrok_prints_the_public_url(listen, tmp_path):
@@ -519,3 +538,24 @@ def test_forwarder_retries_5xx_and_stops_on_4xx():
     assert len(target.requests) == 4
     assert forward_headers({"authorization": "x", "x-get3w-signature": "s"}) == {
         "X-Get3W-Signature": "s", "Content-Type": "application/json"}
+
+
+def test_saved_binary_bodies_round_trip_and_credentials_are_dropped(tmp_path):
+    """A non-UTF-8 body is saved as base64 and read back byte for byte; Authorization is not saved."""
+    body = b"\xff\x00binary"
+    record = saved_record("2026-01-01T00:00:00.000Z", "POST", "/", "", {"Authorization": "Bearer k", "A": "b"},
+                          body, 400)
+    path = save_delivery(tmp_path, "one.json", record)
+    assert "body" not in record and (path.stat().st_mode & 0o077) == 0
+    assert load_saved(path) == ({"A": "b"}, body)
+
+
+def test_replay_resigns_with_a_fresh_timestamp():
+    """With --secret a replay carries new signatures that verify now (Abstrakt's old stamp would not)."""
+    a = abstrakt_body()
+    old = {"Content-Type": "application/json", "X-Abstrakt-Timestamp": "1", "X-Abstrakt-Signature": "stale"}
+    fresh = resign(old, a, SECRET)
+    assert fresh["X-Abstrakt-Timestamp"] != "1" and verify_delivery("abstrakt", SECRET, fresh, a)
+    assert not verify_delivery("abstrakt", SECRET, old, a)
+    g = get3w_body()
+    assert verify_delivery("get3w", SECRET, resign({"x-get3w-signature": "bad"}, g, SECRET), g)

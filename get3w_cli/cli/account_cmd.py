@@ -89,10 +89,10 @@ def upload_cmd(
 
     async def body() -> int:
         from get3w_cli.cli.context import open_services
-        from get3w_cli.cli.inputs import parse_inputs
+        from get3w_cli.cli.inputs import readable_file
         from get3w_cli.providers import Route
 
-        path = parse_inputs(None, [f"file=@{file}"], None).uploads["file"]
+        path = readable_file(str(file), "upload")
         flags = _flags(O.ProviderName.get3w, api_key, base_url, sandbox)
         async with open_services(flags, provider="get3w") as services:
             url = await services.adapter(Route("get3w", "v3", "")).upload(path)  # type: ignore[attr-defined]

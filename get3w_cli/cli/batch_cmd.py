@@ -1,1 +1,322 @@
-"""``g3w batch``: many tasks through one listener, resumable (see issue 4)."""
+"""``g3w batch``: many tasks from a JSON Lines file through one listener, resumable (CONTRACT.md 6).
+
+This module checks the file, resolves the options, opens the services and the one callback
+channel, renders progress and writes the records; the engine is ``get3w_cli.batch``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import shlex
+import sys
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
+
+import typer
+
+from get3w_cli import constants as C
+from get3w_cli.cli import options as O
+from get3w_cli.cli.app import app
+from get3w_cli.cli.boundary import Tracker, run
+from get3w_cli.cli.render import Ui, describe_duration
+
+if TYPE_CHECKING:
+    from get3w_cli.batch.lines import CheckResult
+    from get3w_cli.batch.report import Stats
+    from get3w_cli.batch.runner import Connection
+    from get3w_cli.cli.context import Services
+    from get3w_cli.cli.flows import WaitRequest
+    from get3w_cli.providers import Route
+
+BATCH = "Batch"
+
+
+@app.command("batch")
+def batch_cmd(
+    file: str = typer.Argument(..., help="JSON Lines, one task a line: {\"model\", \"input\", \"provider\"?, \"api\"?, \"key\"?}; - reads stdin."),
+    concurrency: int = typer.Option(C.BATCH_DEFAULT_CONCURRENCY, "--concurrency", "-j", min=1, max=C.BATCH_MAX_CONCURRENCY, help="Tasks in flight at most (a 429 lowers it for a while).", rich_help_panel=BATCH),
+    out: Optional[str] = typer.Option(None, "--out", help="Write the records (one JSON line per task) to FILE, rewritten by every run (default stdout).", rich_help_panel=BATCH),
+    resume: bool = typer.Option(False, "--resume", help="Continue this batch: re-emit finished lines, wait for submitted ones, submit the rest.", rich_help_panel=BATCH),
+    name: Optional[str] = typer.Option(None, "--name", help="Name of the batch in the journal (default: the hash of the file).", rich_help_panel=BATCH),
+    resubmit_unknown: bool = typer.Option(False, "--resubmit-unknown", help="On --resume, send again lines whose submit got no answer (may pay twice).", rich_help_panel=BATCH),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Submit the valid lines and report the invalid ones (default: exit 2, nothing sent).", rich_help_panel=BATCH),
+    via: O.ViaOpt = None,
+    timeout: O.Timeout = None,
+    fallback_after: O.FallbackAfter = None,
+    poll_max: O.PollMax = "10s",
+    tunnel: O.Tunnel = O.TunnelKind.auto,
+    public_url: O.PublicUrl = None,
+    listen_host: O.ListenHost = "127.0.0.1",
+    listen_port: O.ListenPort = 0,
+    webhook_secret: O.WebhookSecret = None,
+    on_timeout: O.OnTimeoutOpt = O.OnTimeout.detach,
+    output: O.Output = None,
+    quiet: O.Quiet = False,
+    debug: O.Debug = False,
+    provider: O.Provider = None,
+    api: O.Api = None,
+    api_key: O.ApiKey = None,
+    base_url: O.BaseUrl = None,
+    sandbox: O.Sandbox = False,
+    no_history: O.NoHistory = False,
+) -> None:
+    """Run many tasks from a JSON Lines file: one listener, -j at once, resumable.
+
+    Writes one task record per line (plus "key": the line's key, else its number) as each
+    finishes. Exit 0 when every task completed, 9 when some did not (the records say why).
+    """
+    ui = Ui(quiet=quiet, debug=debug)
+    tracker = Tracker(resume_hint=_resume_command(file, name))
+
+    async def body() -> int:
+        from get3w_cli.cli.context import Flags
+        from get3w_cli.cli.task_cmds import build_wait_request
+
+        flags = Flags(provider=provider.value if provider else None, api_key=api_key, base_url=base_url,
+                      webhook_secret=webhook_secret, via=via.value if via else None, timeout=timeout,
+                      no_history=no_history, sandbox=sandbox)
+        request = build_wait_request(flags, fallback_after=fallback_after, poll_max=poll_max, tunnel=tunnel,
+                                     public_url=public_url, listen_host=listen_host, listen_port=listen_port,
+                                     on_timeout=on_timeout, output=output)
+        with _input_path(file) as path:
+            options = _Options(file, path, concurrency, out, resume, name, resubmit_unknown, skip_invalid,
+                               api.value if api else None)
+            return await _batch_flow(flags, options, request, ui)
+
+    run(ui, body, tracker=tracker)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    file: str
+    path: Path
+    concurrency: int
+    out: str | None
+    resume: bool
+    name: str | None
+    resubmit_unknown: bool
+    skip_invalid: bool
+    api: str | None
+
+
+def _resume_command(file: str, name: str | None) -> str:
+    command = f"g3w batch {shlex.quote(file)} --resume" + (f" --name {shlex.quote(name)}" if name else "")
+    where = "the same lines on stdin and " if file == "-" else ""
+    return f"resume with: {command} (with {where}the same options)"
+
+
+class _input_path:
+    """The file to read, or stdin spooled to a temporary file (removed afterwards)."""
+
+    def __init__(self, file: str) -> None:
+        self.file, self.spooled = file, None
+
+    def __enter__(self) -> Path:
+        from get3w_cli.batch.lines import spool
+        from get3w_cli.errors import UsageError
+
+        if self.file != "-":
+            path = Path(self.file)
+            if not path.is_file():
+                raise UsageError(f"no such file: {self.file}", hint="give a JSON Lines file, or - for stdin")
+            return path
+        self.spooled = spool(sys.stdin.buffer)
+        return self.spooled
+
+    def __exit__(self, *exc: object) -> None:
+        if self.spooled is not None:
+            self.spooled.unlink(missing_ok=True)
+
+
+def _check(options: _Options, flags: Any, ui: Ui) -> tuple[CheckResult, Any]:
+    """Check every line before anything is sent: exit 2 with the list, or skip them."""
+    from get3w_cli.batch.lines import LineDefaults, check_file
+    from get3w_cli.cli.context import settings_from
+    from get3w_cli.errors import UsageError
+
+    defaults = LineDefaults(provider=flags.provider, api=options.api, fallback_provider=settings_from(flags).provider)
+    result = check_file(options.path, defaults)
+    for problem in result.problems:
+        ui.err.print(str(problem), markup=False, highlight=False)
+    if result.invalid > len(result.problems):
+        ui.err.print(f"... and {result.invalid - len(result.problems)} more invalid lines", markup=False)
+    if result.invalid and not options.skip_invalid:
+        raise UsageError(f"{result.invalid} invalid line(s) in {options.file}; nothing was submitted",
+                         hint="fix them, or pass --skip-invalid to submit the valid lines only")
+    if result.invalid:
+        ui.warn(f"skipping {result.invalid} invalid line(s)")
+    if not result.valid:
+        raise UsageError(f"{options.file} has no task lines", hint='one JSON object a line: {"model": ..., "input": {...}}')
+    return result, defaults
+
+
+def _batch_name(options: _Options, services: Services, ui: Ui) -> tuple[str, str]:
+    """The batch's journal name and file digest; refuse to run a known batch again by accident."""
+    from get3w_cli.batch.lines import file_digest
+    from get3w_cli.errors import UsageError
+
+    digest = file_digest(options.path)
+    name = options.name or digest[: C.BATCH_NAME_HASH_CHARS]
+    known = services.journal.batch_find(name)
+    if options.resume and not services.journal.enabled:
+        raise UsageError("--resume needs the journal", hint="drop --no-history")
+    if known and not options.resume:
+        raise UsageError(f"batch {name} already ran (from {known['source']}); nothing was submitted",
+                         hint="add --resume to finish it (finished lines are re-emitted, none is paid twice), "
+                              "or --name NAME for a separate run")
+    if known and known["digest"] != digest:
+        ui.warn(f"the file changed since batch {name} last ran: lines are matched by key, else by line number")
+    if options.resume and not known:
+        ui.note(f"batch {name} has not run before; starting it")
+    return name, digest
+
+
+def _connections(services: Services, submit_session: Any) -> Callable[[Route], Connection]:
+    """Adapters per (provider, API): submits on a one-attempt session, so 429s reach the pacer."""
+    from get3w_cli.batch.runner import Connection
+    from get3w_cli.providers import make_adapter
+
+    submits = dataclasses.replace(services, session=submit_session)
+    cache: dict[tuple[str, str], Connection] = {}
+
+    def connect(route: Route) -> Connection:
+        pair = (route.provider, route.api)
+        if pair not in cache:
+            cache[pair] = Connection(
+                submit=make_adapter(pair, submits.client(*pair)), wait=make_adapter(pair, services.client(*pair)),
+                base_url=services.base_url(route.provider))
+        return cache[pair]
+
+    return connect
+
+
+async def _batch_flow(flags: Any, options: _Options, request: WaitRequest, ui: Ui) -> int:
+    from get3w_cli.batch.lines import valid_lines
+    from get3w_cli.batch.report import Stats, summary
+    from get3w_cli.batch.runner import BatchConfig, BatchRunner
+    from get3w_cli.cli.context import open_services
+    from get3w_cli.errors import BatchIncompleteError
+    from get3w_cli.http import HttpSession
+    from get3w_cli.providers import Route
+
+    check, defaults = _check(options, flags, ui)
+    async with open_services(flags, provider=flags.provider) as services, AsyncExitStack() as stack:
+        name, digest = _batch_name(options, services, ui)
+        submit_session = await stack.enter_async_context(HttpSession(max_attempts=1, max_connections=C.BATCH_SUBMIT_CONNECTIONS))
+        connect = _connections(services, submit_session)
+        for provider, api in sorted(check.routes):  # every key is checked before anything is sent
+            connect(Route(provider, api, ""))
+        mode, channel = await _open_channel(stack, services, check, request, ui)
+        config = BatchConfig(name=name, concurrency=options.concurrency, mode=mode, plan=request.plan,
+                             callback_url=channel.url if channel else None,
+                             output_dir=Path(request.output_dir) if request.output_dir else None,
+                             resume=options.resume, resubmit_unknown=options.resubmit_unknown)
+        stats = Stats(total=check.valid)
+        sink = stack.enter_context(_record_sink(options.out))
+        runner = BatchRunner(config, journal=services.journal, connect=connect, session=services.session,
+                             stats=stats, sink=sink, inbox=channel.inbox if channel else None, notify=ui.notify)
+        services.journal.batch_open(name, source=options.file if options.file != "-" else "<stdin>",
+                                    digest=digest, total=check.valid)
+        ui.note(f"batch {name}: {check.valid} lines, {options.concurrency} at a time, via {mode}")
+        async with _progress(ui, stats):
+            await runner.run(valid_lines(options.path, defaults, check.invalid_lines))
+    ui.note(summary(stats))
+    if stats.done < stats.total:
+        raise BatchIncompleteError(
+            f"{stats.total - stats.done} of {stats.total} lines did not complete",
+            hint="each record's status and error say why; --resume waits again for timed-out tasks "
+                 "and submits lines that were never sent")
+    return 0
+
+
+async def _open_channel(stack: AsyncExitStack, services: Services, check: CheckResult,
+                        request: WaitRequest, ui: Ui) -> tuple[str, Any]:
+    """The one listener (and tunnel) of the batch, for every provider it uses."""
+    from get3w_cli.callbacks import webhook_possible
+    from get3w_cli.cli.flows import open_channel_for
+    from get3w_cli.waiting import POLL, WEBHOOK
+
+    providers = sorted({provider for provider, _ in check.routes})
+    secrets = {p: s for p in providers if (s := services.webhook_secret(p))}
+    channel_opts = dataclasses.replace(request.channel, secrets=secrets,
+                                       provider_urls=tuple(services.base_url(p) for p in providers))
+    request = dataclasses.replace(request, channel=channel_opts)
+    mode = request.via
+    if mode == "auto":
+        mode = WEBHOOK if webhook_possible(channel_opts) else POLL
+    channel = await open_channel_for(stack, mode, request, ui)
+    return (POLL if mode == WEBHOOK and channel is None else mode), channel
+
+
+class _record_sink:
+    """Where records go: --out FILE (rewritten by every run) or stdout; one flushed line each."""
+
+    def __init__(self, out: str | None) -> None:
+        self.out, self.handle = out, None
+
+    def __enter__(self) -> Callable[[dict[str, Any]], None]:
+        from get3w_cli.errors import UsageError
+
+        handle: IO[str] = sys.stdout
+        if self.out and self.out != "-":
+            try:
+                self.handle = handle = open(self.out, "w", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                raise UsageError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
+
+        def write(record: dict[str, Any]) -> None:
+            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            handle.flush()
+
+        return write
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def _progress_text(stats: Stats) -> str:
+    eta = stats.eta()
+    return (f"{stats.done} done · {stats.failed} failed · {stats.in_flight} in flight · {stats.queued} queued · "
+            f"{stats.rate():.1f}/s · ETA {describe_duration(eta) if eta is not None else '-'}")
+
+
+@asynccontextmanager
+async def _progress(ui: Ui, stats: Stats) -> AsyncIterator[None]:
+    """A live bar on a terminal, a plain line every BATCH_PROGRESS_INTERVAL otherwise, nothing if quiet."""
+    if ui.quiet:
+        yield
+        return
+    if not ui.animated:
+        ticker = asyncio.ensure_future(_plain_progress(ui, stats))
+        try:
+            yield
+        finally:
+            ticker.cancel()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                   console=ui.err, transient=True)
+    task = bar.add_task(_progress_text(stats), total=stats.total)
+
+    async def refresh() -> None:
+        while True:
+            bar.update(task, completed=stats.finished, description=_progress_text(stats))
+            await asyncio.sleep(C.BATCH_PROGRESS_REFRESH)
+
+    with bar:
+        ticker = asyncio.ensure_future(refresh())
+        try:
+            yield
+        finally:
+            ticker.cancel()
+
+
+async def _plain_progress(ui: Ui, stats: Stats) -> None:
+    while True:
+        await asyncio.sleep(C.BATCH_PROGRESS_INTERVAL)
+        ui.note(f"batch: {stats.finished}/{stats.total} · {_progress_text(stats)}")

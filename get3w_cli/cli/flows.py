@@ -164,21 +164,29 @@ def guess_route(task_id: str, provider: str | None, api: str | None) -> Route:
     return Route("get3w", api, "")
 
 
-async def _locate(services: Services, flags: Flags, task_id: str, api: str | None) -> tuple[Adapter, dict[str, Any]]:
+async def _locate(services: Services, flags: Flags, task_id: str,
+                  api: str | None) -> tuple[Adapter, dict[str, Any], str]:
+    """The adapter for a task id, and the input and model the journal remembers for it."""
     from get3w_cli.providers import make_adapter
 
     entry = services.journal.find(task_id)
     if entry and not (flags.provider and flags.provider != entry.provider):
         route = Route(entry.provider, entry.api, entry.model)
         base = None if (flags.base_url or services.sandbox) else entry.base_url
-        return make_adapter(route, services.client(route.provider, route.api, base_url=base)), entry.input
-    return services.adapter(guess_route(task_id, flags.provider, api)), {}
+        adapter = make_adapter(route, services.client(route.provider, route.api, base_url=base))
+        return adapter, entry.input, entry.model
+    return services.adapter(guess_route(task_id, flags.provider, api)), {}, ""
+
+
+def _with_model(task: Task, model: str) -> Task:
+    """Some answers (a v3 delete) do not name the model; the journal does."""
+    return task if task.model or not model else dataclasses.replace(task, model=model)
 
 
 async def wait_flow(flags: Flags, task_id: str, api: str | None, request: WaitRequest, ui: Ui, tracker: Tracker) -> int:
     """g3w wait: poll an already submitted task to its end (no callback can be registered now)."""
     async with open_services(flags, provider=flags.provider) as services:
-        adapter, values = await _locate(services, flags, task_id, api)
+        adapter, values, model = await _locate(services, flags, task_id, api)
         if request.via == WEBHOOK:
             ui.note("a callback cannot be registered for a task already submitted; polling")
         started = asyncio.get_running_loop().time()
@@ -188,14 +196,15 @@ async def wait_flow(flags: Flags, task_id: str, api: str | None, request: WaitRe
             tracker.cancel_requested.add(task.id)
         outcome = await wait_for(adapter, task, dataclasses.replace(request.plan, mode=POLL), notify=ui.notify,
                                  via_if_done=POLL)
+        outcome = dataclasses.replace(outcome, task=_with_model(outcome.task, model))
         return await finish(services, outcome, values, started, output_dir=request.output_dir, ui=ui, tracker=tracker)
 
 
 async def get_flow(flags: Flags, task_id: str, api: str | None, ui: Ui) -> int:
     """g3w get: one GET; exit 1 when the task failed or was cancelled."""
     async with open_services(flags, provider=flags.provider) as services:
-        adapter, values = await _locate(services, flags, task_id, api)
-        task = await adapter.get(task_id)
+        adapter, values, model = await _locate(services, flags, task_id, api)
+        task = _with_model(await adapter.get(task_id), model)
         record = task.record(input=values, via=POLL)
         services.journal.task_updated(task.id, task.status.value, record if task.status.terminal else None)
         if ui.json_mode:
@@ -212,10 +221,10 @@ async def get_flow(flags: Flags, task_id: str, api: str | None, ui: Ui) -> int:
 async def cancel_flow(flags: Flags, task_id: str, api: str | None, ui: Ui) -> int:
     """g3w cancel: cancel (or delete) a task at the provider."""
     async with open_services(flags, provider=flags.provider) as services:
-        adapter, values = await _locate(services, flags, task_id, api)
+        adapter, values, model = await _locate(services, flags, task_id, api)
         if not adapter.can_cancel:
             raise UsageError(f"{adapter.provider} {adapter.api} has no cancel endpoint; nothing was sent")
-        task = await adapter.cancel(task_id)
+        task = _with_model(await adapter.cancel(task_id), model)
         services.journal.task_updated(task.id, Status.CANCELLED.value, task.record(input=values))
         if ui.json_mode:
             ui.json(task.record(input=values))

@@ -20,10 +20,23 @@ class Inputs:
     uploads: dict[str, Path] = field(default_factory=dict)  # key -> local file to upload first
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads_json(text: str) -> Any:
+    """Strict JSON: Python's parser also takes NaN and Infinity, which no request body may carry.
+
+    Raises:
+        ValueError: not valid JSON.
+    """
+    return json.loads(text, parse_constant=_reject_constant)
+
+
 def parse_value(raw: str) -> Any:
     """JSON when it parses as a number, boolean, null, array or object; else the string itself."""
     try:
-        value = json.loads(raw)
+        value = loads_json(raw)
     except ValueError:
         return raw
     return value if isinstance(value, _JSON_KINDS) else raw
@@ -35,7 +48,7 @@ def _read_input_file(source: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read --input {source}: {exc}") from exc
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError as exc:
         raise UsageError(f"--input {source} is not valid JSON: {exc}", hint="give a JSON object of inputs") from exc
     if not isinstance(data, dict):
@@ -43,10 +56,15 @@ def _read_input_file(source: str) -> dict[str, Any]:
     return data
 
 
-def _upload_path(key: str, raw: str) -> Path:
+def readable_file(raw: str, what: str) -> Path:
+    """The local file ``raw`` names, checked before anything is sent; ``what`` names the option.
+
+    Raises:
+        UsageError: no readable regular file there.
+    """
     path = Path(raw).expanduser()
     if not path.is_file() or not os.access(path, os.R_OK):
-        raise UsageError(f"-i {key}=@{raw}: no readable file at {path}")
+        raise UsageError(f"{what}: no readable file at {path}")
     return path
 
 
@@ -68,11 +86,11 @@ def parse_inputs(prompt: str | None, pairs: Sequence[str], input_file: str | Non
         result.uploads.pop(key, None)
         if force:
             try:
-                result.values[key] = json.loads(raw)
+                result.values[key] = loads_json(raw)
             except ValueError as exc:
                 raise UsageError(f"-i {key}:= is not valid JSON: {exc}") from exc
         elif raw.startswith("@"):
-            result.uploads[key] = _upload_path(key, raw[1:])
+            result.uploads[key] = readable_file(raw[1:], f"-i {key}={raw}")
             result.values.pop(key, None)
         else:
             result.values[key] = parse_value(raw)

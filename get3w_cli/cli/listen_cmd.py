@@ -15,7 +15,7 @@ import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 from urllib.parse import urlsplit
 
 import typer
@@ -56,6 +56,14 @@ def _check_url(url: str, flag: str) -> str:
     return url.strip()
 
 
+def _stderr_fd() -> int | None:
+    """With --json, --exec commands write to our stderr: stdout carries only event lines."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+
+
 def _save_dir(save: str | None) -> Path | None:
     if save is None:
         return None
@@ -79,36 +87,69 @@ def build_request(*, host: str, port: int, path: Optional[str], tunnel: O.Tunnel
 
     name = provider.value if provider else None
     settings = settings_from(Flags(provider=name, webhook_secret=secret))
-    secrets = {p: settings.for_provider(p).webhook_secret or "" for p in ("get3w", "abstrakt")}
-    save_dir = _save_dir(save)
-    config = ReceiverConfig(host=host, port=port, path=path or None, secrets=secrets, provider=name,
-                            keep_raw=save_dir is not None)
     rules = StopRules(for_id=for_id, count=count, timeout=None if timeout is None else parse_duration(timeout))
-    actions = Actions(forward_to=_check_url(forward_to, "--forward-to") if forward_to else None,
-                      exec_command=exec_cmd or None, exec_stdout=sys.stderr.fileno() if json_mode else None,
-                      save_dir=save_dir)
-    return ListenRequest(config, rules, actions, tunnel.value, _check_url(public_url, "--public-url") if public_url
-                         else None, settings.ngrok_authtoken, print_url, json_mode)
+    forward = _check_url(forward_to, "--forward-to") if forward_to else None
+    public = _check_url(public_url, "--public-url") if public_url else None
+    save_dir = _save_dir(save)  # last: nothing is created when another option is wrong
+    config = ReceiverConfig(host=host, port=port, path=path or None, provider=name, keep_raw=save_dir is not None,
+                            secrets={p: settings.for_provider(p).webhook_secret or "" for p in ("get3w", "abstrakt")})
+    actions = Actions(forward_to=forward, exec_command=exec_cmd or None, save_dir=save_dir,
+                      exec_stdout=_stderr_fd() if json_mode else None)
+    return ListenRequest(config, rules, actions, tunnel.value, public, settings.ngrok_authtoken, print_url, json_mode)
+
+
+def _opt(flag: str, help: str, *, panel: str = ACT, **extra: object) -> object:  # noqa: A002
+    return typer.Option(flag, help=help, rich_help_panel=panel, **extra)
+
+
+Port = Annotated[int, _opt("--port", "Port to listen on (0: any free port).", panel=LISTEN, metavar="PORT")]
+Host = Annotated[str, _opt("--host", "Address to bind (0.0.0.0: every interface).", panel=LISTEN, metavar="HOST")]
+HookPath = Annotated[Optional[str], _opt(
+    "--path", "Accept deliveries only at this path; others get 404 (default: any path).", panel=LISTEN, metavar="PATH")]
+Tunnel = Annotated[O.TunnelKind, _opt("--tunnel", "auto: ngrok when an authtoken is set; ngrok; none.", panel=LISTEN)]
+PublicUrl = Annotated[Optional[str], _opt(
+    "--public-url", "This listener is already reachable at URL (your proxy or tunnel).", panel=LISTEN, metavar="URL")]
+Secret = Annotated[Optional[str], _opt(
+    "--secret", "Verify signatures; bad ones get 401 (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).",
+    panel=LISTEN, metavar="SECRET", show_default=False)]
+Provider = Annotated[Optional[O.ProviderName], _opt(
+    "--provider", "Provider of deliveries whose headers do not tell (default: from the payload shape).", panel=LISTEN)]
+PrintUrl = Annotated[bool, _opt("--print-url", "Print the callback URL on stdout first (for scripts).", panel=O.OUT)]
+JsonLines = Annotated[bool, _opt("--json", "One JSON object per unique event on stdout.", panel=O.OUT)]
+ForwardTo = Annotated[Optional[str], _opt(
+    "--forward-to", "Re-POST each event's original body and signature headers to URL, retrying while it is down.",
+    metavar="URL")]
+Exec = Annotated[Optional[str], _opt(
+    "--exec", "Run CMD (shell) for each unique event, with the event JSON on stdin.", metavar="CMD")]
+Save = Annotated[Optional[str], _opt("--save", "Write every delivery (headers and raw body) to DIR as JSON.",
+                                     metavar="DIR")]
+Replay = Annotated[Optional[str], _opt(
+    "--replay", "Send a --save FILE to --forward-to again, then exit (no listener).", metavar="FILE")]
+ForId = Annotated[Optional[str], _opt(
+    "--for", "Exit after task ID's final event (0 completed, 1 failed or cancelled).", metavar="ID")]
+Count = Annotated[Optional[int], _opt("--count", "Exit 0 after N unique final events.", metavar="N", min=1)]
+Timeout = Annotated[Optional[str], _opt(
+    "--timeout", "Exit 4 when this runs out before --for / --count are met (90, 5m, 1h30m).", metavar="DURATION")]
 
 
 @app.command("listen")
 def listen_cmd(
-    port: int = typer.Option(C.LISTEN_DEFAULT_PORT, "--port", metavar="PORT", help="Port to listen on (0: any free port).", rich_help_panel=LISTEN),
-    host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="Address to bind (0.0.0.0: every interface).", rich_help_panel=LISTEN),
-    path: Optional[str] = typer.Option(None, "--path", metavar="PATH", help="Accept deliveries only at this path; others get 404 (default: any path).", rich_help_panel=LISTEN),
-    tunnel: O.TunnelKind = typer.Option(O.TunnelKind.auto, "--tunnel", help="auto: ngrok when an authtoken is set; ngrok; none.", rich_help_panel=LISTEN),
-    public_url: Optional[str] = typer.Option(None, "--public-url", metavar="URL", help="This listener is already reachable at URL (your proxy or tunnel).", rich_help_panel=LISTEN),
-    secret: Optional[str] = typer.Option(None, "--secret", metavar="SECRET", help="Verify signatures; bad ones get 401 (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).", rich_help_panel=LISTEN, show_default=False),
-    provider: Optional[O.ProviderName] = typer.Option(None, "--provider", help="Provider of deliveries whose headers do not tell (default: from the payload shape).", rich_help_panel=LISTEN),
-    print_url: bool = typer.Option(False, "--print-url", help="Print the callback URL on stdout first (for scripts).", rich_help_panel=O.OUT),
-    json_out: bool = typer.Option(False, "--json", help="One JSON object per unique event on stdout.", rich_help_panel=O.OUT),
-    forward_to: Optional[str] = typer.Option(None, "--forward-to", metavar="URL", help="Re-POST each event's original body and signature headers to URL, retrying while it is down.", rich_help_panel=ACT),
-    exec_cmd: Optional[str] = typer.Option(None, "--exec", metavar="CMD", help="Run CMD (shell) for each unique event, with the event JSON on stdin.", rich_help_panel=ACT),
-    save: Optional[str] = typer.Option(None, "--save", metavar="DIR", help="Write every delivery (headers and raw body) to DIR as JSON.", rich_help_panel=ACT),
-    replay: Optional[str] = typer.Option(None, "--replay", metavar="FILE", help="Send a --save FILE to --forward-to again, then exit (no listener).", rich_help_panel=ACT),
-    for_id: Optional[str] = typer.Option(None, "--for", metavar="ID", help="Exit after task ID's final event (0 completed, 1 failed or cancelled).", rich_help_panel=ACT),
-    count: Optional[int] = typer.Option(None, "--count", metavar="N", min=1, help="Exit 0 after N unique final events.", rich_help_panel=ACT),
-    timeout: Optional[str] = typer.Option(None, "--timeout", metavar="DURATION", help="Exit 4 when --for / --count are not met in this long (90, 5m, 1h30m).", rich_help_panel=ACT),
+    port: Port = C.LISTEN_DEFAULT_PORT,
+    host: Host = "127.0.0.1",
+    path: HookPath = None,
+    tunnel: Tunnel = O.TunnelKind.auto,
+    public_url: PublicUrl = None,
+    secret: Secret = None,
+    provider: Provider = None,
+    print_url: PrintUrl = False,
+    json_out: JsonLines = False,
+    forward_to: ForwardTo = None,
+    exec_cmd: Exec = None,
+    save: Save = None,
+    replay: Replay = None,
+    for_id: ForId = None,
+    count: Count = None,
+    timeout: Timeout = None,
     quiet: O.Quiet = False,
     debug: O.Debug = False,
 ) -> None:
@@ -121,24 +162,28 @@ def listen_cmd(
         request = build_request(host=host, port=port, path=path, tunnel=tunnel, public_url=public_url, secret=secret,
                                 provider=provider, print_url=print_url, json_mode=json_out, forward_to=forward_to,
                                 exec_cmd=exec_cmd, save=save, for_id=for_id, count=count, timeout=timeout)
-        return _exit_code(ui, request, await serve(ui, request))
+        try:
+            return _exit_code(ui, request, await serve(ui, request))
+        except StdoutClosed:
+            return 0
 
     run(ui, body)
 
 
 async def serve(ui: Ui, request: ListenRequest) -> ListenOutcome:
     """Bind, open the tunnel if asked, announce the URL, and listen until a stop rule is met."""
+    from get3w_cli.webhooks.http_common import NoteLimiter
     from get3w_cli.webhooks.listen_loop import listen
-    from get3w_cli.webhooks.receiver import NoteLimiter, Receiver
+    from get3w_cli.webhooks.receiver import Receiver
 
     notes = NoteLimiter(ui.warn)
     receiver = Receiver(request.config, notes)
     async with AsyncExitStack() as stack:
         await receiver.start()
         stack.push_async_callback(receiver.close)
-        stack.callback(_summary, ui, receiver)
         public = await _public_base(request, receiver.port, stack)
         _announce(ui, request, receiver, public)
+        stack.callback(_summary, ui, receiver)
         return await listen(receiver, request.rules, request.actions, on_event=lambda e: _show(ui, e), note=ui.note)
 
 
@@ -167,19 +212,39 @@ def _announce(ui: Ui, request: ListenRequest, receiver: Receiver, public: str | 
         ui.note(f"No webhook secret: events are not verified (--secret or GET3W_WEBHOOK_SECRET).{exposed}")
 
 
-def _show(ui: Ui, event: Event) -> None:
-    """The stderr line of one unique event, and its --json line on stdout."""
+def event_line(event: Event) -> str:
+    """``<received_at>  <provider>  <id>  <status>  verified|unverified  <outputs or error>``."""
+    from get3w_cli.webhooks.http_common import one_line
     from get3w_cli.webhooks.receiver import iso_utc
 
     task = event.task
-    trust = "verified" if event.verified else "unverified"
     if task.error is not None:
         detail = task.error.message
+    elif task.status.terminal:
+        detail = f"{len(task.outputs)} output{'s' if len(task.outputs) != 1 else ''}"
     else:
-        detail = f"{len(task.outputs)} output{'s' if len(task.outputs) != 1 else ''}" if task.status.terminal else ""
-    ui.note(f"{iso_utc(event.raw.received_at)}  {event.provider}  {task.id}  {task.status.value}  {trust}  {detail}".rstrip())
+        detail = ""
+    fields = (iso_utc(event.raw.received_at), event.provider, task.id, task.status.value,
+              "verified" if event.verified else "unverified", detail)
+    return "  ".join(one_line(f) for f in fields if f)  # the id and error come from whoever posted
+
+
+class StdoutClosed(Exception):
+    """The reader of our stdout went away (``g3w listen --json | head -3``): stop quietly."""
+
+
+def _show(ui: Ui, event: Event) -> None:
+    """The stderr line of one unique event, and its --json line on stdout."""
+    ui.note(event_line(event))
     if ui.json_mode:
-        ui.json(event.as_json())
+        try:
+            ui.json(event.as_json())
+        except BrokenPipeError as exc:
+            # Point stdout at /dev/null so that the interpreter's final flush does not complain.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            raise StdoutClosed from exc
 
 
 def _summary(ui: Ui, receiver: Receiver) -> None:
@@ -212,7 +277,8 @@ async def _replay(ui: Ui, file: str, forward_to: Optional[str], secret: Optional
     from get3w_cli.webhooks.forwarder import replay
 
     if not forward_to:
-        raise UsageError("--replay needs --forward-to URL", hint="g3w listen --replay FILE --forward-to http://localhost:8000/hook")
+        raise UsageError("--replay needs --forward-to URL",
+                         hint="g3w listen --replay FILE --forward-to http://localhost:8000/hook")
     url = _check_url(forward_to, "--forward-to")
     result = await replay(Path(file), url, secret=secret, provider=provider.value if provider else None)
     if not result.ok:

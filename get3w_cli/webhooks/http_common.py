@@ -1,18 +1,20 @@
 """aiohttp pieces shared by the webhook servers (the ephemeral listener and ``g3w listen``).
 
-URL hosts for display, JSON replies, reading a body under the size limit, and a private
-logger that turns aiohttp's own server errors (malformed HTTP from a stranger) into one
-line instead of a traceback on stderr.
+URL hosts for display, JSON replies, reading a body under the size limit, a private logger
+that turns aiohttp's own server errors (malformed HTTP from a stranger) into one line instead
+of a traceback on stderr, and a rate limiter for such lines, so a flood cannot flood the
+terminal.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
 from aiohttp import web
 
-from get3w_cli.constants import ERROR_MESSAGE_MAX_CHARS
+from get3w_cli.constants import ERROR_MESSAGE_MAX_CHARS, LISTEN_NOTE_INTERVAL
 
 
 def url_host(host: str) -> str:
@@ -40,8 +42,12 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
 
 
 def one_line(text: str, limit: int = ERROR_MESSAGE_MAX_CHARS) -> str:
-    """Collapse whitespace and cut: stranger-controlled text stays one short line."""
+    """Collapse whitespace, replace control characters, cut: stranger text stays one short line.
+
+    Control characters matter: a path or task id carrying ESC could drive the user's terminal.
+    """
     flat = " ".join(text.split())
+    flat = "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in flat)
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -70,3 +76,29 @@ def line_logger(name: str, sink: Callable[[str], None]) -> logging.Logger:
     logger = logging.Logger(name, logging.INFO)  # not getLogger(): no global state, no parent
     logger.addHandler(_LineHandler(sink))
     return logger
+
+
+class NoteLimiter:
+    """At most one note per kind per ``interval``; the ones held back are counted into the next."""
+
+    def __init__(self, sink: Callable[[str], None], *, interval: float = LISTEN_NOTE_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._sink, self._interval, self._clock = sink, interval, clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def note(self, kind: str, text: str) -> None:
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self._interval:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        held = self._held.pop(kind, 0)
+        self._sink(text + (f" (+{held} more like it)" if held else ""))
+
+    def flush(self) -> None:
+        """Report what was held back (at exit)."""
+        for kind, held in sorted(self._held.items()):
+            self._sink(f"{held} more {kind} note(s) were not shown")
+        self._held.clear()

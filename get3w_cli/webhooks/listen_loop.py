@@ -19,6 +19,7 @@ from typing import Awaitable, Callable
 
 from get3w_cli.constants import LISTEN_QUEUE_MAX
 from get3w_cli.webhooks.forwarder import Forwarder, run_exec, save_delivery, saved_record
+from get3w_cli.webhooks.http_common import one_line
 from get3w_cli.webhooks.receiver import Event, RawDelivery, Receiver, iso_utc
 
 FOR_DONE, COUNT_DONE, TIMED_OUT = "for", "count", "timeout"
@@ -103,7 +104,8 @@ class _Session:
             event = item.event
             if event is None:
                 continue
-            self.on_event(event)
+            # In a thread: a stdout pipe nobody reads must not stall the server's answers.
+            await asyncio.to_thread(self.on_event, event)
             if self.actions.exec_command:
                 await self.exec_worker.put(lambda e=event: self._exec(e))
             if self.forwarder is not None:
@@ -136,14 +138,13 @@ class _Session:
         data = json.dumps(event.as_json(), ensure_ascii=False).encode("utf-8") + b"\n"
         code = await run_exec(self.actions.exec_command or "", data, stdout=self.actions.exec_stdout)
         if code != 0:
-            self.note(f"--exec for {event.task.id} {event.task.status.value} exited with status {code}")
+            self.note(f"--exec for {_what(event)} exited with status {code}")
 
     async def _forward(self, event: Event) -> None:
         assert self.forwarder is not None
-        what = f"{event.task.id} {event.task.status.value}"
         result = await self.forwarder.send(event.raw.headers, event.raw.body)
         verdict = "forwarded" if result.ok else "could not forward"
-        self.note(f"{verdict} {what} to {self.forwarder.url}: {result.describe()}")
+        self.note(f"{verdict} {_what(event)} to {self.forwarder.url}: {result.describe()}")
 
 
 async def listen(receiver: Receiver, rules: StopRules, actions: Actions, *,
@@ -163,6 +164,10 @@ async def listen(receiver: Receiver, rules: StopRules, actions: Actions, *,
         await session.exec_worker.drain()
         await session.forward_worker.drain()
         return outcome
+
+
+def _what(event: Event) -> str:
+    return f"{one_line(event.task.id)} {event.task.status.value}"  # the id comes from whoever posted
 
 
 def _retry_note(note: Note, url: str) -> Callable[[int, str, float], None]:

@@ -28,7 +28,6 @@ from aiohttp import web
 
 from get3w_cli.constants import (
     LISTEN_DEFAULT_PORT,
-    LISTEN_NOTE_INTERVAL,
     LISTEN_QUEUE_MAX,
     LISTEN_RETRY_AFTER_S,
     WEBHOOK_DEDUPE_MAX,
@@ -38,11 +37,13 @@ from get3w_cli.constants import (
 from get3w_cli.errors import ListenerError
 from get3w_cli.payloads import PayloadError, callback_task, infer_provider
 from get3w_cli.records import Status, Task
-from get3w_cli.webhooks.http_common import json_reply, line_logger, one_line, read_body, url_host
+from get3w_cli.webhooks.http_common import NoteLimiter, json_reply, line_logger, one_line, read_body, url_host
 from get3w_cli.webhooks.signatures import verify_delivery
 
 NEW, DUPLICATE, STALE = "new", "duplicate", "stale"
+__all__ = ["Event", "NoteLimiter", "RawDelivery", "Received", "Receiver", "ReceiverConfig", "iso_utc"]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_Parsed = tuple[str, Task, bool, dict[str, Any]]
 
 
 def iso_utc(timestamp: float) -> str:
@@ -114,32 +115,6 @@ class ReceiverStats:
     duplicates: int = 0
     stale: int = 0
     rejected: int = 0
-
-
-class NoteLimiter:
-    """At most one note per kind per ``interval``; the ones held back are counted into the next."""
-
-    def __init__(self, sink: Callable[[str], None], *, interval: float = LISTEN_NOTE_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._sink, self._interval, self._clock = sink, interval, clock
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def note(self, kind: str, text: str) -> None:
-        now = self._clock()
-        last = self._last.get(kind)
-        if last is not None and now - last < self._interval:
-            self._held[kind] = self._held.get(kind, 0) + 1
-            return
-        self._last[kind] = now
-        held = self._held.pop(kind, 0)
-        self._sink(text + (f" (+{held} more like it)" if held else ""))
-
-    def flush(self) -> None:
-        """Report what was held back (at exit)."""
-        for kind, held in sorted(self._held.items()):
-            self._sink(f"{held} more {kind} note(s) were not shown")
-        self._held.clear()
 
 
 class Deduper:
@@ -232,7 +207,8 @@ class Receiver:
             raise
         except Exception as exc:  # noqa: BLE001 - the catch-all: a status line, never a traceback
             self.stats.rejected += 1
-            self.notes.note("internal", f"500: internal error handling a delivery: {type(exc).__name__}: {one_line(str(exc))}")
+            detail = one_line(f"{type(exc).__name__}: {exc}")
+            self.notes.note("internal", f"500: internal error handling a delivery: {detail}")
             return json_reply(500, error="internal error")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -256,8 +232,8 @@ class Receiver:
                                 headers={"Retry-After": str(LISTEN_RETRY_AFTER_S)})
         return self._accept(raw, *parsed)
 
-    def _examine(self, headers: Mapping[str, str], body: bytes) -> tuple[int, str, tuple[str, Task, bool, dict[str, Any]] | None]:
-        """(status, reason, (provider, task, verified, payload) when acceptable)."""
+    def _examine(self, headers: Mapping[str, str], body: bytes) -> tuple[int, str, _Parsed | None]:
+        """(HTTP status, reason, and (provider, task, verified, payload) when acceptable)."""
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError):
@@ -306,5 +282,5 @@ _KINDS = {400: "not_json", 401: "signature", 422: "unknown_shape"}
 
 
 def _normalize_path(path: str) -> str:
-    path = "/" + path.strip().strip("/")
-    return path
+    """``hook``, ``/hook`` and ``/hook/`` are the same path."""
+    return "/" + path.strip().strip("/")
