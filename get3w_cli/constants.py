@@ -61,6 +61,7 @@ FORWARD_TIMEOUT = 10.0
 FORWARD_REPLAY_ATTEMPTS = 3
 # `g3w listen`: deliveries acknowledged but not yet printed / forwarded / saved. When full, the
 # receiver answers 503 so that the provider retries later instead of the event being lost.
+LISTEN_OUTPUT_BACKOFF = 0.005  # how often a full output queue is retried
 LISTEN_QUEUE_MAX = 1_000
 # Each kind of rejection note (404, 405, 413, bad JSON, ...) prints at most once per interval;
 # the rest are counted into the next note, so a flood cannot flood the terminal.
@@ -109,7 +110,7 @@ BATCH_NAME_HASH_CHARS = 16
 BATCH_READ_CHUNK_BYTES = 1024 * 1024
 # Connections of the batch's submit client. Submits are short, so a few connections carry -j
 # tasks; and httpcore's pool bookkeeping grows with the square of its connections.
-BATCH_SUBMIT_CONNECTIONS = 2
+BATCH_SUBMIT_CONNECTIONS = 8
 # Refresh period of the progress bar on a terminal.
 BATCH_PROGRESS_REFRESH = 0.25
 

@@ -33,8 +33,8 @@ class Ui:
         no_color = bool(os.environ.get("NO_COLOR"))
         self.err = Console(stderr=True, highlight=False, no_color=no_color, soft_wrap=True)
         self.animated = self.err.is_terminal and not quiet and not self.err.is_dumb_terminal
-        if not self.err.is_terminal:
-            self.err.no_color = True
+        # Not a terminal: no colour, no animation, and no rich rendering cost per line.
+        self.plain_err = not self.err.is_terminal
         self._progress: Any = None
         self._phase_task: Any = None
 
@@ -62,23 +62,31 @@ class Ui:
         out.print(table)
 
     # --- stderr: talk ----------------------------------------------------------------
+    def _talk(self, markup: str, plain: str) -> None:
+        """One line on stderr: styled by rich on a terminal, written as is otherwise (fast, for floods)."""
+        if self.plain_err:
+            sys.stderr.write(plain + "\n")
+            sys.stderr.flush()
+        else:
+            self.err.print(markup)
+
     def note(self, text: str) -> None:
         if not self.quiet:
-            self.err.print(escape(text), style="dim" if self.animated else None)
+            self._talk(f"[dim]{escape(text)}[/]" if self.animated else escape(text), text)
 
     def warn(self, text: str) -> None:
         if not self.quiet:
-            self.err.print(f"[yellow]Warning:[/] {escape(text)}")
+            self._talk(f"[yellow]Warning:[/] {escape(text)}", f"Warning: {text}")
 
     def success(self, text: str) -> None:
         if not self.quiet:
-            self.err.print(f"[green]✓[/] {escape(text)}")
+            self._talk(f"[green]✓[/] {escape(text)}", f"✓ {text}")
 
     def error(self, message: str, hint: str | None = None) -> None:
         self.stop_progress()
-        self.err.print(f"[bold red]Error:[/] {escape(message)}")
+        self._talk(f"[bold red]Error:[/] {escape(message)}", f"Error: {message}")
         if hint:
-            self.err.print(f"[cyan]Hint:[/] {escape(hint)}")
+            self._talk(f"[cyan]Hint:[/] {escape(hint)}", f"Hint: {hint}")
 
     def notify(self, kind: str, text: str) -> None:
         """The callback the core calls: phases animate, notes are printed."""

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
+import threading
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from get3w_cli.constants import LISTEN_OUTPUT_BACKOFF as OUTPUT_BACKOFF
 from get3w_cli.constants import LISTEN_QUEUE_MAX
 from get3w_cli.webhooks.forwarder import Forwarder, run_exec, save_delivery, saved_record
 from get3w_cli.webhooks.http_common import one_line
-from get3w_cli.webhooks.receiver import Event, RawDelivery, Receiver, iso_utc
+from get3w_cli.webhooks.receiver import Event, RawDelivery, Received, Receiver, iso_utc
 
 FOR_DONE, COUNT_DONE, TIMED_OUT = "for", "count", "timeout"
 Note = Callable[[str], None]
@@ -83,6 +86,60 @@ class SerialWorker:
             await asyncio.gather(task, return_exceptions=True)
 
 
+class OutputPump:
+    """Runs the output callback on one thread, in order, so a stalled stdout never stalls the server.
+
+    One long-lived thread instead of a thread hop per event: a flood of events costs a queue
+    put each. When the thread falls behind by ``limit`` events the consumer waits, the
+    receiver's queue fills, and senders get 503 and retry later. An exception from the
+    callback (stdout closed, say) ends the thread and is raised by the next ``put``/``close``.
+    """
+
+    def __init__(self, callback: Callable[[Event], None], *, limit: int = LISTEN_QUEUE_MAX) -> None:
+        self._callback = callback
+        self._jobs: queue.Queue[Event | None] = queue.Queue(limit)
+        self._failure: BaseException | None = None
+        self._loop = asyncio.get_running_loop()
+        self.failed: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(target=self._run, name="g3w-listen-output", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (event := self._jobs.get()) is not None:
+            try:
+                self._callback(event)
+            except BaseException as exc:  # noqa: BLE001 - handed to the event loop, raised there
+                self._failure = exc
+                self._loop.call_soon_threadsafe(self._fail, exc)
+                return
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.failed.done():
+            self.failed.set_exception(exc)
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    async def put(self, event: Event | None) -> None:
+        while True:
+            self._check()
+            try:
+                self._jobs.put_nowait(event)
+                return
+            except queue.Full:
+                await asyncio.sleep(OUTPUT_BACKOFF)
+
+    async def close(self) -> None:
+        """Print what is queued, then stop the thread."""
+        if self._thread.is_alive():
+            await self.put(None)
+            await asyncio.to_thread(self._thread.join)
+        if self.failed.done():
+            self.failed.exception()  # retrieved here: the failure is raised just below
+        self._check()
+
+
 class _Session:
     """One run of the loop: the receiver, the workers and the counters."""
 
@@ -91,6 +148,7 @@ class _Session:
         self.receiver, self.rules, self.actions = receiver, rules, actions
         self.on_event, self.note = on_event, note
         self.forwarder: Forwarder | None = None
+        self.output = OutputPump(on_event)
         self.exec_worker = SerialWorker(note)
         self.forward_worker = SerialWorker(note)
         self.finals = 0
@@ -98,14 +156,13 @@ class _Session:
 
     async def consume(self) -> ListenOutcome:
         while True:
-            item = await self.receiver.queue.get()
+            item = await self._next()
             if self.actions.save_dir is not None:
                 await self._save(self.actions.save_dir, item.raw)
             event = item.event
             if event is None:
                 continue
-            # In a thread: a stdout pipe nobody reads must not stall the server's answers.
-            await asyncio.to_thread(self.on_event, event)
+            await self.output.put(event)
             if self.actions.exec_command:
                 await self.exec_worker.put(lambda e=event: self._exec(e))
             if self.forwarder is not None:
@@ -113,6 +170,20 @@ class _Session:
             outcome = self._stop_after(event)
             if outcome is not None:
                 return outcome
+
+    async def _next(self) -> Received:
+        """The next queued delivery; raises at once if printing failed (stdout closed)."""
+        if not self.receiver.queue.empty():
+            return self.receiver.queue.get_nowait()
+        getter = asyncio.ensure_future(self.receiver.queue.get())
+        try:
+            await asyncio.wait({getter, self.output.failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if self.output.failed.done():
+            self.output.failed.result()
+        return getter.result()
 
     def _stop_after(self, event: Event) -> ListenOutcome | None:
         if not event.task.status.terminal:
@@ -155,6 +226,7 @@ async def listen(receiver: Receiver, rules: StopRules, actions: Actions, *,
         if actions.forward_to:
             session.forwarder = await stack.enter_async_context(
                 Forwarder(actions.forward_to, on_retry=_retry_note(note, actions.forward_to)))
+        stack.push_async_callback(session.output.close)
         stack.push_async_callback(session.exec_worker.close)
         stack.push_async_callback(session.forward_worker.close)
         try:

@@ -1,0 +1,105 @@
+"""Account and local commands: models, balance, upload, history and doctor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from conftest import ThreadedSandbox, g3w, sandbox_env
+
+SECRET = "sk_live_0123456789abcdef"
+
+
+def test_models_lists_get3w_and_abstrakt_models(sandbox: ThreadedSandbox) -> None:
+    """models: a plain table when piped, the provider's list with --json, searchable, per provider."""
+    env = sandbox_env(sandbox)
+    table = g3w("models", env=env)
+    assert table.code == 0
+    header, *rows = table.stdout.splitlines()
+    assert header.split("\t") == ["id", "name", "type", "description", "price"]
+    assert "get3w/flux-dev" in [row.split("\t")[0] for row in rows]
+    found = g3w("models", "schnell", "--json", env=env)
+    assert [m["id"] for m in json.loads(found.stdout)] == ["get3w/flux-schnell"]
+    abstrakt = g3w("models", "--provider", "abstrakt", "--json", env=env)
+    assert "fal-ai/flux/schnell" in [m["id"] for m in json.loads(abstrakt.stdout)]
+    paths = [(r.method, r.path) for r in sandbox.sandbox.requests]
+    assert paths == [("GET", "/api/v3/models")] * 2 + [("GET", "/v1/models")]
+    assert all(r.headers["authorization"] == "Bearer sk_test_key" for r in sandbox.sandbox.requests)
+
+
+def test_balance_as_table_and_json(sandbox: ThreadedSandbox) -> None:
+    """balance shows what Get3W answers: a table when piped, the data object with --json."""
+    env = sandbox_env(sandbox)
+    table = g3w("balance", env=env)
+    assert table.code == 0
+    assert table.stdout.splitlines() == ["balance\tcurrency", "42.5\tUSD"]
+    assert json.loads(g3w("balance", "--json", env=env).stdout) == {"balance": 42.5, "currency": "USD"}
+
+
+def test_balance_with_a_bad_key_exits_3(sandbox: ThreadedSandbox) -> None:
+    """A revoked key: exit 3 and a one-line error."""
+    result = g3w("balance", env=sandbox_env(sandbox, key="sk_invalid"))
+    assert result.code == 3 and result.stdout == ""
+    assert result.stderr.startswith("Error: HTTP 401")
+
+
+def test_upload_prints_a_url_serving_the_file(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
+    """upload FILE prints the URL Get3W gives it (the file is there), or {"url": ...} with --json."""
+    env = sandbox_env(sandbox)
+    source = tmp_path / "photo.jpg"
+    source.write_bytes(b"\xff\xd8\xff fake jpeg")
+    plain = g3w("upload", str(source), env=env)
+    assert plain.code == 0
+    url = plain.stdout.strip()
+    assert url.startswith(sandbox.base_url + "/cdn/uploads/") and url.endswith("photo.jpg")
+    assert httpx.get(url).content == source.read_bytes()
+    as_json = json.loads(g3w("upload", str(source), "--json", env=env).stdout)
+    assert list(as_json) == ["url"] and as_json["url"].startswith(sandbox.base_url)
+    [first, _] = [r for r in sandbox.sandbox.requests if r.method == "POST"]
+    assert first.path == "/api/v3/files/upload" and b"fake jpeg" in first.body
+
+
+def test_upload_of_a_missing_file_exits_2_and_sends_nothing(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
+    """upload of a file that is not there: exit 2, naming the file, no request."""
+    result = g3w("upload", str(tmp_path / "nope.png"), env=sandbox_env(sandbox))
+    assert result.code == 2
+    assert "nope.png" in result.stderr and "-i " not in result.stderr
+    assert sandbox.sandbox.requests == []
+
+
+def test_history_lists_journalled_tasks(sandbox: ThreadedSandbox) -> None:
+    """history --json: one task record a line, newest first; --status filters; --no-history leaves no trace."""
+    env = sandbox_env(sandbox)
+    done = g3w("run", "flux-dev", "-p", "ok", "--json", "--poll-max", "0.2", env=env).json()
+    failed = g3w("run", "abstrakt:flux-schnell", "-p", "bad", "-i", "sandbox_fail=true", "--json", env=env).json()
+    hidden = g3w("run", "flux-dev", "-p", "secret", "--no-history", "--json", env=env).json()
+
+    lines = g3w("history", "--json", env=env).stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["id"] for r in records] == [failed["id"], done["id"]]
+    assert records[1] == {**done, "raw": records[1]["raw"]}  # the same record run printed
+    assert records[0]["status"] == "failed" and records[0]["error"]["message"]
+    assert hidden["id"] not in "\n".join(lines)
+
+    only_failed = g3w("history", "--status", "failed", "--json", env=env).stdout.splitlines()
+    assert [json.loads(line)["id"] for line in only_failed] == [failed["id"]]
+    table = g3w("history", "--limit", "1", env=env).stdout.splitlines()
+    assert table[0].split("\t") == ["id", "provider", "model", "status", "submitted"]
+    assert table[1].split("\t")[:4] == [failed["id"], "abstrakt v1", "flux-schnell", "failed"]
+    assert len(table) == 2
+
+
+def test_doctor_reports_setup_without_revealing_keys() -> None:
+    """doctor --json: checks with ok flags; keys masked; exit 3 when no provider key is set."""
+    with_key = g3w("doctor", "--json", env={"GET3W_API_KEY": SECRET})
+    assert with_key.code == 0
+    checks = {c["check"]: c for c in json.loads(with_key.stdout)}
+    assert {"config file", "get3w key", "abstrakt key", "journal", "ngrok authtoken"} <= set(checks)
+    assert checks["get3w key"] == {"check": "get3w key", "ok": True, "detail": "****cdef"}
+    assert checks["abstrakt key"]["ok"] is False
+    assert SECRET not in with_key.stdout + with_key.stderr
+    without = g3w("doctor", "--json")
+    assert without.code == 3
+    assert not any(c["ok"] for c in json.loads(without.stdout) if c["check"].endswith(" key"))
