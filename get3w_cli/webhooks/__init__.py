@@ -1,8 +1,14 @@
 """The receiving side of webhooks: signatures, routing of deliveries to waiters, the
-local listener (aiohttp) and the public tunnel to it (ngrok via pyngrok).
+local listeners (aiohttp) and the public tunnel to them (ngrok via pyngrok).
 
-    signatures.py  pure HMAC checks for Get3W and Abstrakt deliveries
-    inbox.py       Delivery records; routes them to the waiter of their task, de-duplicated
-    listener.py    CallbackListener (the aiohttp server) and check_reachable()
-    tunnel.py      open_ngrok() -> Tunnel (the only module that imports pyngrok)
+    signatures.py   pure HMAC checks for Get3W and Abstrakt deliveries
+    inbox.py        Delivery records; routes them to the waiter of their task, de-duplicated
+    listener.py     CallbackListener (the ephemeral server of run/batch) and check_reachable()
+    receiver.py     Receiver: the `g3w listen` server (any path, verify, de-duplicate, queue)
+    listen_loop.py  the `g3w listen` loop: print, exec, forward, save; the stop rules
+    forwarder.py    --forward-to with backoff, --exec, --save and --replay
+    http_common.py  small aiohttp helpers shared by the two servers
+    tunnel.py       open_ngrok() -> Tunnel (the only module that imports pyngrok)
+
+Nothing here imports the providers or the HTTP client: callbacks are parsed with payloads.py.
 """

@@ -31,7 +31,7 @@ from get3w_cli.constants import (
 from get3w_cli.errors import ListenerError, TunnelError
 from get3w_cli.payloads import PayloadError, callback_task, infer_provider
 from get3w_cli.webhooks.http_common import json_reply as _reply
-from get3w_cli.webhooks.http_common import read_body
+from get3w_cli.webhooks.http_common import line_logger, read_body
 from get3w_cli.webhooks.http_common import url_host as _url_host
 from get3w_cli.webhooks.inbox import Delivery, Inbox
 from get3w_cli.webhooks.signatures import verify_delivery
@@ -99,7 +99,9 @@ class CallbackListener:
             return
         app = web.Application(client_max_size=WEBHOOK_MAX_BODY_BYTES, middlewares=[self._guard])
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=WEBHOOK_SHUTDOWN_TIMEOUT)
+        # Malformed HTTP from a stranger becomes one debug line, not aiohttp's traceback on stderr.
+        server_log = line_logger("g3w.webhooks.http", lambda text: log.debug("bad request: %s", text))
+        runner = web.AppRunner(app, access_log=None, logger=server_log, shutdown_timeout=WEBHOOK_SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()
