@@ -184,3 +184,24 @@ class DownloadError(G3wError):
 
 class BatchIncompleteError(G3wError):
     exit_code = ExitCode.BATCH_INCOMPLETE
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    retry_after: float | None = None,
+    details: Any = None,
+) -> ApiError:
+    """The ApiError subclass for an HTTP (or v3 envelope) status: 401/402/403 auth, 429/5xx transient."""
+    hint = None
+    if status in (401, 402, 403):
+        cls: type[ApiError] = AuthError
+    elif status == 429 or status >= 500:
+        cls = TransientError
+    else:
+        cls = RejectedError
+        if 300 <= status < 400:
+            hint = "the API answered with a redirect; check the base URL"
+    return cls(message, status=status, code=code, retry_after=retry_after, details=details, hint=hint)

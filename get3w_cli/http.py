@@ -13,13 +13,9 @@ opened), so a task is never submitted twice.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json as jsonlib
-import math
-import random
 import time
 from dataclasses import dataclass, field
-from datetime import timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
@@ -29,22 +25,20 @@ import httpx
 from get3w_cli import __version__
 from get3w_cli.constants import (
     DOWNLOAD_CHUNK_BYTES, DOWNLOAD_READ_TIMEOUT, ERROR_MESSAGE_MAX_CHARS, HTTP_CONNECT_TIMEOUT,
-    HTTP_POOL_LIMIT, HTTP_READ_TIMEOUT, RETRY_AFTER_MAX, RETRY_BACKOFF_BASE, RETRY_BACKOFF_CAP,
-    RETRY_BUDGET, RETRY_MAX_ATTEMPTS,
+    HTTP_POOL_LIMIT, HTTP_READ_TIMEOUT, RETRY_BUDGET, RETRY_MAX_ATTEMPTS,
 )
 from get3w_cli.errors import (
-    ApiError, AuthError, ConfigError, DownloadError, NetworkError, RejectedError,
-    SubmitUnknownError, TransientError,
+    ApiError, ConfigError, DownloadError, NetworkError, SubmitUnknownError, TransientError, error_for_status,
 )
+from get3w_cli.retry import CONNECT, IDEMPOTENT_METHODS, LOST, parse_retry_after, retry_delay
+
+__all__ = ["CONNECT", "LOST", "ApiClient", "ErrorParser", "HttpSession", "Reply", "error_for_status",
+           "parse_retry_after", "retry_delay"]
 
 ErrorParser = Callable[[int, object, str], tuple[str | None, str, float | None]]
 """(http_status, parsed_json_or_None, text) -> (provider code or None, message or "", retry_after)."""
 
 USER_AGENT = f"g3w/{__version__}"
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
-# Network-level failure kinds: "connect" = the request never left (safe to resend even a POST);
-# "lost" = it may have reached the server.
-CONNECT, LOST = "connect", "lost"
 _T = TypeVar("_T")
 _OUR_FAULT = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError, httpx.TooManyRedirects)
 
@@ -56,79 +50,6 @@ class Reply:
     status: int
     body: object
     headers: Mapping[str, str]
-
-
-def retry_delay(
-    method: str,
-    attempt: int,
-    *,
-    status: int | None = None,
-    failure: str | None = None,
-    retry_after: float | None = None,
-    remaining: float = RETRY_BUDGET,
-    max_attempts: int = RETRY_MAX_ATTEMPTS,
-    rand: Callable[[], float] = random.random,
-) -> float | None:
-    """Seconds to wait before attempt ``attempt + 1``, or None to stop and raise.
-
-    ``status`` is the HTTP status of an error answer, ``failure`` the network failure kind
-    (CONNECT or LOST); ``retry_after`` the provider's advice; ``remaining`` the time budget left.
-    """
-    idempotent = method.upper() in IDEMPOTENT_METHODS
-    if failure is not None:
-        retryable = failure == CONNECT or idempotent
-    elif status is not None:
-        retryable = status in (429, 503) or (status >= 500 and idempotent)
-    else:
-        retryable = False
-    if not retryable or attempt >= max_attempts:
-        return None
-    if retry_after is not None:
-        wait = max(0.0, retry_after)
-        if wait > RETRY_AFTER_MAX:
-            return None
-    else:
-        ceiling = min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2 ** min(attempt - 1, 32))
-        wait = rand() * ceiling  # full jitter: spreads out clients that failed together
-    return wait if wait <= remaining else None
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """A ``Retry-After`` header (delta-seconds or HTTP-date) as seconds from now, or None."""
-    if not value or not value.strip():
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value.strip())
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def error_for_status(
-    status: int,
-    message: str,
-    *,
-    code: str | None = None,
-    retry_after: float | None = None,
-    details: Any = None,
-) -> ApiError:
-    """The ApiError subclass for an HTTP (or v3 envelope) status: 401/402/403 auth, 429/5xx transient."""
-    hint = None
-    if status in (401, 402, 403):
-        cls: type[ApiError] = AuthError
-    elif status == 429 or status >= 500:
-        cls = TransientError
-    else:
-        cls = RejectedError
-        if 300 <= status < 400:
-            hint = "the API answered with a redirect; check the base URL"
-    return cls(message, status=status, code=code, retry_after=retry_after, details=details, hint=hint)
 
 
 @dataclass
