@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -104,6 +105,20 @@ class Journal:
             return self._db.execute(sql, args)
         except sqlite3.Error as exc:
             raise ConfigError(f"journal error: {exc}", hint="use --no-history to run without the journal") from exc
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Group the writes inside into one transaction (one commit instead of one each)."""
+        if self._db is None or self._db.in_transaction:
+            yield
+            return
+        self._exec("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._exec("ROLLBACK")
+            raise
+        self._exec("COMMIT")
 
     def task_submitted(self, task: Task, *, base_url: str, input: Mapping[str, Any], batch: str | None = None) -> None:
         """Record a task the provider accepted; call before waiting for it."""

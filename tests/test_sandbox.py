@@ -654,3 +654,208 @@ def test_close_is_prompt_with_waiting_handlers() -> None:
             assert (await waiting).status_code == 202
         await sandbox.close()
     run(main())
+
+
+# --- State file (tasks outliving the process) ---------------------------------
+
+
+def persisted(path: Any, **options: Any) -> Sandbox:
+    return Sandbox(SandboxOptions(**{"duration": 0.0, "webhook_time_scale": 0.01,
+                                     "state_file": path, **options}))
+
+
+async def submit_all(base_url: str, duration: float, **extra: Any) -> dict[str, str]:
+    """One task per API; their ids by API."""
+    controls = {"prompt": "x", "sandbox_duration": duration, **extra}
+    async with httpx.AsyncClient(base_url=base_url, headers=KEY) as client:
+        v3 = (await client.post(V3_MODEL, json=controls)).json()["data"]["id"]
+        v1 = (await client.post(V1_MODEL, json=controls)).json()["id"]
+        job = (await client.post(AB_RUN, json={"input": controls, "sync": False})).json()
+    return {"v3": v3, "v1": v1, "abstrakt": job["job_id"]}
+
+
+async def statuses(client: httpx.AsyncClient, ids: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each task's GET answer (v3's ``data``), by API."""
+    v3 = (await client.get(f"/api/v3/predictions/{ids['v3']}")).json()["data"]
+    v1 = (await client.get(f"/v1/requests/{ids['v1']}")).json()
+    job = (await client.get(f"/v1/jobs/{ids['abstrakt']}")).json()
+    return {"v3": v3, "v1": v1, "abstrakt": job}
+
+
+def test_state_file_tasks_complete_for_the_next_sandbox(tmp_path: Any) -> None:
+    """A task saved by one sandbox completes by the wall clock in the next, on its own URL."""
+    path = tmp_path / "state.json"
+
+    async def main() -> None:
+        async with persisted(path) as first:
+            ids = await submit_all(first.base_url, 0.4)
+            first_url = first.base_url
+            async with httpx.AsyncClient(base_url=first_url, headers=KEY) as client:
+                before = await statuses(client, ids)
+        async with persisted(path) as second:
+            assert second.base_url != first_url
+            async with httpx.AsyncClient(base_url=second.base_url, headers=KEY) as client:
+                early = await statuses(client, ids)
+                assert early["v3"]["status"] in ("created", "processing")
+                assert early["abstrakt"]["status"] in ("pending", "processing")
+                assert early["v3"]["created_at"] == before["v3"]["created_at"]
+                await asyncio.sleep(0.45)
+                done = await statuses(client, ids)
+                assert [done[api]["status"] for api in ("v3", "v1", "abstrakt")] == ["completed"] * 3
+                url = done["v3"]["outputs"][0]
+                assert url == f"{second.base_url}/cdn/outputs/{ids['v3']}_0.png"
+                assert done["v1"]["outputs"][0].startswith(second.base_url + "/cdn/")
+                job_url = done["abstrakt"]["output"]["items"][0]["url"]
+                assert job_url.startswith(second.base_url + "/cdn/")
+                assert done["abstrakt"]["request_id"] == before["abstrakt"]["request_id"]
+                assert get3w_task(done["v3"], api="v3").status is Status.COMPLETED
+                image = await client.get(url)
+                assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+                check_png(image.content)
+                assert (await client.get(job_url)).status_code == 200
+    run(main())
+
+
+def test_state_file_keeps_failures_and_output_counts(tmp_path: Any) -> None:
+    """The fail and outputs controls survive: a failed task fails, outputs keep their count."""
+    path = tmp_path / "state.json"
+
+    async def main() -> None:
+        async with persisted(path) as first:
+            failed = await submit_all(first.base_url, 0.0, sandbox_fail="boom")
+            many = await submit_all(first.base_url, 0.0, sandbox_outputs=3)
+        async with persisted(path) as second:
+            async with httpx.AsyncClient(base_url=second.base_url, headers=KEY) as client:
+                bad = await statuses(client, failed)
+                assert (bad["v3"]["status"], bad["v3"]["error"]) == ("failed", "boom")
+                assert (bad["v1"]["status"], bad["v1"]["error"]) == ("failed", "boom")
+                assert bad["abstrakt"]["error"]["message"] == "boom"
+                good = await statuses(client, many)
+                assert len(good["v3"]["outputs"]) == 3
+                assert (await client.get(good["v3"]["outputs"][2])).status_code == 200
+                gone = f"/cdn/outputs/{many['v3']}_3.png"
+                assert (await client.get(gone)).status_code == 404
+    run(main())
+
+
+def test_state_file_delete_and_cancel_a_running_loaded_task(tmp_path: Any) -> None:
+    """DELETE works on a loaded task that still runs, and the next sandbox sees it ended."""
+    path = tmp_path / "state.json"
+
+    async def main() -> None:
+        async with persisted(path) as first:
+            ids = await submit_all(first.base_url, 30)
+        async with persisted(path) as second:
+            async with httpx.AsyncClient(base_url=second.base_url, headers=KEY) as client:
+                r = await client.delete(f"/api/v3/predictions/{ids['v3']}")
+                assert r.json()["data"] == {"id": ids["v3"], "status": "deleted"}
+                r = await client.delete(f"/v1/jobs/{ids['abstrakt']}")
+                assert (r.status_code, r.json()["status"]) == (200, "cancelled")
+        async with persisted(path) as third:
+            async with httpx.AsyncClient(base_url=third.base_url, headers=KEY) as client:
+                now = await statuses(client, ids)
+                assert now["v3"]["status"] == "deleted" and now["v3"]["outputs"] == []
+                assert now["abstrakt"]["status"] == "cancelled"
+                assert now["v1"]["status"] in ("created", "processing")
+                r = await client.delete(f"/v1/jobs/{ids['abstrakt']}")
+                assert r.status_code == 409
+    run(main())
+
+
+def test_state_file_loaded_tasks_never_call_back(tmp_path: Any) -> None:
+    """A task whose sandbox died never sends its webhook from the next sandbox."""
+    path = tmp_path / "state.json"
+
+    async def main() -> None:
+        async with Receiver() as receiver:
+            async with persisted(path) as first:
+                async with httpx.AsyncClient(base_url=first.base_url, headers=KEY) as client:
+                    r = await client.post(V3_MODEL, json={"prompt": "x", "sandbox_duration": 0.1,
+                                                          "webhook_url": receiver.url})
+                    task_id = r.json()["data"]["id"]
+            async with persisted(path) as second:
+                await asyncio.sleep(0.25)
+                async with httpx.AsyncClient(base_url=second.base_url, headers=KEY) as client:
+                    r = await client.get(f"/api/v3/predictions/{task_id}")
+                    assert r.json()["data"]["status"] == "completed"
+                assert second.deliveries == [] and receiver.hits == []
+    run(main())
+
+
+def test_state_file_is_saved_on_create_owner_only_without_the_key(tmp_path: Any) -> None:
+    """A create is written soon (not only at close), mode 0600, keyless, no temp files left."""
+    path = tmp_path / "state" / "sandbox.json"
+
+    async def main() -> None:
+        async with persisted(path) as sandbox:
+            ids = await submit_all(sandbox.base_url, 30)
+            await until(path.exists)
+            saved = json.loads(path.read_text())
+            assert {t["id"] for t in saved["tasks"]} == set(ids.values())
+    run(main())
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "sk_test_sandbox" not in path.read_text()
+    assert [p.name for p in path.parent.iterdir()] == ["sandbox.json"]
+
+
+def test_state_file_corrupt_or_bad_records_are_ignored(tmp_path: Any) -> None:
+    """A corrupt file starts empty (no crash) and is replaced; bad records are skipped."""
+    path = tmp_path / "state.json"
+    path.write_bytes(b"\xff{not json")
+
+    async def main() -> None:
+        async with persisted(path) as first:
+            async with httpx.AsyncClient(base_url=first.base_url, headers=KEY) as client:
+                assert (await client.get("/api/v3/predictions/pred_000000000000")).status_code == 404
+            ids = await submit_all(first.base_url, 0.0)
+        saved = json.loads(path.read_text())
+        saved["tasks"] += [{"id": "pred_bad"}, "junk", dict(saved["tasks"][0], id="pred_x",
+                                                             model="no/such", created=-1)]
+        path.write_text(json.dumps(saved))
+        async with persisted(path) as second:
+            async with httpx.AsyncClient(base_url=second.base_url, headers=KEY) as client:
+                assert (await statuses(client, ids))["v3"]["status"] == "completed"
+                assert (await client.get("/api/v3/predictions/pred_x")).status_code == 404
+        for text in ("[1, 2]", '{"tasks": 3}', ""):
+            path.write_text(text)
+            async with persisted(path) as third:
+                assert third.base_url
+    run(main())
+
+
+def test_state_file_keeps_the_newest_tasks(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past SANDBOX_STATE_MAX tasks the file keeps only the newest ones."""
+    from get3w_cli.sandbox import persist
+
+    monkeypatch.setattr(persist, "SANDBOX_STATE_MAX", 3)
+    path = tmp_path / "state.json"
+
+    async def main() -> None:
+        async with persisted(path) as first:
+            async with httpx.AsyncClient(base_url=first.base_url, headers=KEY) as client:
+                ids = []
+                for _ in range(5):
+                    r = await client.post(V3_MODEL, json={"prompt": "x"})
+                    ids.append(r.json()["data"]["id"])
+                    await asyncio.sleep(0.002)  # distinct creation times
+        assert [t["id"] for t in json.loads(path.read_text())["tasks"]] == ids[:1:-1]
+        async with persisted(path) as second:
+            async with httpx.AsyncClient(base_url=second.base_url, headers=KEY) as client:
+                found = [(await client.get(f"/api/v3/predictions/{i}")).status_code for i in ids]
+                assert found == [404, 404, 200, 200, 200]
+    run(main())
+
+
+def test_state_file_shared_by_two_live_sandboxes_keeps_both(tmp_path: Any) -> None:
+    """Two sandboxes writing one file merge: neither loses the other's tasks."""
+    path = tmp_path / "state.json"
+
+    async def main() -> None:
+        async with persisted(path) as one, persisted(path) as two:
+            a = await submit_all(one.base_url, 0.0)
+            b = await submit_all(two.base_url, 0.0)
+        async with persisted(path) as three:
+            async with httpx.AsyncClient(base_url=three.base_url, headers=KEY) as client:
+                for ids in (a, b):
+                    assert (await statuses(client, ids))["v1"]["status"] == "completed"
+    run(main())

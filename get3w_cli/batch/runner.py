@@ -27,7 +27,8 @@ from get3w_cli.batch import report as R
 from get3w_cli.batch.lines import BatchLine
 from get3w_cli.batch.pacing import Pacer
 from get3w_cli.constants import (
-    BATCH_INTERRUPT_GRACE, BATCH_QUEUE_FACTOR, BATCH_SUBMIT_CONNECTIONS, BATCH_SUBMIT_MAX_ATTEMPTS,
+    BATCH_INTERRUPT_GRACE, BATCH_QUEUE_FACTOR, BATCH_SUBMIT_CLIENT_CONNECTIONS, BATCH_SUBMIT_CLIENTS,
+    BATCH_SUBMIT_MAX_ATTEMPTS,
 )
 from get3w_cli.errors import (
     AuthError, G3wError, NetworkError, RejectedError, SubmitUnknownError, TransientError, UsageError,
@@ -49,7 +50,7 @@ Notify = Callable[[str, str], None]
 class Connection:
     """One provider API as the batch uses it."""
 
-    submit: Adapter  # its HTTP session makes one attempt: 429s come back to the pacer
+    submits: tuple[Adapter, ...]  # one attempt each (429s come back to the pacer), used in turn
     wait: Adapter  # polls (and retries) as usual
     base_url: str
 
@@ -83,7 +84,8 @@ class BatchRunner:
         self._pacers: dict[str, Pacer] = {}
         self._stopping = False
         # POSTs at once: -j counts tasks in flight, most of them waiting, not posting.
-        self._posting = asyncio.Semaphore(BATCH_SUBMIT_CONNECTIONS)
+        self._posting = asyncio.Semaphore(BATCH_SUBMIT_CLIENTS * BATCH_SUBMIT_CLIENT_CONNECTIONS)
+        self._turn = 0
 
     async def run(self, lines: Iterable[BatchLine]) -> R.Stats:
         """Run every line; raises AuthError (fatal for the batch) or CancelledError (Ctrl-C)."""
@@ -153,7 +155,7 @@ class BatchRunner:
     async def _submit_line(self, line: BatchLine) -> None:
         conn = self.connect(line.route)
         pacer = self._pacer(line.route.provider)
-        sync = self.config.mode == SYNC and conn.submit.has_sync
+        sync = self.config.mode == SYNC and conn.submits[0].has_sync
         failures = 0
         while True:
             epoch = await pacer.acquire()
@@ -200,12 +202,16 @@ class BatchRunner:
         name = self.config.name
         url = self.config.callback_url if self.config.mode == WEBHOOK else None
         async with self._posting:
+            self._turn += 1
+            adapter = conn.submits[self._turn % len(conn.submits)]
             self.journal.line_set(name, line.ident, line=line.number, key=line.key, state=R.SUBMITTING)
-            task = await conn.submit.submit(line.route.model, line.input, webhook_url=url, sync=sync)
+            task = await adapter.submit(line.route.model, line.input, webhook_url=url, sync=sync)
         if not task.created_at:
             task = dataclasses.replace(task, created_at=utc_now_iso())
-        self.journal.task_submitted(task, base_url=conn.base_url, input=line.input, batch=name)
-        self.journal.line_set(name, line.ident, line=line.number, key=line.key, state=R.SUBMITTED, task_id=task.id)
+        with self.journal.atomic():
+            self.journal.task_submitted(task, base_url=conn.base_url, input=line.input, batch=name)
+            self.journal.line_set(name, line.ident, line=line.number, key=line.key, state=R.SUBMITTED,
+                                  task_id=task.id)
         return task
 
     def _throttled(self, line: BatchLine, pacer: Pacer, epoch: int, exc: TransientError) -> None:
@@ -304,8 +310,9 @@ class BatchRunner:
         record = R.with_key(task.record(input=line.input, via=outcome.via, files=files, elapsed_s=elapsed), line)
         if trouble:
             record["error"] = {"code": R.DOWNLOAD_FAILED, "message": trouble}
-        self.journal.task_updated(task.id, task.status.value, record)
-        self._emit(line, record, state, task_id=task.id, completed=state == R.DONE)
+        with self.journal.atomic():
+            self.journal.task_updated(task.id, task.status.value, record)
+            self._emit(line, record, state, task_id=task.id, completed=state == R.DONE)
 
     def _emit_stuck(self, line: BatchLine, task: Task, code: str, message: str, started: float) -> None:
         """A task whose end is not known (timed out, polls refused): stays submitted for --resume."""

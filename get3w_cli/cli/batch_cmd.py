@@ -174,20 +174,24 @@ def _batch_name(options: _Options, services: Services, ui: Ui) -> tuple[str, str
     return name, digest
 
 
-def _connections(services: Services, submit_session: Any) -> Callable[[Route], Connection]:
-    """Adapters per (provider, API): submits on a one-attempt session, so 429s reach the pacer."""
+async def _connections(stack: AsyncExitStack, services: Services) -> Callable[[Route], Connection]:
+    """Adapters per (provider, API); submits go through one-attempt sessions, so 429s reach the pacer."""
     from get3w_cli.batch.runner import Connection
+    from get3w_cli.http import HttpSession
     from get3w_cli.providers import make_adapter
 
-    submits = dataclasses.replace(services, session=submit_session)
+    submitters = []
+    for _ in range(C.BATCH_SUBMIT_CLIENTS):
+        session = HttpSession(max_attempts=1, max_connections=C.BATCH_SUBMIT_CLIENT_CONNECTIONS)
+        submitters.append(dataclasses.replace(services, session=await stack.enter_async_context(session)))
     cache: dict[tuple[str, str], Connection] = {}
 
     def connect(route: Route) -> Connection:
         pair = (route.provider, route.api)
         if pair not in cache:
             cache[pair] = Connection(
-                submit=make_adapter(pair, submits.client(*pair)), wait=make_adapter(pair, services.client(*pair)),
-                base_url=services.base_url(route.provider))
+                submits=tuple(make_adapter(pair, s.client(*pair)) for s in submitters),
+                wait=make_adapter(pair, services.client(*pair)), base_url=services.base_url(route.provider))
         return cache[pair]
 
     return connect
@@ -199,14 +203,12 @@ async def _batch_flow(flags: Any, options: _Options, request: WaitRequest, ui: U
     from get3w_cli.batch.runner import BatchConfig, BatchRunner
     from get3w_cli.cli.context import open_services
     from get3w_cli.errors import BatchIncompleteError
-    from get3w_cli.http import HttpSession
     from get3w_cli.providers import Route
 
     check, defaults = _check(options, flags, ui)
     async with open_services(flags, provider=flags.provider) as services, AsyncExitStack() as stack:
         name, digest = _batch_name(options, services, ui)
-        submit_session = await stack.enter_async_context(HttpSession(max_attempts=1, max_connections=C.BATCH_SUBMIT_CONNECTIONS))
-        connect = _connections(services, submit_session)
+        connect = await _connections(stack, services)
         for provider, api in sorted(check.routes):  # every key is checked before anything is sent
             connect(Route(provider, api, ""))
         mode, channel = await _open_channel(stack, services, check, request, ui)
@@ -297,10 +299,10 @@ async def _progress(ui: Ui, stats: Stats) -> AsyncIterator[None]:
         finally:
             ticker.cancel()
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, Progress, TextColumn
 
-    bar = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                   console=ui.err, transient=True)
+    bar = Progress(TextColumn("batch"), BarColumn(bar_width=C.BATCH_PROGRESS_BAR_WIDTH),
+                   TextColumn("{task.completed}/{task.total} · {task.description}"), console=ui.err, transient=True)
     task = bar.add_task(_progress_text(stats), total=stats.total)
 
     async def refresh() -> None:

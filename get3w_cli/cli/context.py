@@ -120,9 +120,13 @@ async def open_services(flags: Flags, *, provider: str | None = None) -> AsyncIt
         stack.callback(journal.close)
         sandbox, secret = None, None
         if flags.sandbox:
+            from get3w_cli.config import default_state_dir
             from get3w_cli.sandbox import Sandbox, SandboxOptions
 
             secret = secrets.token_hex(16)
-            sandbox = await stack.enter_async_context(Sandbox(SandboxOptions(webhook_secret=secret)))
+            # Saved tasks let `g3w wait <id> --sandbox` find what an earlier submit made.
+            state_file = default_state_dir(environ()) / "sandbox-state.json"
+            options = SandboxOptions(webhook_secret=secret, state_file=state_file)
+            sandbox = await stack.enter_async_context(Sandbox(options))
         session = await stack.enter_async_context(HttpSession())
         yield Services(settings=settings, session=session, journal=journal, sandbox=sandbox, sandbox_secret=secret)

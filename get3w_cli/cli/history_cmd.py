@@ -1,9 +1,9 @@
-"""``g3w history``: the local journal of tasks (and batches)."""
+"""``g3w history``: the local journal of tasks, of batches, and of one batch's lines."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -13,6 +13,9 @@ from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Flags, open_journal
 from get3w_cli.cli.render import Ui
 
+if TYPE_CHECKING:
+    from get3w_cli.journal import Journal, JournalEntry
+
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
@@ -20,39 +23,79 @@ def _when(ts: float) -> str:
 
 @app.command("history")
 def history_cmd(
-    limit: int = typer.Option(20, "--limit", "-n", help="How many tasks to show."),
-    status: Optional[str] = typer.Option(None, "--status", help="Only tasks with this status."),
-    batch: Optional[str] = typer.Option(None, "--batch", help="Only the tasks of this batch."),
+    limit: int = typer.Option(20, "--limit", "-n", help="How many tasks (or batches) to show."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only tasks with this status (lines with this state, with --batch)."),
+    batch: Optional[str] = typer.Option(None, "--batch", help="The lines of this batch: key, state, task id, status."),
     batches: bool = typer.Option(False, "--batches", help="List batches instead of tasks."),
     json_out: O.Json = False,
     debug: O.Debug = False,
 ) -> None:
-    """Show the tasks (or batches) recorded in the local journal."""
+    """Show the tasks (or batches, or a batch's lines) recorded in the local journal."""
     ui = Ui(json_mode=json_out, debug=debug)
 
     async def body() -> int:
         journal = open_journal(Flags())
         try:
             if batches:
-                rows = journal.batches(limit=limit)
-                if json_out:
-                    for row in rows:
-                        ui.json(row)
-                else:
-                    ui.table(("batch", "source", "total", "done", "failed", "open", "updated"),
-                             [(r["name"], r["source"], r["total"], r["done"] or 0, r["failed"] or 0,
-                               r["open"] or 0, _when(r["updated_at"])) for r in rows])
-                return 0
-            entries = journal.tasks(limit=limit, status=status, batch=batch)
+                _show_batches(journal, ui, limit)
+            elif batch:
+                _show_batch_lines(journal, ui, batch, status)
+            else:
+                _show_tasks(journal, ui, limit, status)
         finally:
             journal.close()
-        if json_out:
-            for e in entries:
-                ui.json(e.record or {"id": e.id, "provider": e.provider, "api": e.api, "model": e.model,
-                                     "status": e.status, "input": e.input})
-        else:
-            ui.table(("id", "provider", "model", "status", "submitted"),
-                     [(e.id, f"{e.provider} {e.api}", e.model, e.status, _when(e.created_at)) for e in entries])
         return 0
 
     run(ui, body)
+
+
+def _show_tasks(journal: Journal, ui: Ui, limit: int, status: str | None) -> None:
+    entries = journal.tasks(limit=limit, status=status)
+    if ui.json_mode:
+        for e in entries:
+            ui.json(e.record or _submitted_record(e))
+        return
+    ui.table(("id", "provider", "model", "status", "submitted"),
+             [(e.id, f"{e.provider} {e.api}", e.model, e.status, _when(e.created_at)) for e in entries])
+
+
+def _submitted_record(entry: JournalEntry) -> dict[str, object]:
+    """The task record of a task never waited for: what its submit knew (CONTRACT.md section 4)."""
+    from get3w_cli.records import Task, normalize_status
+
+    created = datetime.fromtimestamp(entry.created_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    task = Task(id=entry.id, provider=entry.provider, api=entry.api, model=entry.model,
+                status=normalize_status(entry.status), created_at=created)
+    return task.record(input=entry.input)
+
+
+def _show_batches(journal: Journal, ui: Ui, limit: int) -> None:
+    rows = journal.batches(limit=limit)
+    if ui.json_mode:
+        for row in rows:
+            ui.json(row)
+        return
+    ui.table(("batch", "source", "total", "done", "failed", "unknown", "open", "updated"),
+             [(r["name"], r["source"], r["total"], r["done"], r["failed"], r["unknown"], r["open"],
+               _when(r["updated_at"])) for r in rows])
+
+
+def _show_batch_lines(journal: Journal, ui: Ui, name: str, state: str | None) -> None:
+    """Every journalled line of a batch (all of them: --limit does not apply)."""
+    from get3w_cli.errors import UsageError
+
+    if journal.enabled and journal.batch_find(name) is None:
+        raise UsageError(f"no batch named {name!r} in the journal", hint="list them with: g3w history --batches")
+    rows = []
+    for line, key, line_state, task_id, record in journal.batch_lines(name):
+        if state and line_state != state:
+            continue
+        rows.append({"batch": name, "line": line, "key": key if key is not None else line, "state": line_state,
+                     "id": task_id, "record": record})
+    if ui.json_mode:
+        for row in rows:
+            ui.json(row)
+        return
+    ui.table(("line", "key", "state", "id", "status", "model"),
+             [(r["line"], r["key"], r["state"], r["id"] or "", (r["record"] or {}).get("status", ""),
+               (r["record"] or {}).get("model", "")) for r in rows])

@@ -40,8 +40,15 @@ class Ui:
 
     # --- stdout: data ---------------------------------------------------------------
     def data(self, line: str) -> None:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader left (`g3w history --json | head -1`): that is not an error of g3w.
+            # Later data goes nowhere; the exit code still tells how the command went.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
 
     def json(self, obj: Any) -> None:
         self.data(json.dumps(obj, ensure_ascii=False, default=str))

@@ -153,6 +153,7 @@ def get_cmd(
     api: O.Api = None,
     api_key: O.ApiKey = None,
     base_url: O.BaseUrl = None,
+    sandbox: O.Sandbox = False,
 ) -> None:
     """Fetch a task's current state once (exit 1 if it failed or was cancelled)."""
     ui = Ui(quiet=quiet, json_mode=json_out, debug=debug)
@@ -160,7 +161,7 @@ def get_cmd(
     async def body() -> int:
         from get3w_cli.cli.flows import get_flow
 
-        return await get_flow(_flags(provider, api_key, base_url), task_id, api.value if api else None, ui)
+        return await get_flow(_flags(provider, api_key, base_url, sandbox=sandbox), task_id, api.value if api else None, ui)
 
     run(ui, body)
 
@@ -208,6 +209,7 @@ def cancel_cmd(
     api: O.Api = None,
     api_key: O.ApiKey = None,
     base_url: O.BaseUrl = None,
+    sandbox: O.Sandbox = False,
 ) -> None:
     """Cancel (Get3W v3: delete) a task."""
     ui = Ui(quiet=quiet, json_mode=json_out, debug=debug)
@@ -215,6 +217,6 @@ def cancel_cmd(
     async def body() -> int:
         from get3w_cli.cli.flows import cancel_flow
 
-        return await cancel_flow(_flags(provider, api_key, base_url), task_id, api.value if api else None, ui)
+        return await cancel_flow(_flags(provider, api_key, base_url, sandbox=sandbox), task_id, api.value if api else None, ui)
 
     run(ui, body)

@@ -35,6 +35,11 @@ Per-task controls, read from the task's input (they stay in the echoed input):
   the first delivery attempt is over (with ``sandbox_duration: 0`` the callback arrives before
   the task id); ``"late_processing"`` sends a stale ``processing`` callback after the final one.
 
+With ``SandboxOptions.state_file`` (set by ``--sandbox``, not by ``g3w sandbox``) tasks outlive
+the process: the next sandbox started with the same file answers GET, DELETE and the CDN for
+them, on its own base URL, their phase following the wall clock; they never call back (see
+persist).
+
 Undocumented choices: the v1 sync answer past the cutoff is 200 with the task still
 ``processing``; a v1 failed task carries ``"code": 500``; a deleted v3 task reads ``deleted``
 and deleting it again answers the same; cancelling a finished Abstrakt job is 409

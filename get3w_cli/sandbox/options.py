@@ -1,8 +1,10 @@
-"""The sandbox's knobs (``SandboxOptions``), read live: tests may change them between requests."""
+"""The sandbox's knobs (``SandboxOptions``), read live: tests may change them between requests
+(except ``state_file``, read when the sandbox starts)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from get3w_cli.constants import SANDBOX_DEFAULT_DURATION, SANDBOX_SYNC_CUTOFF
 
@@ -19,3 +21,5 @@ class SandboxOptions:
     sync_cutoff: float = SANDBOX_SYNC_CUTOFF
     max_concurrent: int | None = None
     retry_after: float = 1.0
+    # Where tasks are saved for the next sandbox (see persist); read once, by start().
+    state_file: Path | None = None

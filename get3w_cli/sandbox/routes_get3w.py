@@ -108,9 +108,7 @@ async def v3_delete(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     authorize(request, V3)
     task = _task(request, V3)
-    if not task.phase(runtime.store.now()).terminal:
-        runtime.store.cancel(task)
-    task.deleted = True
+    runtime.store.delete(task)
     return web.json_response(envelope({"id": task.id, "status": "deleted"}))
 
 

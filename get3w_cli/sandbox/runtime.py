@@ -10,6 +10,7 @@ from get3w_cli.sandbox.common import bad_input, reject
 from get3w_cli.sandbox.control import Injection
 from get3w_cli.sandbox.logs import DeliveryAttempt, LoggedRequest
 from get3w_cli.sandbox.options import SandboxOptions
+from get3w_cli.sandbox.persist import StateFile
 from get3w_cli.sandbox.shapes import ABSTRAKT, V3, stale_payload, webhook_payload
 from get3w_cli.sandbox.state import SandboxTask, TaskStore, parse_controls
 from get3w_cli.sandbox.webhooks import Deliverer
@@ -28,7 +29,8 @@ class Runtime:
         self.injections: list[Injection] = []
         self.uploads: dict[str, tuple[bytes, str]] = {}
         self.rate_hits: dict[str, deque[float]] = {}
-        self.store = TaskStore(self._on_terminal)
+        self.store = TaskStore(self._on_terminal, self._on_change)
+        self.state_file: StateFile | None = None  # set by Sandbox.start() with options.state_file
         self.deliverer = Deliverer(lambda: self.options, self.deliveries)
 
     def new_task(self, *, flavor: str, model: Model, inputs: dict[str, Any], key: str,
@@ -52,6 +54,10 @@ class Runtime:
         """For ``sandbox_webhook: early``: wait until the first delivery attempt is over."""
         if task.first_delivery is not None:
             await task.first_delivery
+
+    def _on_change(self, task: SandboxTask) -> None:
+        if self.state_file is not None:
+            self.state_file.changed(task)
 
     def _on_terminal(self, task: SandboxTask) -> None:
         if not task.webhook_url or task.controls.webhook == "drop":

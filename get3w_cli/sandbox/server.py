@@ -15,6 +15,7 @@ from get3w_cli.sandbox.common import RUNTIME, is_submit
 from get3w_cli.sandbox.control import Injection
 from get3w_cli.sandbox.logs import DeliveryAttempt, LoggedRequest
 from get3w_cli.sandbox.options import SandboxOptions
+from get3w_cli.sandbox.persist import StateFile
 from get3w_cli.sandbox.runtime import Runtime
 
 
@@ -84,7 +85,8 @@ class Sandbox:
         ))
 
     async def start(self) -> None:
-        """Bind and serve; raises ListenerError when the address cannot be bound."""
+        """Bind and serve (with ``options.state_file``, first adopting the tasks saved there);
+        raises ListenerError when the address cannot be bound."""
         if self._runner is not None:
             return
         runner = web.AppRunner(build_app(self._runtime), access_log=None,
@@ -101,14 +103,21 @@ class Sandbox:
                 f"{exc.strerror or exc}"
             ) from exc
         self._runner = runner
+        path = self._runtime.options.state_file
+        if path is not None:
+            self._runtime.state_file = StateFile(path, self._runtime.store)
+            self._runtime.state_file.load()
         port = runner.addresses[0][1]
         self._runtime.base_url = f"http://{_url_host(self._host)}:{port}"
 
     async def close(self) -> None:
-        """Stop serving and cancel pending webhook deliveries; safe to call twice."""
+        """Stop serving and cancel pending webhook deliveries (saving the state file, if any);
+        safe to call twice."""
         if self._closed or self._runner is None:
             return
         self._closed = True
+        if self._runtime.state_file is not None:
+            self._runtime.state_file.flush()
         self._runtime.store.close()  # wakes sync waiters so handlers finish quickly
         await self._runtime.deliverer.close()
         await self._runner.cleanup()

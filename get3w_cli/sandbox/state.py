@@ -9,6 +9,7 @@ a loop timer, which wakes synchronous waiters and triggers the webhook delivery.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import secrets
 import uuid
@@ -79,6 +80,11 @@ def parse_controls(inputs: Mapping[str, Any], default_duration: float) -> Contro
     )
 
 
+def key_hash(key: str) -> str:
+    """How a task remembers its API key: a digest, so a state file never holds a real key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def new_id(api: str) -> str:
     """A fresh task id in the API's style: v3 ``pred_<hex>``, v1 UUID4, Abstrakt ``job_<hex>``."""
     if api == "v1":
@@ -92,7 +98,7 @@ class SandboxTask:
     api: str  # "v1" | "v3" | "abstrakt"
     model: str
     input: dict[str, Any]
-    key: str
+    key_hash: str
     controls: Controls
     webhook_url: str | None
     created_at: float  # loop clock
@@ -135,9 +141,11 @@ class SandboxTask:
 class TaskStore:
     """Every task the sandbox made, by id, with the timers that end them."""
 
-    def __init__(self, on_terminal: Callable[[SandboxTask], None]) -> None:
+    def __init__(self, on_terminal: Callable[[SandboxTask], None],
+                 on_change: Callable[[SandboxTask], None] | None = None) -> None:
         self.tasks: dict[str, SandboxTask] = {}
         self._on_terminal = on_terminal
+        self._on_change = on_change or (lambda task: None)
         self._closed = False
 
     @staticmethod
@@ -148,7 +156,8 @@ class TaskStore:
                controls: Controls, webhook_url: str | None) -> SandboxTask:
         loop = asyncio.get_running_loop()
         task = SandboxTask(
-            id=new_id(api), api=api, model=model, input=inputs, key=key, controls=controls,
+            id=new_id(api), api=api, model=model, input=inputs, key_hash=key_hash(key),
+            controls=controls,
             webhook_url=webhook_url, created_at=loop.time(),
             created_wall=datetime.now(timezone.utc),
         )
@@ -161,7 +170,24 @@ class TaskStore:
         else:
             task.timer = loop.call_later(task.duration, self._finish, task)
         self.tasks[task.id] = task
+        self._on_change(task)
         return task
+
+    def adopt(self, task: SandboxTask) -> None:
+        """Take in a task made by an earlier sandbox (see persist); its phase follows its clock."""
+        if task.id in self.tasks:
+            return
+        now = self.now()
+        if task.cancelled:
+            task.done.set()
+        elif task.phase(now).terminal:
+            task.finished = True
+            task.ended_at = task.created_at + task.duration
+            task.done.set()
+        elif not self._closed:
+            end = task.created_at + task.duration
+            task.timer = asyncio.get_running_loop().call_later(end - now, self._finish, task)
+        self.tasks[task.id] = task
 
     def get(self, task_id: str) -> SandboxTask | None:
         return self.tasks.get(task_id)
@@ -183,10 +209,20 @@ class TaskStore:
         task.cancelled = True
         task.ended_at = self.now()
         task.done.set()
+        self._on_change(task)
+
+    def delete(self, task: SandboxTask) -> None:
+        """v3 DELETE: cancel the task if it still runs; either way its outputs are gone."""
+        task.deleted = True  # before cancel(), so the one change reported carries both
+        if not task.phase(self.now()).terminal:
+            self.cancel(task)
+        else:
+            self._on_change(task)
 
     def active_for_key(self, key: str) -> int:
-        now = self.now()
-        return sum(1 for t in self.tasks.values() if t.key == key and not t.phase(now).terminal)
+        now, digest = self.now(), key_hash(key)
+        return sum(1 for t in self.tasks.values()
+                   if t.key_hash == digest and not t.phase(now).terminal)
 
     async def wait_terminal(self, task: SandboxTask, timeout: float) -> None:
         """Wait until the task ends, or ``timeout`` seconds, whichever is first."""
