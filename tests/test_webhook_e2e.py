@@ -1,0 +1,202 @@
+"""Webhook scenarios of `g3w run` end to end: forged callbacks, duplicates, and the ngrok tunnel.
+
+Every test runs the real CLI in a subprocess against a sandbox on 127.0.0.1; tunnel tests drive
+pyngrok against the stand-in agent in tests/fake_ngrok.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import fake_ngrok  # tests/fake_ngrok.py
+from conftest import ThreadedSandbox, g3w, sandbox_env
+
+SECRET = "whsec_e2e"
+
+
+def start_run(sb: ThreadedSandbox, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    full = dict(os.environ, **sandbox_env(sb), **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "get3w_cli", "run", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=full)
+
+
+def wait_for_submit(sb: ThreadedSandbox, timeout: float = 15) -> tuple[str, str]:
+    """The callback URL the CLI registered, and the task id the sandbox gave it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        subs = sb.sandbox.submissions()
+        if subs:
+            body = json.loads(subs[0].body)
+            task_ids = [r.path.rsplit("/", 1)[-1] for r in sb.sandbox.requests if "/predictions/" in r.path]
+            return body["webhook_url"], task_ids[0] if task_ids else ""
+        time.sleep(0.02)
+    raise AssertionError("the CLI never submitted")
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 20) -> tuple[int, dict[str, Any] | None, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, (json.loads(out) if out.strip() else None), err
+
+
+def forged(task_id: str) -> bytes:
+    return json.dumps({"id": task_id, "model": "get3w/flux-dev", "status": "completed",
+                       "outputs": ["https://evil.example/forged.png"]}).encode()
+
+
+def test_forged_unsigned_completion_is_confirmed_and_ignored(tmp_path: Path) -> None:
+    """No secret: a forged 'completed' is checked with one GET, found running, ignored; the real result wins."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
+        proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=1.5", "--via", "webhook", "--json")
+        url, _ = wait_for_submit(sb)
+        time.sleep(0.3)  # the submit answer has reached the CLI
+        task_id = next(t for t in sb.call(_task_ids(sb)))
+        assert httpx.post(url, content=forged(task_id)).status_code == 200  # a hint, acknowledged
+        code, record, err = finish(proc)
+    assert code == 0 and record is not None
+    assert record["outputs"] and "evil" not in json.dumps(record["outputs"])
+    assert record["via"] == "webhook"
+    assert "ignored an unconfirmed callback" in err
+
+
+def test_forged_callback_with_a_secret_gets_401_and_changes_nothing() -> None:
+    """With a secret, a callback with a bad signature is answered 401 and the wait goes on."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
+        proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=1.5", "--via", "webhook", "--json",
+                         env={"GET3W_WEBHOOK_SECRET": SECRET})
+        url, _ = wait_for_submit(sb)
+        time.sleep(0.3)
+        task_id = next(t for t in sb.call(_task_ids(sb)))
+        bad = httpx.post(url, content=forged(task_id), headers={"X-Get3W-Signature": "0" * 64})
+        unsigned = httpx.post(url, content=forged(task_id))
+        code, record, _ = finish(proc)
+    assert (bad.status_code, unsigned.status_code) == (401, 401)
+    assert code == 0 and record is not None and "evil" not in json.dumps(record["outputs"])
+    gets = [r for r in sb.sandbox.requests if r.method == "GET" and "/predictions/" in r.path]
+    assert gets == []  # the genuine signed callback needed no confirming GET
+
+
+def test_wrong_token_gets_404_during_a_run() -> None:
+    """A request to the listener without the token is 404 and does not end the wait."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
+        proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=1", "--via", "webhook", "--json")
+        url, _ = wait_for_submit(sb)
+        base = url.rsplit("/", 1)[0]
+        task_id = next(t for t in sb.call(_task_ids(sb)))
+        assert httpx.post(base + "/not-the-token", content=forged(task_id)).status_code == 404
+        code, record, _ = finish(proc)
+    assert code == 0 and record is not None and "evil" not in json.dumps(record["outputs"])
+
+
+def test_duplicate_deliveries_end_the_wait_once() -> None:
+    """The sandbox sends each callback three times; the run completes once, with one API call."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET, webhook_duplicates=2) as sb:
+        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--json",
+                     env={**sandbox_env(sb), "GET3W_WEBHOOK_SECRET": SECRET})
+        assert result.code == 0 and result.json()["via"] == "webhook"
+        api = [r for r in sb.sandbox.requests if r.path.startswith(("/api/", "/v1/"))]
+        assert len(api) == 1  # only the submit: signed, so no confirming GET
+
+
+def _task_ids(sb: ThreadedSandbox) -> Any:
+    async def ids() -> list[str]:
+        return list(sb.sandbox._runtime.store.tasks)  # noqa: SLF001 - the test's own sandbox
+
+    return ids()
+
+
+# --- ngrok, through pyngrok and the stand-in agent ---------------------------------------------
+
+
+def ngrok_env(tmp_path: Path, mode: str) -> dict[str, str]:
+    state = tmp_path / f"agents-{mode}"
+    state.mkdir(exist_ok=True)
+    return {"NGROK_PATH": fake_ngrok.install(str(tmp_path), mode=mode, state_dir=str(state)),
+            "NGROK_AUTHTOKEN": "fake-token-123"}
+
+
+def live_agents(tmp_path: Path, mode: str) -> list[int]:
+    """Stand-in agents still running (each start leaves <pid>.pid; zombies do not count)."""
+    alive = []
+    for pid_file in (tmp_path / f"agents-{mode}").glob("*.pid"):
+        stat = Path(f"/proc/{pid_file.stem}/stat")
+        if stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z":
+            alive.append(int(pid_file.stem))
+    return alive
+
+
+def test_run_through_an_ngrok_tunnel(tmp_path: Path) -> None:
+    """--tunnel auto with an authtoken: the callback travels the tunnel; the agent is gone afterwards."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
+        env = {**sandbox_env(sb), **ngrok_env(tmp_path, "ok"), "GET3W_WEBHOOK_SECRET": SECRET}
+        result = g3w("run", "flux-dev", "-p", "x", "--json", env=env)
+        webhook_url = json.loads(sb.sandbox.submissions()[0].body)["webhook_url"]
+        delivered = [d.status_code for d in sb.sandbox.deliveries if d.url == webhook_url]
+    assert result.code == 0, result.stderr
+    assert result.json()["via"] == "webhook"
+    assert delivered and delivered[0] == 200  # the public URL, relayed by the agent to the listener
+    assert list((tmp_path / "agents-ok").glob("*.pid"))  # an agent was started
+    assert live_agents(tmp_path, "ok") == []  # and is gone
+
+
+@pytest.mark.parametrize("mode", ["session_limit", "auth_failed", "crash", "unreachable"])
+def test_tunnel_failures_fall_back_to_polling_under_auto(tmp_path: Path, mode: str) -> None:
+    """Under --via auto each classified ngrok failure warns and polls; nothing is left running."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
+        result = g3w("run", "flux-dev", "-p", "x", "--json", "--poll-max", "0.2",
+                     env={**sandbox_env(sb), **ngrok_env(tmp_path, mode)})
+    assert result.code == 0, result.stderr
+    assert result.json()["via"] == "poll"
+    assert "falling back to polling" in result.stderr
+    assert live_agents(tmp_path, mode) == []
+
+
+@pytest.mark.parametrize(("mode", "words"), [("session_limit", "ERR_NGROK_108"), ("auth_failed", "authtoken"),
+                                             ("unreachable", "reach")])
+def test_tunnel_failures_exit_7_under_via_webhook_before_paying(tmp_path: Path, mode: str, words: str) -> None:
+    """Under --via webhook a tunnel failure exits 7 with a hint, and no task was submitted."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
+        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", env={**sandbox_env(sb), **ngrok_env(tmp_path, mode)})
+        assert sb.sandbox.submissions() == []
+    assert result.code == 7
+    assert words.lower() in result.stderr.lower() and "Hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_ngrok_binary_exits_7_with_install_hint(tmp_path: Path) -> None:
+    """--tunnel ngrok with no binary: exit 7, say how to install it or set NGROK_PATH."""
+    with ThreadedSandbox(duration=0.05) as sb:
+        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--tunnel", "ngrok",
+                     env={**sandbox_env(sb), "NGROK_PATH": str(tmp_path / "no-ngrok"), "NGROK_AUTHTOKEN": "t"})
+        assert sb.sandbox.submissions() == []
+    assert result.code == 7 and "NGROK_PATH" in result.stderr
+
+
+def test_no_authtoken_with_tunnel_ngrok_exits_7(tmp_path: Path) -> None:
+    """--tunnel ngrok --via webhook without an authtoken: exit 7 before anything is sent."""
+    with ThreadedSandbox(duration=0.05) as sb:
+        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--tunnel", "ngrok", env=sandbox_env(sb))
+        assert sb.sandbox.submissions() == []
+    assert result.code == 7 and "NGROK_AUTHTOKEN" in result.stderr
+
+
+def test_ctrl_c_closes_the_tunnel_and_the_agent(tmp_path: Path) -> None:
+    """SIGINT during a tunnelled wait: exit 130, the id printed, and no ngrok agent left behind."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
+        proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=30", env=ngrok_env(tmp_path, "ok"))
+        wait_for_submit(sb)
+        time.sleep(0.3)
+        assert live_agents(tmp_path, "ok")
+        proc.send_signal(signal.SIGINT)
+        code, _, err = finish(proc)
+    assert code == 130 and "g3w wait" in err
+    assert live_agents(tmp_path, "ok") == []
