@@ -11,9 +11,10 @@ in its own process, so the client under test has a core to itself on a 2-core ma
 - g3w: ``g3w batch FILE -j JOBS --via webhook --out FILE -q`` with the webhook secret set, so
   every callback is verified and each task costs one API call.
 
-Times are the wall time of each client process, start-up included; peak memory is the
-client's maximum RSS (``wait4``). Goals: g3w >= 0.5 x floor, >= 200 tasks/s, and
-<= 150 MB peak RSS for 10,000 lines.
+Rates are tasks per second of each client process's wall time, start-up included, best of
+``--repeat`` runs (other processes on the machine only ever slow a run down); CPU time per
+task and peak memory (maximum RSS) come from ``wait4``. Goals: g3w >= 0.5 x floor, >= 200
+tasks/s, and <= 150 MB peak RSS for 10,000 lines. Exit 1 when a goal is missed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 SECRET = "bench-secret"
@@ -104,17 +106,25 @@ class SandboxProcess:
         self.proc.wait(10)
 
 
-def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS in MB, exit code) of one client process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode not in (0,):
-        print(stderr, file=sys.stderr)
-    return wall, usage.ru_maxrss / 1024, proc.returncode
+@dataclass(frozen=True)
+class Run:
+    rate: float  # tasks per second of wall time, start-up included
+    cpu_ms: float  # CPU milliseconds (user + system) a task, start-up included
+    rss_mb: float  # peak resident memory
+
+
+def measure(argv: list[str], env: dict[str, str], tasks: int) -> Run:
+    """Run one client process to its end; fail loudly if it did not exit 0."""
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: nothing can block the client
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        errors.seek(0)
+        assert code == 0, f"{argv[1:4]} exited {code}: {errors.read().decode(errors='replace')}"
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(tasks / wall, 1000 * cpu / tasks, usage.ru_maxrss / 1024)
 
 
 def write_lines(path: Path, tasks: int) -> None:
@@ -123,26 +133,35 @@ def write_lines(path: Path, tasks: int) -> None:
             out.write(json.dumps({"model": "flux-dev", "input": {"prompt": f"task {index}", "sandbox_duration": 0}}) + "\n")
 
 
-def run_floor(tasks: int, jobs: int) -> tuple[float, float]:
+def run_floor(tasks: int, jobs: int) -> Run:
     with SandboxProcess() as base_url:
-        wall, rss, code = measure([sys.executable, __file__, "--floor", base_url, "--tasks", str(tasks),
-                                   "--jobs", str(jobs)], dict(os.environ))
-    assert code == 0, "the floor script failed"
-    return tasks / wall, rss
+        return measure([sys.executable, __file__, "--floor", base_url, "--tasks", str(tasks), "--jobs", str(jobs)],
+                       dict(os.environ), tasks)
 
 
-def run_g3w(tasks: int, jobs: int, work: Path) -> tuple[float, float, int]:
+def run_g3w(tasks: int, jobs: int, work: Path, attempt: int) -> Run:
     lines, out = work / f"lines-{tasks}.jsonl", work / f"out-{tasks}.jsonl"
-    write_lines(lines, tasks)
+    if not lines.exists():
+        write_lines(lines, tasks)
     with SandboxProcess() as base_url:
         env = dict(os.environ, GET3W_BASE_URL=base_url, GET3W_API_KEY=KEY, GET3W_WEBHOOK_SECRET=SECRET,
-                   G3W_HOME=str(work / f"home-{tasks}"))
-        wall, rss, code = measure([sys.executable, "-m", "get3w_cli", "batch", str(lines), "-j", str(jobs),
-                                   "--via", "webhook", "--out", str(out), "-q"], env)
+                   G3W_HOME=str(work / f"home-{tasks}-{attempt}"))
+        run = measure([sys.executable, "-m", "get3w_cli", "batch", str(lines), "-j", str(jobs),
+                       "--via", "webhook", "--out", str(out), "-q"], env, tasks)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     complete = sum(1 for r in records if r["status"] == "completed" and r["via"] == "webhook")
-    assert code == 0 and complete == tasks, f"g3w batch: exit {code}, {complete}/{tasks} completed via webhook"
-    return tasks / wall, rss, code
+    assert complete == tasks, f"g3w batch: {complete}/{tasks} completed via webhook"
+    return run
+
+
+def best(runs: list[Run]) -> Run:
+    """The fastest rate and least CPU seen, and the largest memory: other processes only slow a run."""
+    return Run(max(r.rate for r in runs), min(r.cpu_ms for r in runs), max(r.rss_mb for r in runs))
+
+
+def show(name: str, tasks: int, jobs: int, run: Run, extra: str = "") -> None:
+    print(f"{name:<17} {tasks:>6} tasks -j {jobs}: {run.rate:7.1f} tasks/s  {run.cpu_ms:5.2f} ms CPU/task"
+          f"  peak {run.rss_mb:6.1f} MB{extra}")
 
 
 def main() -> int:
@@ -150,6 +169,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=64)
     parser.add_argument("--memory-tasks", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each client; the best counts")
     parser.add_argument("--floor", metavar="BASE_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor:
@@ -157,20 +177,21 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="g3w-bench-") as tmp:
         work = Path(tmp)
-        floor_rate, floor_rss = run_floor(args.tasks, args.jobs)
-        rate, rss, _ = run_g3w(args.tasks, args.jobs, work)
-        big_rate, big_rss, _ = run_g3w(args.memory_tasks, args.jobs, work) if args.memory_tasks else (0.0, 0.0, 0)
-    ratio = rate / floor_rate
-    print(f"floor (aiohttp)   {args.tasks:>6} tasks  -j {args.jobs}: {floor_rate:7.1f} tasks/s  peak {floor_rss:6.1f} MB")
-    print(f"g3w batch         {args.tasks:>6} tasks  -j {args.jobs}: {rate:7.1f} tasks/s  peak {rss:6.1f} MB"
-          f"  ({ratio:.2f} x floor)")
-    if args.memory_tasks:
-        print(f"g3w batch         {args.memory_tasks:>6} tasks  -j {args.jobs}: {big_rate:7.1f} tasks/s  peak {big_rss:6.1f} MB")
-    goals = [(ratio >= GOAL_RATIO, f">= {GOAL_RATIO} x floor"), (rate >= GOAL_RATE, f">= {GOAL_RATE:g} tasks/s")]
-    if args.memory_tasks:
-        goals.append((big_rss <= GOAL_MB, f"<= {GOAL_MB:g} MB for {args.memory_tasks} lines"))
+        floor_runs, g3w_runs = [], []
+        for attempt in range(args.repeat):  # interleaved, so a busy moment hits both alike
+            floor_runs.append(run_floor(args.tasks, args.jobs))
+            g3w_runs.append(run_g3w(args.tasks, args.jobs, work, attempt))
+        base, ours = best(floor_runs), best(g3w_runs)
+        big = run_g3w(args.memory_tasks, args.jobs, work, 0) if args.memory_tasks else None
+    ratio = ours.rate / base.rate
+    show("floor (aiohttp)", args.tasks, args.jobs, base)
+    show("g3w batch", args.tasks, args.jobs, ours, f"  ({ratio:.2f} x floor)")
+    goals = [(ratio >= GOAL_RATIO, f">= {GOAL_RATIO} x floor"), (ours.rate >= GOAL_RATE, f">= {GOAL_RATE:g} tasks/s")]
+    if big is not None:
+        show("g3w batch", args.memory_tasks, args.jobs, big)
+        goals.append((big.rss_mb <= GOAL_MB, f"<= {GOAL_MB:g} MB for {args.memory_tasks} lines"))
     for met, goal in goals:
-        print(f"  {'met ' if met else 'MISSED'} {goal}")
+        print(f"  {'met   ' if met else 'MISSED'} {goal}")
     return 0 if all(met for met, _ in goals) else 1
 
 

@@ -112,7 +112,7 @@ BATCH_READ_CHUNK_BYTES = 1024 * 1024
 # connections each: httpcore scans every connection of its pool on each request (measured:
 # 0.8 ms of CPU a request with 2 connections, 1.8 ms with 16), and a submit is short, so
 # 16 at once still keep -j 64 tasks in flight against a provider 250 ms away.
-BATCH_SUBMIT_CLIENTS = 4
+BATCH_SUBMIT_CLIENTS = 8
 BATCH_SUBMIT_CLIENT_CONNECTIONS = 2
 # Refresh period of the progress bar on a terminal, and its width (the counters need the rest).
 BATCH_PROGRESS_REFRESH = 0.25

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 
 from conftest import ThreadedSandbox, g3w, sandbox_env
+from inproc import invoke
+from test_cli_run import check_record
 
 SECRET = "sk_live_0123456789abcdef"
 
@@ -75,31 +80,50 @@ def test_history_lists_journalled_tasks(sandbox: ThreadedSandbox) -> None:
     done = g3w("run", "flux-dev", "-p", "ok", "--json", "--poll-max", "0.2", env=env).json()
     failed = g3w("run", "abstrakt:flux-schnell", "-p", "bad", "-i", "sandbox_fail=true", "--json", env=env).json()
     hidden = g3w("run", "flux-dev", "-p", "secret", "--no-history", "--json", env=env).json()
+    pending = g3w("submit", "flux-dev", "-p", "later", "-i", "sandbox_duration=30", env=env).stdout.strip()
 
     lines = g3w("history", "--json", env=env).stdout.splitlines()
     records = [json.loads(line) for line in lines]
-    assert [r["id"] for r in records] == [failed["id"], done["id"]]
-    assert records[1] == {**done, "raw": records[1]["raw"]}  # the same record run printed
-    assert records[0]["status"] == "failed" and records[0]["error"]["message"]
+    assert [r["id"] for r in records] == [pending, failed["id"], done["id"]]
+    for record in records:
+        check_record(record)  # every line is a full task record, waited for or not
+    assert records[2] == done  # the same record run printed
+    assert records[1]["status"] == "failed" and records[1]["error"]["message"]
+    assert (records[0]["status"], records[0]["via"]) == ("created", None)
+    assert records[0]["input"] == {"prompt": "later", "sandbox_duration": 30}
     assert hidden["id"] not in "\n".join(lines)
 
     only_failed = g3w("history", "--status", "failed", "--json", env=env).stdout.splitlines()
     assert [json.loads(line)["id"] for line in only_failed] == [failed["id"]]
-    table = g3w("history", "--limit", "1", env=env).stdout.splitlines()
+    table = g3w("history", "--limit", "2", env=env).stdout.splitlines()
     assert table[0].split("\t") == ["id", "provider", "model", "status", "submitted"]
-    assert table[1].split("\t")[:4] == [failed["id"], "abstrakt v1", "flux-schnell", "failed"]
-    assert len(table) == 2
+    assert table[2].split("\t")[:4] == [failed["id"], "abstrakt v1", "flux-schnell", "failed"]
+    assert len(table) == 3
 
 
 def test_doctor_reports_setup_without_revealing_keys() -> None:
     """doctor --json: checks with ok flags; keys masked; exit 3 when no provider key is set."""
-    with_key = g3w("doctor", "--json", env={"GET3W_API_KEY": SECRET})
+    with_key = invoke("doctor", "--json", env={"GET3W_API_KEY": SECRET})
     assert with_key.code == 0
     checks = {c["check"]: c for c in json.loads(with_key.stdout)}
     assert {"config file", "get3w key", "abstrakt key", "journal", "ngrok authtoken"} <= set(checks)
     assert checks["get3w key"] == {"check": "get3w key", "ok": True, "detail": "****cdef"}
     assert checks["abstrakt key"]["ok"] is False
     assert SECRET not in with_key.stdout + with_key.stderr
-    without = g3w("doctor", "--json")
+    without = invoke("doctor", "--json")
     assert without.code == 3
     assert not any(c["ok"] for c in json.loads(without.stdout) if c["check"].endswith(" key"))
+
+
+def test_reader_closing_stdout_is_not_an_internal_error(tmp_path: Path) -> None:
+    """`g3w config list | head -0`: the reader left; g3w exits 0 quietly instead of reporting a bug."""
+    from get3w_cli.config import write_config
+
+    config = tmp_path / "c.toml"
+    write_config(config, {"provider": "get3w", "defaults.via": "poll"})
+    proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "config", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "G3W_CONFIG": str(config)})
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before g3w writes anything: its first write meets a broken pipe
+    _, stderr = proc.communicate(timeout=30)
+    assert (proc.returncode, stderr) == (0, b"")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from conftest import Result, ThreadedSandbox, g3w, sandbox_env
-from get3w_cli.cli.app import app
+from inproc import invoke
 
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
 
@@ -26,17 +24,6 @@ def assert_clean_error(result: Result, code: int) -> None:
     assert sum(line.startswith("Error: ") for line in result.stderr.splitlines()) == 1
     assert "Traceback" not in result.stderr + result.stdout
     assert "<html" not in result.stderr.lower() and "<!doctype" not in result.stderr.lower()
-
-
-def invoke(*args: str, env: dict[str, str]) -> Result:
-    """The CLI app in-process: for checks that stop before any I/O, where a subprocess adds only time."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        outcome = CliRunner().invoke(app, list(args), env=env)
-    finally:
-        root.handlers[:], root.level = handlers, level
-    return Result(outcome.exit_code, outcome.stdout, outcome.stderr)
 
 
 # --- bad input: exit 2, nothing sent ----------------------------------------------------------
@@ -80,7 +67,7 @@ def test_bad_input_exits_2_and_sends_nothing(tmp_path: Path, sandbox: ThreadedSa
 
 def test_submit_also_checks_input_before_sending(sandbox: ThreadedSandbox) -> None:
     """submit shares run's input checks."""
-    result = g3w("submit", "flux-dev", "-i", "a:=[", env=sandbox_env(sandbox))
+    result = invoke("submit", "flux-dev", "-i", "a:=[", env=sandbox_env(sandbox))
     assert_clean_error(result, 2)
     assert sandbox.sandbox.requests == []
 
@@ -89,7 +76,7 @@ def test_missing_key_exits_3_and_sends_nothing(sandbox: ThreadedSandbox) -> None
     """No API key anywhere: exit 3 with how to set one; the provider never hears of it."""
     env = {"GET3W_BASE_URL": sandbox.base_url, "ABSTRAKT_BASE_URL": sandbox.base_url}
     for model in ("flux-dev", "abstrakt:flux-schnell"):
-        result = g3w("run", model, "-p", "x", env=env)
+        result = invoke("run", model, "-p", "x", env=env)
         assert_clean_error(result, 3)
         assert "no API key" in result.stderr and "API_KEY" in result.stderr
     assert sandbox.sandbox.requests == []
@@ -122,17 +109,28 @@ def test_auth_errors_exit_3(sandbox: ThreadedSandbox, model: str, key: str, says
         (["run", "get3w/no-such-model", "-p", "x"], None),  # 404 model not found
         (["run", "flux-dev", "-p", "x", "-i", "sandbox_outputs=-1"], None),  # 400 invalid input
         (["run", "abstrakt:flux-schnell", "-p", "x"], {"status": 422, "method": "POST"}),
-        (["get", "pred_doesnotexist"], None),  # 404 task not found
     ],
 )
 def test_rejected_requests_exit_5(sandbox: ThreadedSandbox, args: list[str], inject: dict | None) -> None:
     """400 / 404 / 422 from the provider: exit 5, the provider's message on one line."""
     if inject:
         sandbox.sandbox.inject(**inject)
-    result = g3w(*args, "--via", "poll", env=sandbox_env(sandbox)) if args[0] == "run" else \
-        g3w(*args, env=sandbox_env(sandbox))
+    result = g3w(*args, "--via", "poll", env=sandbox_env(sandbox))
     assert_clean_error(result, 5)
     assert "HTTP 4" in result.stderr
+
+
+def test_errors_about_a_task_point_at_the_task(sandbox: ThreadedSandbox) -> None:
+    """get of an unknown id (404) and cancel of a finished job (409): exit 5, hints about the task, not a model."""
+    env = sandbox_env(sandbox)
+    missing = g3w("get", "pred_doesnotexist", env=env)
+    assert_clean_error(missing, 5)
+    assert "Hint: check the task id pred_doesnotexist" in missing.stderr
+    job = g3w("submit", "abstrakt:flux-schnell", "-p", "x", "-i", "sandbox_duration=0", env=env).stdout.strip()
+    finished = g3w("cancel", job, env=env)
+    assert_clean_error(finished, 5)
+    assert "HTTP 409" in finished.stderr and f"g3w get {job}" in finished.stderr
+    assert "model name" not in missing.stderr + finished.stderr
 
 
 def test_throttling_that_outlasts_the_retries_exits_6(sandbox: ThreadedSandbox) -> None:
@@ -209,21 +207,21 @@ def test_webhook_without_a_reachable_url_exits_7_before_submitting() -> None:
 
 def test_cancel_on_an_api_without_cancel_exits_2(sandbox: ThreadedSandbox) -> None:
     """Get3W v1 has no cancel endpoint: exit 2, and no request is sent."""
-    result = g3w("cancel", "0a82292d-32de-46d0-a0d8-eef219153f16", env=sandbox_env(sandbox))
+    result = invoke("cancel", "0a82292d-32de-46d0-a0d8-eef219153f16", env=sandbox_env(sandbox))
     assert_clean_error(result, 2)
     assert sandbox.sandbox.requests == []
 
 
 def test_unknown_provider_in_environment_is_a_usage_error(sandbox: ThreadedSandbox) -> None:
     """G3W_PROVIDER set to something unknown: exit 2, nothing sent."""
-    result = g3w("run", "flux-dev", "-p", "x", env={**sandbox_env(sandbox), "G3W_PROVIDER": "openai"})
+    result = invoke("run", "flux-dev", "-p", "x", env={**sandbox_env(sandbox), "G3W_PROVIDER": "openai"})
     assert_clean_error(result, 2)
     assert sandbox.sandbox.requests == []
 
 
 def test_invalid_json_in_input_file_from_stdin(sandbox: ThreadedSandbox) -> None:
     """--input - with invalid JSON on stdin: exit 2; valid JSON on stdin is sent as the inputs."""
-    bad = g3w("submit", "flux-dev", "--input", "-", env=sandbox_env(sandbox), input="{nope")
+    bad = invoke("submit", "flux-dev", "--input", "-", env=sandbox_env(sandbox), input="{nope")
     assert_clean_error(bad, 2)
     good = g3w("submit", "flux-dev", "--input", "-", "--json", env=sandbox_env(sandbox),
                input=json.dumps({"prompt": "from stdin", "seed": 7}))

@@ -27,6 +27,7 @@ STATUSES = {"created", "processing", "completed", "failed", "cancelled"}
 DEAD_URL = "http://127.0.0.1:9"
 FAST = ("--poll-max", "0.2")
 SUBMITTED = re.compile(r"submitted (\S+) \(")
+V1_MODEL = "google/nano-banana-pro/text-to-image"
 
 
 def run_json(sb: ThreadedSandbox, *args: str, env: dict[str, str] | None = None) -> tuple[Result, dict[str, Any]]:
@@ -85,9 +86,9 @@ MATRIX = [
     ("flux-dev", "poll", "poll", ("get3w", "v3", "get3w/flux-dev"), None),
     ("get3w:flux-dev", "webhook", "webhook", ("get3w", "v3", "get3w/flux-dev"), "body"),
     ("get3w/flux-dev", "auto", "webhook", ("get3w", "v3", "get3w/flux-dev"), "body"),
-    ("google/nano-banana-pro/text-to-image", "poll", "poll", ("get3w", "v1", "google/nano-banana-pro/text-to-image"), None),
-    ("google/nano-banana-pro/text-to-image", "sync", "sync", ("get3w", "v1", "google/nano-banana-pro/text-to-image"), "sync"),
-    ("google/nano-banana-pro/text-to-image", "webhook", "webhook", ("get3w", "v1", "google/nano-banana-pro/text-to-image"), "query"),
+    (V1_MODEL, "poll", "poll", ("get3w", "v1", V1_MODEL), None),
+    (V1_MODEL, "sync", "sync", ("get3w", "v1", V1_MODEL), "sync"),
+    (V1_MODEL, "webhook", "webhook", ("get3w", "v1", V1_MODEL), "query"),
     ("abstrakt:flux-schnell", "poll", "poll", ("abstrakt", "v1", "flux-schnell"), None),
     ("abstrakt:fal-ai/flux/schnell", "sync", "sync", ("abstrakt", "v1", "fal-ai/flux/schnell"), "sync"),
     ("abstrakt:fal-ai/flux/dev", "webhook", "webhook", ("abstrakt", "v1", "fal-ai/flux/dev"), "body"),
@@ -286,6 +287,18 @@ def test_timeout_stays_bounded_while_the_provider_throttles(sandbox: ThreadedSan
     assert time.monotonic() - started < 4
 
 
+def test_short_timeout_is_honoured_under_via_sync(sandbox: ThreadedSandbox) -> None:
+    """--via sync with a --timeout shorter than a sync request may block: polled, so exit 4 comes on time."""
+    started = time.monotonic()
+    result = g3w("run", V1_MODEL, "-p", "x", "-i", "sandbox_duration=30", "--via", "sync", "--timeout", "1s",
+                 *FAST, env=sandbox_env(sandbox))
+    assert result.code == 4
+    assert time.monotonic() - started < 5
+    [task_id] = SUBMITTED.findall(result.stderr)
+    assert f"g3w wait {task_id}" in result.stderr and "polling instead" in result.stderr
+    assert "sync" not in sandbox.sandbox.submissions()[0].query
+
+
 def test_on_timeout_cancel_deletes_the_task(sandbox: ThreadedSandbox) -> None:
     """--on-timeout cancel: the timed-out task is cancelled at the provider (v3 DELETE)."""
     result = g3w("run", "flux-dev", "-p", "x", "-i", "sandbox_duration=30", "--timeout", "0.5s",
@@ -441,3 +454,31 @@ def test_retry_after_is_honoured_while_polling(sandbox: ThreadedSandbox) -> None
     polls = api_requests(sandbox, "GET", "/api/v3/predictions/")
     assert len(polls) == 2
     assert polls[1].at - polls[0].at >= 0.95
+
+
+def test_busy_listener_port_fails_webhook_and_falls_back_under_auto(sandbox: ThreadedSandbox) -> None:
+    """--listen-port in use: --via webhook exits 7 before submitting; --via auto warns and polls."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        strict = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--listen-port", port,
+                     env=sandbox_env(sandbox))
+        assert strict.code == 7 and strict.stdout == ""
+        assert sandbox.sandbox.submissions() == []
+        result, record = run_json(sandbox, "flux-dev", "-p", "x", "--via", "auto", "--listen-port", port)
+    assert (result.code, record["via"]) == (0, "poll")
+    assert "falling back to polling" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "content_type", "ext"),
+    [("https://cdn.example/a/b.png?sig=x", "", ".png"), ("https://cdn.example/out.MP4", "video/mp4", ".mp4"),
+     ("https://cdn.example/file", "image/jpeg; charset=binary", ".jpg"), ("https://cdn.example/file", "", ".bin"),
+     ("https://cdn.example/v1.2/blob", "image/webp", ".webp")],
+)
+def test_output_extension_comes_from_url_else_content_type(url: str, content_type: str, ext: str) -> None:
+    """<id>_<index>.<ext>: the extension of the URL's path, else the Content-Type's."""
+    from get3w_cli.downloads import extension_for
+
+    assert extension_for(url, content_type) == ext

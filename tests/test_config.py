@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import ThreadedSandbox, g3w, sandbox_env
+from inproc import invoke
 from get3w_cli import constants as C
 from get3w_cli.config import (
     check_config_value, default_config_path, load_settings, mask, parse_duration, read_config, write_config,
@@ -74,7 +75,8 @@ def test_provider_via_timeout_and_secrets_precedence() -> None:
     flagged = load_settings({"provider": "get3w", "defaults.via": "sync", "defaults.timeout": "90s"}, env, files)
     assert (flagged.provider, flagged.via, flagged.timeout) == ("get3w", "sync", 90.0)
     default = load_settings({}, {}, {})
-    assert (default.provider, default.via, default.timeout, default.output) == (None, "auto", C.DEFAULT_WAIT_TIMEOUT, None)
+    expected = (None, "auto", C.DEFAULT_WAIT_TIMEOUT, None)
+    assert (default.provider, default.via, default.timeout, default.output) == expected
 
 
 @pytest.mark.parametrize(
@@ -144,24 +146,24 @@ def test_check_config_value_and_mask() -> None:
 
 def test_config_commands_round_trip(tmp_path: Path) -> None:
     """config path/set/get/list/unset: mode 0600, secrets masked in get and list, unset removes."""
-    path = Path(g3w("config", "path").stdout.strip())
+    path = Path(invoke("config", "path").stdout.strip())
     assert path == tmp_path / "home" / ".config" / "g3w" / "config.toml"
-    assert g3w("config", "set", "get3w.api_key", SECRET).code == 0
-    assert g3w("config", "set", "provider", "abstrakt").code == 0
+    assert invoke("config", "set", "get3w.api_key", SECRET).code == 0
+    assert invoke("config", "set", "provider", "abstrakt").code == 0
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert tomllib.loads(path.read_text()) == {"provider": "abstrakt", "get3w": {"api_key": SECRET}}
 
-    got = g3w("config", "get", "get3w.api_key")
+    got = invoke("config", "get", "get3w.api_key")
     assert (got.code, got.stdout) == (0, "****cdef\n")
-    assert g3w("config", "get", "provider").stdout == "abstrakt\n"
-    listed, as_json = g3w("config", "list"), g3w("config", "list", "--json")
+    assert invoke("config", "get", "provider").stdout == "abstrakt\n"
+    listed, as_json = invoke("config", "list"), invoke("config", "list", "--json")
     assert listed.stdout.splitlines() == ["get3w.api_key = ****cdef", "provider = abstrakt"]
     assert json.loads(as_json.stdout) == {"get3w.api_key": "****cdef", "provider": "abstrakt"}
     for result in (got, listed, as_json):
         assert SECRET not in result.stdout + result.stderr
 
-    assert g3w("config", "unset", "provider").code == 0
-    missing = g3w("config", "get", "provider")
+    assert invoke("config", "unset", "provider").code == 0
+    missing = invoke("config", "get", "provider")
     assert (missing.code, missing.stdout) == (1, "")
     assert read_config(path) == {"get3w.api_key": SECRET}
 
@@ -173,7 +175,7 @@ def test_config_commands_round_trip(tmp_path: Path) -> None:
 )
 def test_invalid_config_key_or_value_exits_2(tmp_path: Path, args: tuple[str, ...]) -> None:
     """An unknown key or an invalid value: exit 2, one error line, the file untouched."""
-    result = g3w("config", *args)
+    result = invoke("config", *args)
     assert result.code == 2
     assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
     assert result.stdout == ""
@@ -184,8 +186,8 @@ def test_g3w_config_variable_is_honoured(tmp_path: Path) -> None:
     """$G3W_CONFIG moves the file for every config subcommand."""
     target = tmp_path / "elsewhere" / "g3w.toml"
     env = {"G3W_CONFIG": str(target)}
-    assert g3w("config", "path", env=env).stdout.strip() == str(target)
-    assert g3w("config", "set", "defaults.via", "poll", env=env).code == 0
+    assert invoke("config", "path", env=env).stdout.strip() == str(target)
+    assert invoke("config", "set", "defaults.via", "poll", env=env).code == 0
     assert read_config(target) == {"defaults.via": "poll"}
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert not (tmp_path / "home" / ".config" / "g3w" / "config.toml").exists()
@@ -196,7 +198,7 @@ def test_environment_beats_config_file_in_the_cli(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     write_config(config, {"get3w.base_url": "http://file.example:1", "abstrakt.api_key": SECRET})
     env = {"G3W_CONFIG": str(config), "GET3W_BASE_URL": "http://env.example:2"}
-    checks = {row["check"]: row for row in json.loads(g3w("doctor", "--json", env=env).stdout)}
+    checks = {row["check"]: row for row in json.loads(invoke("doctor", "--json", env=env).stdout)}
     assert checks["get3w base URL"]["detail"] == "http://env.example:2"
     assert checks["abstrakt base URL"]["detail"] == C.ABSTRAKT_BASE_URL
     assert checks["abstrakt key"]["ok"] and checks["abstrakt key"]["detail"] == "****cdef"
@@ -222,7 +224,8 @@ def test_default_provider_from_g3w_provider_and_config(tmp_path: Path, sandbox: 
     write_config(config, {"provider": "abstrakt"})
     env = {**sandbox_env(sandbox), "G3W_CONFIG": str(config)}
     assert g3w("submit", "flux-schnell", "-p", "x", "-q", env=env).stdout.startswith("job_")
-    assert g3w("submit", "flux-schnell", "-p", "x", "-q", env={**env, "G3W_PROVIDER": "get3w"}).stdout.startswith("pred_")
+    overridden = g3w("submit", "flux-schnell", "-p", "x", "-q", env={**env, "G3W_PROVIDER": "get3w"})
+    assert overridden.stdout.startswith("pred_")
     paths = [r.path for r in sandbox.sandbox.submissions()]
     assert paths == ["/v1/models/flux-schnell/run", "/api/v3/get3w/flux-schnell"]
 

@@ -155,7 +155,7 @@ def test_no_callback_falls_back_to_polling_after_fallback_after() -> None:
     outcome, adapter = run(main)
     assert outcome.via == POLL
     assert outcome.task.status is Status.COMPLETED
-    assert len(adapter.gets) == 1 and 0.19 <= adapter.gets[0] < 0.6
+    assert len(adapter.gets) == 1 and 0.19 <= adapter.gets[0] < 1.0
     assert "no callback within 0.2s; polling" in notes.text()
     assert ("phase", "polling") in notes.items
 
@@ -177,7 +177,7 @@ def test_first_poll_waits_for_the_estimated_duration() -> None:
 
     adapter = run(main)
     assert len(adapter.gets) == 1
-    assert 0.29 <= adapter.gets[0] < 0.6
+    assert 0.29 <= adapter.gets[0] < 1.0
 
 
 @pytest.mark.parametrize(
@@ -198,11 +198,10 @@ def test_polling_backs_off_up_to_poll_max(fast_polls: None) -> None:
 
     adapter = run(main)
     gaps = [b - a for a, b in zip([0.0, *adapter.gets], adapter.gets)]
-    assert gaps[0] == pytest.approx(0.02, abs=0.015)
-    assert all(later_gap >= gap - 0.015 for gap, later_gap in zip(gaps, gaps[1:])), gaps
-    assert max(gaps) <= 0.1 + 0.03, gaps
-    assert gaps[-1] >= 0.09, gaps  # reached the ceiling
-    assert len(adapter.gets) >= 6
+    assert gaps[0] < 0.05, gaps  # started near the estimate
+    assert gaps[-1] >= 0.09, gaps  # grew to the ceiling...
+    assert max(gaps) <= 0.1 + 0.05, gaps  # ...and no further
+    assert 5 <= len(gaps) <= 12, gaps  # a fixed 0.02 s interval would have polled ~30 times
 
 
 def test_transient_poll_errors_do_not_end_the_wait(fast_polls: None) -> None:

@@ -2,6 +2,8 @@
 
     lines.py    the streaming reader: checks every line, spools stdin, hashes the file
     pacing.py   AIMD pace per provider: a 429 halves the tasks in flight, success grows them back
+    ledger.py   each line's state in the journal, the counters and the output, kept in step
+    runner.py   the engine: reader, workers, submits, resume
+    finish.py   the end of a line: wait (waiting.wait_for), download, record
     report.py   the counters the CLI renders and the records the batch writes
-    runner.py   the engine: reader, workers, journal states, resume
 """

@@ -10,12 +10,13 @@ without an answer, and the line is not resubmitted unless ``--resubmit-unknown``
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from get3w_cli.batch.lines import BatchLine
-from get3w_cli.records import Status, Task, TaskError
+from get3w_cli.records import Status, Task, TaskError, utc_now_iso
 
 # Line states in the journal (see Journal.line_set).
 SUBMITTING, SUBMITTED, DONE, FAILED, UNKNOWN = "submitting", "submitted", "done", "failed", "unknown"
@@ -65,6 +66,17 @@ class Stats:
 
 def with_key(record: dict[str, Any], line: BatchLine) -> dict[str, Any]:
     record["key"] = line.out_key
+    return record
+
+
+def task_record(line: BatchLine, task: Task, *, via: str | None = None, files: list[str] | None = None,
+                elapsed: float | None = None, error: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The record of a line with a task snapshot; ``error`` (code, message) replaces the task's."""
+    if task.status is Status.COMPLETED and not task.completed_at:
+        task = dataclasses.replace(task, completed_at=utc_now_iso())
+    record = with_key(task.record(input=line.input, via=via, files=files, elapsed_s=elapsed), line)
+    if error is not None:
+        record["error"] = {"code": error[0], "message": error[1]}
     return record
 
 

@@ -11,8 +11,8 @@ Never lose, never pay twice:
 
 On ``resume``: finished lines are re-emitted from the journal, submitted ones are polled
 (their callback URL died with the last run), unknown ones are reported, the rest submitted.
-The runner prints nothing: it updates ``Stats``, hands records to ``sink`` and notes to
-``notify``.
+The runner prints nothing: its ``Ledger`` journals each line, counts it and hands its record
+to the output; notes go to ``notify``.
 """
 
 from __future__ import annotations
@@ -21,25 +21,25 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from get3w_cli.batch import report as R
+from get3w_cli.batch.finish import Finisher
+from get3w_cli.batch.ledger import Ledger
 from get3w_cli.batch.lines import BatchLine
 from get3w_cli.batch.pacing import Pacer
 from get3w_cli.constants import (
     BATCH_INTERRUPT_GRACE, BATCH_QUEUE_FACTOR, BATCH_SUBMIT_CLIENT_CONNECTIONS, BATCH_SUBMIT_CLIENTS,
-    BATCH_SUBMIT_MAX_ATTEMPTS,
+    BATCH_SUBMIT_MAX_ATTEMPTS, RETRY_BACKOFF_BASE, RETRY_BACKOFF_CAP,
 )
 from get3w_cli.errors import (
     AuthError, G3wError, NetworkError, RejectedError, SubmitUnknownError, TransientError, UsageError,
-    WaitTimeoutError,
 )
 from get3w_cli.records import Status, Task, utc_now_iso
-from get3w_cli.waiting import POLL, SYNC, WEBHOOK, CallbackSource, Outcome, WaitPlan, wait_for
+from get3w_cli.waiting import POLL, SYNC, WEBHOOK, CallbackSource, WaitPlan
 
 if TYPE_CHECKING:
     from get3w_cli.http import HttpSession
-    from get3w_cli.journal import Journal
     from get3w_cli.providers import Adapter, Route
 
 _RESEND = (429, 503)  # answers to a POST that prove nothing was created
@@ -76,16 +76,18 @@ class _Job:
 class BatchRunner:
     """Runs the lines of one batch; ``await run(lines)`` returns the final Stats."""
 
-    def __init__(self, config: BatchConfig, *, journal: Journal, connect: Callable[[Route], Connection],
-                 session: HttpSession, stats: R.Stats, sink: Callable[[dict[str, Any]], None],
-                 inbox: CallbackSource | None = None, notify: Notify = lambda kind, text: None) -> None:
-        self.config, self.journal, self.connect, self.session = config, journal, connect, session
-        self.stats, self.sink, self.inbox, self.notify = stats, sink, inbox, notify
+    def __init__(self, config: BatchConfig, *, ledger: Ledger, connect: Callable[[Route], Connection],
+                 session: HttpSession, inbox: CallbackSource | None = None,
+                 notify: Notify = lambda kind, text: None) -> None:
+        self.config, self.ledger, self.connect, self.session = config, ledger, connect, session
+        self.stats, self.inbox, self.notify = ledger.stats, inbox, notify
         self._pacers: dict[str, Pacer] = {}
         self._stopping = False
         # POSTs at once: -j counts tasks in flight, most of them waiting, not posting.
         self._posting = asyncio.Semaphore(BATCH_SUBMIT_CLIENTS * BATCH_SUBMIT_CLIENT_CONNECTIONS)
         self._turn = 0
+        self.finisher = Finisher(config.plan, ledger, session, inbox=inbox if config.mode == WEBHOOK else None,
+                                 output_dir=config.output_dir)
 
     async def run(self, lines: Iterable[BatchLine]) -> R.Stats:
         """Run every line; raises AuthError (fatal for the batch) or CancelledError (Ctrl-C)."""
@@ -93,14 +95,27 @@ class BatchRunner:
         jobs = [asyncio.ensure_future(self._read(lines, queue))]
         jobs += [asyncio.ensure_future(self._work(queue)) for _ in range(self.config.concurrency)]
         try:
-            await asyncio.gather(*jobs)
-        except BaseException:
-            self._stopping = True
-            for job in jobs:
-                job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
+            # Not gather: cancelling it would cancel the workers a second time, cutting short
+            # the grace their POSTs in flight get.
+            done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
+        except asyncio.CancelledError:
+            await self._stop(jobs)
             raise
+        failed = next((job for job in done if not job.cancelled() and job.exception()), None)
+        if failed is not None:
+            await self._stop(jobs)
+            raise failed.exception()  # type: ignore[misc]
         return self.stats
+
+    async def _stop(self, jobs: list[asyncio.Future[None]]) -> None:
+        """Cancel every job once and wait until each has journalled what it was doing."""
+        self._stopping = True
+        for job in jobs:
+            job.cancel()
+        await asyncio.wait(jobs)
+        for job in jobs:
+            if not job.cancelled():
+                job.exception()  # retrieved: the first failure is the one raised
 
     # --- reader ------------------------------------------------------------------------------
 
@@ -118,21 +133,18 @@ class BatchRunner:
 
     def _triage(self, line: BatchLine) -> _Job | None:
         """On resume: the job a journalled line still needs, or None when it is settled now."""
-        known = self.journal.line_get(self.config.name, line.ident)
+        known = self.ledger.known(line)
         if known is None:
             return _Job(line)
         state, task_id = known
         if state in (R.DONE, R.FAILED):
-            record = self.journal.line_record(self.config.name, line.ident) or R.bare_record(
-                line, state, None, "finished in an earlier run; its record was not kept", task_id=task_id)
-            self.stats.resumed += 1
-            self._emit(line, R.with_key(record, line), None, completed=state == R.DONE)
+            self.ledger.replay(line, state, task_id)
             return None
         if state == R.SUBMITTED and task_id:
             return _Job(line, task_id)
         if self.config.resubmit_unknown:
             return _Job(line)
-        self._unknown(line, "an earlier run sent this line's submit and got no answer; the task may exist"
+        self.ledger.unknown(line, "an earlier run sent this line's submit and got no answer; the task may exist"
                             " (not resubmitted: use --resubmit-unknown to send it again)", task_id)
         return None
 
@@ -179,7 +191,7 @@ class BatchRunner:
                 return
         pacer.accepted()
         try:
-            await self._wait(line, conn.wait, task, started, sync=sync)
+            await self.finisher.wait(line, conn.wait, task, started, sync=sync)
         finally:
             pacer.release()
             self.stats.in_flight -= 1
@@ -199,23 +211,23 @@ class BatchRunner:
             raise
 
     async def _post_journalled(self, line: BatchLine, conn: Connection, *, sync: bool) -> Task:
-        name = self.config.name
         url = self.config.callback_url if self.config.mode == WEBHOOK else None
         async with self._posting:
             self._turn += 1
             adapter = conn.submits[self._turn % len(conn.submits)]
-            self.journal.line_set(name, line.ident, line=line.number, key=line.key, state=R.SUBMITTING)
-            task = await adapter.submit(line.route.model, line.input, webhook_url=url, sync=sync)
+            self.ledger.submitting(line)
+            try:
+                task = await adapter.submit(line.route.model, line.input, webhook_url=url, sync=sync)
+            except G3wError as exc:
+                if _nothing_created(exc):
+                    self.ledger.forget(line)  # --resume may send it again
+                raise
         if not task.created_at:
             task = dataclasses.replace(task, created_at=utc_now_iso())
-        with self.journal.atomic():
-            self.journal.task_submitted(task, base_url=conn.base_url, input=line.input, batch=name)
-            self.journal.line_set(name, line.ident, line=line.number, key=line.key, state=R.SUBMITTED,
-                                  task_id=task.id)
+        self.ledger.submitted(line, task, base_url=conn.base_url)
         return task
 
     def _throttled(self, line: BatchLine, pacer: Pacer, epoch: int, exc: TransientError) -> None:
-        self.journal.line_clear(self.config.name, line.ident)
         before = pacer.limit
         pause = pacer.throttled(epoch, exc.retry_after)
         self.stats.throttled += 1
@@ -225,35 +237,30 @@ class BatchRunner:
 
     async def _unsent(self, line: BatchLine, exc: NetworkError, failures: int) -> bool:
         """The connection never opened: retry with a backoff, or give up and say so."""
-        self.journal.line_clear(self.config.name, line.ident)
         if failures < BATCH_SUBMIT_MAX_ATTEMPTS and not self._stopping:
-            await asyncio.sleep(min(2.0 ** failures / 4, 8.0))
+            await asyncio.sleep(min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2 ** (failures - 1)))
             return True
-        self._emit(line, R.bare_record(line, Status.FAILED.value, R.SUBMIT_FAILED,
-                                       f"not submitted ({exc.message}); --resume will submit it"), None)
+        self.ledger.emit(line, R.bare_record(line, Status.FAILED.value, R.SUBMIT_FAILED,
+                                             f"not submitted ({exc.message}); --resume will submit it"), None)
         return False
 
     def _submit_failed(self, line: BatchLine, exc: BaseException) -> None:
         """A submit that ended without a task: rejected (failed), auth (fatal), or unknown."""
         if isinstance(exc, (RejectedError, UsageError)):
             code = getattr(exc, "code", None) or R.REJECTED
-            record = R.bare_record(line, Status.FAILED.value, code, exc.message)
-            self._emit(line, record, R.FAILED)
+            self.ledger.emit(line, R.bare_record(line, Status.FAILED.value, code, exc.message), R.FAILED)
         elif isinstance(exc, AuthError):
-            self.journal.line_clear(self.config.name, line.ident)
             self._stopping = True
             raise exc
         elif isinstance(exc, G3wError):
             # No answer, a 5xx or an answer we cannot read: a task may exist; never pay twice.
-            self._unknown(line, exc.message, None)
+            self.ledger.unknown(line, exc.message, None)
         else:
             raise exc
 
-    # --- waiting and finishing ------------------------------------------------------------
-
     async def _rewait(self, line: BatchLine, task_id: str) -> None:
         """Resume: poll a task submitted by an earlier run."""
-        entry = self.journal.find(task_id)
+        entry = self.ledger.task(task_id)
         route = line.route if entry is None else dataclasses.replace(
             line.route, provider=entry.provider, api=entry.api, model=entry.model)
         adapter = self.connect(route).wait
@@ -268,79 +275,18 @@ class BatchRunner:
                 task = Task(task_id, route.provider, route.api, route.model, Status.PROCESSING)
             except G3wError as exc:
                 snapshot = Task(task_id, route.provider, route.api, route.model, Status.PROCESSING)
-                self._emit_stuck(line, snapshot, R.WAIT_FAILED, exc.message, started)
+                self.finisher.stuck(line, snapshot, (R.WAIT_FAILED, exc.message), started)
                 return
-            await self._wait(line, adapter, task, started, sync=False, rewait=True, done_via=POLL)
+            await self.finisher.wait(line, adapter, task, started, sync=False, rewait=True, done_via=POLL)
         finally:
             pacer.release()
             self.stats.in_flight -= 1
 
-    async def _wait(self, line: BatchLine, adapter: Adapter, task: Task, started: float, *,
-                    sync: bool, rewait: bool = False, done_via: str | None = None) -> None:
-        webhook = self.config.mode == WEBHOOK and self.inbox is not None and not rewait and not sync
-        plan = dataclasses.replace(self.config.plan, mode=WEBHOOK if webhook else POLL)
-        try:
-            outcome = await wait_for(adapter, task, plan, inbox=self.inbox if webhook else None,
-                                     via_if_done=SYNC if sync else done_via)
-        except G3wError as exc:
-            latest = await _latest(adapter, task)
-            if not latest.status.terminal:
-                code = R.TIMEOUT if isinstance(exc, WaitTimeoutError) else R.WAIT_FAILED
-                self._emit_stuck(line, latest, code, exc.message, started)
-                return
-            outcome = Outcome(latest, POLL, 0.0)
-        await self._finish(line, outcome, started, created_at=task.created_at)
 
-    async def _finish(self, line: BatchLine, outcome: Outcome, started: float, *, created_at: str | None) -> None:
-        task = outcome.task
-        if not task.created_at and created_at:
-            task = dataclasses.replace(task, created_at=created_at)
-        if task.status is Status.COMPLETED and not task.completed_at:
-            task = dataclasses.replace(task, completed_at=utc_now_iso())
-        state, files, trouble = (R.DONE if task.status is Status.COMPLETED else R.FAILED), None, None
-        if self.config.output_dir is not None and task.status is Status.COMPLETED:
-            from get3w_cli.downloads import download_outputs
-            from get3w_cli.errors import DownloadError
-
-            try:
-                files = await download_outputs(self.session, task, self.config.output_dir)
-            except DownloadError as exc:
-                state, trouble = R.SUBMITTED, exc.message  # --resume downloads again
-        elapsed = asyncio.get_running_loop().time() - started
-        record = R.with_key(task.record(input=line.input, via=outcome.via, files=files, elapsed_s=elapsed), line)
-        if trouble:
-            record["error"] = {"code": R.DOWNLOAD_FAILED, "message": trouble}
-        with self.journal.atomic():
-            self.journal.task_updated(task.id, task.status.value, record)
-            self._emit(line, record, state, task_id=task.id, completed=state == R.DONE)
-
-    def _emit_stuck(self, line: BatchLine, task: Task, code: str, message: str, started: float) -> None:
-        """A task whose end is not known (timed out, polls refused): stays submitted for --resume."""
-        elapsed = asyncio.get_running_loop().time() - started
-        record = R.with_key(task.record(input=line.input, elapsed_s=elapsed), line)
-        record["error"] = {"code": code, "message": message}
-        self._emit(line, record, R.SUBMITTED, task_id=task.id)
-
-    def _unknown(self, line: BatchLine, message: str, task_id: str | None) -> None:
-        self.stats.unknown += 1
-        self._emit(line, R.unknown_record(line, message, task_id=task_id), R.UNKNOWN, task_id=task_id)
-
-    def _emit(self, line: BatchLine, record: dict[str, Any], state: str | None, *,
-              task_id: str | None = None, completed: bool = False) -> None:
-        """Journal the line's state (None: leave the journal alone), count it, hand it out."""
-        if state is not None:
-            self.journal.line_set(self.config.name, line.ident, line=line.number, key=line.key, state=state,
-                                  task_id=task_id, record=record)
-        if completed:
-            self.stats.done += 1
-        else:
-            self.stats.failed += 1
-        self.sink(record)
-
-
-async def _latest(adapter: Adapter, task: Task) -> Task:
-    """One more look at a task whose wait ended early; the last known snapshot if that fails."""
-    try:
-        return await adapter.get(task.id)
-    except G3wError:
-        return task
+def _nothing_created(exc: G3wError) -> bool:
+    """Whether a failed submit proves that the provider created no task."""
+    if isinstance(exc, TransientError):
+        return exc.status in _RESEND
+    if isinstance(exc, NetworkError):
+        return not isinstance(exc, SubmitUnknownError)  # the connection never opened
+    return isinstance(exc, (RejectedError, AuthError, UsageError))

@@ -11,9 +11,9 @@ import dataclasses
 import json
 import shlex
 import sys
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
+from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Optional
 
 import typer
 
@@ -26,7 +26,7 @@ from get3w_cli.cli.render import Ui, describe_duration
 if TYPE_CHECKING:
     from get3w_cli.batch.lines import CheckResult
     from get3w_cli.batch.report import Stats
-    from get3w_cli.batch.runner import Connection
+    from get3w_cli.batch.runner import BatchRunner, Connection
     from get3w_cli.cli.context import Services
     from get3w_cli.cli.flows import WaitRequest
     from get3w_cli.providers import Route
@@ -65,8 +65,10 @@ def batch_cmd(
 ) -> None:
     """Run many tasks from a JSON Lines file: one listener, -j at once, resumable.
 
-    Writes one task record per line (plus "key": the line's key, else its number) as each
-    finishes. Exit 0 when every task completed, 9 when some did not (the records say why).
+    Writes one task record per line (plus "key": the line's key, else its line number) as each
+    finishes. A record's status may also be "unknown" (error.code "submit_unknown"): its submit
+    got no answer, so it is not sent again unless --resubmit-unknown. Exit 0 when every task
+    completed, 9 when some did not (the records say why), 130 on Ctrl-C (resume with --resume).
     """
     ui = Ui(quiet=quiet, debug=debug)
     tracker = Tracker(resume_hint=_resume_command(file, name))
@@ -108,27 +110,22 @@ def _resume_command(file: str, name: str | None) -> str:
     return f"resume with: {command} (with {where}the same options)"
 
 
-class _input_path:
+@contextmanager
+def _input_path(file: str) -> Iterator[Path]:
     """The file to read, or stdin spooled to a temporary file (removed afterwards)."""
+    from get3w_cli.batch.lines import spool
+    from get3w_cli.errors import UsageError
 
-    def __init__(self, file: str) -> None:
-        self.file, self.spooled = file, None
-
-    def __enter__(self) -> Path:
-        from get3w_cli.batch.lines import spool
-        from get3w_cli.errors import UsageError
-
-        if self.file != "-":
-            path = Path(self.file)
-            if not path.is_file():
-                raise UsageError(f"no such file: {self.file}", hint="give a JSON Lines file, or - for stdin")
-            return path
-        self.spooled = spool(sys.stdin.buffer)
-        return self.spooled
-
-    def __exit__(self, *exc: object) -> None:
-        if self.spooled is not None:
-            self.spooled.unlink(missing_ok=True)
+    if file != "-":
+        if not Path(file).is_file():
+            raise UsageError(f"no such file: {file}", hint="give a JSON Lines file, or - for stdin")
+        yield Path(file)
+        return
+    spooled = spool(sys.stdin.buffer)
+    try:
+        yield spooled
+    finally:
+        spooled.unlink(missing_ok=True)
 
 
 def _check(options: _Options, flags: Any, ui: Ui) -> tuple[CheckResult, Any]:
@@ -151,27 +148,6 @@ def _check(options: _Options, flags: Any, ui: Ui) -> tuple[CheckResult, Any]:
     if not result.valid:
         raise UsageError(f"{options.file} has no task lines", hint='one JSON object a line: {"model": ..., "input": {...}}')
     return result, defaults
-
-
-def _batch_name(options: _Options, services: Services, ui: Ui) -> tuple[str, str]:
-    """The batch's journal name and file digest; refuse to run a known batch again by accident."""
-    from get3w_cli.batch.lines import file_digest
-    from get3w_cli.errors import UsageError
-
-    digest = file_digest(options.path)
-    name = options.name or digest[: C.BATCH_NAME_HASH_CHARS]
-    known = services.journal.batch_find(name)
-    if options.resume and not services.journal.enabled:
-        raise UsageError("--resume needs the journal", hint="drop --no-history")
-    if known and not options.resume:
-        raise UsageError(f"batch {name} already ran (from {known['source']}); nothing was submitted",
-                         hint="add --resume to finish it (finished lines are re-emitted, none is paid twice), "
-                              "or --name NAME for a separate run")
-    if known and known["digest"] != digest:
-        ui.warn(f"the file changed since batch {name} last ran: lines are matched by key, else by line number")
-    if options.resume and not known:
-        ui.note(f"batch {name} has not run before; starting it")
-    return name, digest
 
 
 async def _connections(stack: AsyncExitStack, services: Services) -> Callable[[Route], Connection]:
@@ -199,32 +175,20 @@ async def _connections(stack: AsyncExitStack, services: Services) -> Callable[[R
 
 async def _batch_flow(flags: Any, options: _Options, request: WaitRequest, ui: Ui) -> int:
     from get3w_cli.batch.lines import valid_lines
-    from get3w_cli.batch.report import Stats, summary
-    from get3w_cli.batch.runner import BatchConfig, BatchRunner
+    from get3w_cli.batch.report import summary
     from get3w_cli.cli.context import open_services
-    from get3w_cli.errors import BatchIncompleteError
-    from get3w_cli.providers import Route
+    from get3w_cli.errors import AuthError, BatchIncompleteError
 
     check, defaults = _check(options, flags, ui)
     async with open_services(flags, provider=flags.provider) as services, AsyncExitStack() as stack:
-        name, digest = _batch_name(options, services, ui)
-        connect = await _connections(stack, services)
-        for provider, api in sorted(check.routes):  # every key is checked before anything is sent
-            connect(Route(provider, api, ""))
-        mode, channel = await _open_channel(stack, services, check, request, ui)
-        config = BatchConfig(name=name, concurrency=options.concurrency, mode=mode, plan=request.plan,
-                             callback_url=channel.url if channel else None,
-                             output_dir=Path(request.output_dir) if request.output_dir else None,
-                             resume=options.resume, resubmit_unknown=options.resubmit_unknown)
-        stats = Stats(total=check.valid)
-        sink = stack.enter_context(_record_sink(options.out))
-        runner = BatchRunner(config, journal=services.journal, connect=connect, session=services.session,
-                             stats=stats, sink=sink, inbox=channel.inbox if channel else None, notify=ui.notify)
-        services.journal.batch_open(name, source=options.file if options.file != "-" else "<stdin>",
-                                    digest=digest, total=check.valid)
-        ui.note(f"batch {name}: {check.valid} lines, {options.concurrency} at a time, via {mode}")
-        async with _progress(ui, stats):
-            await runner.run(valid_lines(options.path, defaults, check.invalid_lines))
+        runner = await _runner(stack, services, check, options, request, ui)
+        async with _progress(ui, runner.stats):
+            try:
+                await runner.run(valid_lines(options.path, defaults, check.invalid_lines))
+            except AuthError as exc:  # the key stopped working mid-batch: nothing is lost
+                exc.hint = f"{exc.hint}; then {_resume_command(options.file, options.name)}"
+                raise
+    stats = runner.stats
     ui.note(summary(stats))
     if stats.done < stats.total:
         raise BatchIncompleteError(
@@ -232,6 +196,33 @@ async def _batch_flow(flags: Any, options: _Options, request: WaitRequest, ui: U
             hint="each record's status and error say why; --resume waits again for timed-out tasks "
                  "and submits lines that were never sent")
     return 0
+
+
+async def _runner(stack: AsyncExitStack, services: Services, check: CheckResult, options: _Options,
+                  request: WaitRequest, ui: Ui) -> BatchRunner:
+    """Everything the run needs, checked and opened before the first line is sent."""
+    from get3w_cli.batch.ledger import Ledger, batch_name
+    from get3w_cli.batch.lines import file_digest
+    from get3w_cli.batch.report import Stats
+    from get3w_cli.batch.runner import BatchConfig, BatchRunner
+    from get3w_cli.providers import Route
+
+    digest = file_digest(options.path)
+    name = batch_name(services.journal, name=options.name, digest=digest, resume=options.resume, notify=ui.notify)
+    connect = await _connections(stack, services)
+    for provider, api in sorted(check.routes):  # every key is checked before anything is sent
+        connect(Route(provider, api, ""))
+    mode, channel = await _open_channel(stack, services, check, request, ui)
+    ledger = Ledger(services.journal, name, Stats(total=check.valid), stack.enter_context(_record_sink(options.out)))
+    services.journal.batch_open(name, source="<stdin>" if options.file == "-" else options.file, digest=digest,
+                                total=check.valid)
+    config = BatchConfig(name=name, concurrency=options.concurrency, mode=mode, plan=request.plan,
+                         callback_url=channel.url if channel else None,
+                         output_dir=Path(request.output_dir) if request.output_dir else None,
+                         resume=options.resume, resubmit_unknown=options.resubmit_unknown)
+    ui.note(f"batch {name}: {check.valid} lines, {options.concurrency} at a time, via {mode}")
+    return BatchRunner(config, ledger=ledger, connect=connect, session=services.session,
+                       inbox=channel.inbox if channel else None, notify=ui.notify)
 
 
 async def _open_channel(stack: AsyncExitStack, services: Services, check: CheckResult,
@@ -253,31 +244,25 @@ async def _open_channel(stack: AsyncExitStack, services: Services, check: CheckR
     return (POLL if mode == WEBHOOK and channel is None else mode), channel
 
 
-class _record_sink:
+@contextmanager
+def _record_sink(out: str | None) -> Iterator[Callable[[dict[str, Any]], None]]:
     """Where records go: --out FILE (rewritten by every run) or stdout; one flushed line each."""
+    from get3w_cli.errors import UsageError
 
-    def __init__(self, out: str | None) -> None:
-        self.out, self.handle = out, None
+    try:
+        handle: IO[str] = open(out, "w", encoding="utf-8") if out and out != "-" else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from exc
 
-    def __enter__(self) -> Callable[[dict[str, Any]], None]:
-        from get3w_cli.errors import UsageError
+    def write(record: dict[str, Any]) -> None:
+        handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        handle.flush()
 
-        handle: IO[str] = sys.stdout
-        if self.out and self.out != "-":
-            try:
-                self.handle = handle = open(self.out, "w", encoding="utf-8")  # noqa: SIM115
-            except OSError as exc:
-                raise UsageError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
-
-        def write(record: dict[str, Any]) -> None:
-            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-            handle.flush()
-
-        return write
-
-    def __exit__(self, *exc: object) -> None:
-        if self.handle is not None:
-            self.handle.close()
+    try:
+        yield write
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
 
 
 def _progress_text(stats: Stats) -> str:

@@ -92,6 +92,8 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
     import asyncio
     import traceback
 
+    from get3w_cli.cli.render import StdoutClosed
+
     tracker = tracker or Tracker()
     configure_logging(ui.debug)
     try:
@@ -104,6 +106,8 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
     except (KeyboardInterrupt, asyncio.CancelledError):
         report_interrupt(ui, tracker)
         code = int(ExitCode.INTERRUPTED)
+    except StdoutClosed:
+        code = int(ExitCode.OK)  # `g3w ... | head -1`: the reader has what it wanted
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit 70
         ui.error(f"internal error: {type(exc).__name__}: {exc}", "this is a bug in g3w; rerun with --debug and report it")
         if ui.debug:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from get3w_cli.callbacks import Channel, ChannelOptions, open_channel, setup_failed_message, webhook_possible
 from get3w_cli.cli.boundary import Tracker
 from get3w_cli.cli.context import Flags, Services, open_services
 from get3w_cli.cli.inputs import Inputs
 from get3w_cli.cli.render import Ui, print_task_result
+from get3w_cli.constants import HTTP_SYNC_READ_TIMEOUT
 from get3w_cli.downloads import download_outputs
-from get3w_cli.errors import DownloadError, TaskFailedError, UsageError, WebhookSetupError
+from get3w_cli.errors import DownloadError, RejectedError, TaskFailedError, UsageError, WebhookSetupError
 from get3w_cli.providers import Adapter, Route
 from get3w_cli.records import Status, Task, utc_now_iso
 from get3w_cli.waiting import POLL, SYNC, WEBHOOK, Outcome, WaitPlan, wait_for
@@ -34,10 +35,15 @@ class WaitRequest:
     output_dir: str | None = None
 
 
-def choose_mode(via: str, adapter: Adapter, channel: ChannelOptions, ui: Ui) -> str:
+def choose_mode(via: str, adapter: Adapter, channel: ChannelOptions, ui: Ui, *, timeout: float) -> str:
     """Turn ``--via`` into webhook, poll or sync for this provider."""
     if via == SYNC and not adapter.has_sync:
         ui.note(f"{adapter.provider} {adapter.api} has no sync mode; polling instead")
+        return POLL
+    if via == SYNC and timeout < HTTP_SYNC_READ_TIMEOUT:
+        # A sync request cannot be cut short at --timeout without losing the task id (exit 4
+        # must print it), and the provider may hold it this long: poll, which --timeout bounds.
+        ui.note(f"--timeout {timeout:g}s is shorter than a sync request may take; polling instead")
         return POLL
     if via == "auto":
         return WEBHOOK if webhook_possible(channel) else POLL
@@ -118,7 +124,7 @@ async def run_flow(flags: Flags, route: Route, inputs: Inputs, request: WaitRequ
             provider_urls=(services.base_url(route.provider),),
         )
         request = dataclasses.replace(request, channel=channel_opts)
-        mode = choose_mode(request.via, adapter, channel_opts, ui)
+        mode = choose_mode(request.via, adapter, channel_opts, ui, timeout=request.plan.timeout)
         channel = await open_channel_for(stack, mode, request, ui)
         mode = mode if channel or mode != WEBHOOK else POLL
         ui.phase("submitting")
@@ -178,6 +184,19 @@ async def _locate(services: Services, flags: Flags, task_id: str,
     return services.adapter(guess_route(task_id, flags.provider, api)), {}, ""
 
 
+@contextmanager
+def _about_task(task_id: str) -> Iterator[None]:
+    """A 404 / 409 on a task's own URL is about that task, not about a model or inputs: say so."""
+    try:
+        yield
+    except RejectedError as exc:
+        if exc.status == 404:
+            exc.hint = f"check the task id {task_id} (and --provider / --api / --base-url if g3w did not submit it)"
+        else:
+            exc.hint = f"see the task's state with: g3w get {task_id}"
+        raise
+
+
 def _with_model(task: Task, model: str) -> Task:
     """Some answers (a v3 delete) do not name the model; the journal does."""
     return task if task.model or not model else dataclasses.replace(task, model=model)
@@ -190,7 +209,8 @@ async def wait_flow(flags: Flags, task_id: str, api: str | None, request: WaitRe
         if request.via == WEBHOOK:
             ui.note("a callback cannot be registered for a task already submitted; polling")
         started = asyncio.get_running_loop().time()
-        task = await adapter.get(task_id)
+        with _about_task(task_id):
+            task = await adapter.get(task_id)
         tracker.submitted(task.id)
         if request.plan.on_timeout == "cancel":
             tracker.cancel_requested.add(task.id)
@@ -204,7 +224,8 @@ async def get_flow(flags: Flags, task_id: str, api: str | None, ui: Ui) -> int:
     """g3w get: one GET; exit 1 when the task failed or was cancelled."""
     async with open_services(flags, provider=flags.provider) as services:
         adapter, values, model = await _locate(services, flags, task_id, api)
-        task = _with_model(await adapter.get(task_id), model)
+        with _about_task(task_id):
+            task = _with_model(await adapter.get(task_id), model)
         record = task.record(input=values, via=POLL)
         services.journal.task_updated(task.id, task.status.value, record if task.status.terminal else None)
         if ui.json_mode:
@@ -224,7 +245,8 @@ async def cancel_flow(flags: Flags, task_id: str, api: str | None, ui: Ui) -> in
         adapter, values, model = await _locate(services, flags, task_id, api)
         if not adapter.can_cancel:
             raise UsageError(f"{adapter.provider} {adapter.api} has no cancel endpoint; nothing was sent")
-        task = _with_model(await adapter.cancel(task_id), model)
+        with _about_task(task_id):
+            task = _with_model(await adapter.cancel(task_id), model)
         services.journal.task_updated(task.id, Status.CANCELLED.value, task.record(input=values))
         if ui.json_mode:
             ui.json(task.record(input=values))

@@ -23,6 +23,10 @@ def escape(text: str) -> str:
     return rich_escape(text)
 
 
+class StdoutClosed(BrokenPipeError):
+    """The reader of stdout went away (``g3w history --json | head -1``): not an error of g3w."""
+
+
 class Ui:
     """One per command: where talk, data and progress go."""
 
@@ -43,12 +47,12 @@ class Ui:
         try:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
-        except BrokenPipeError:
-            # The reader left (`g3w history --json | head -1`): that is not an error of g3w.
-            # Later data goes nowhere; the exit code still tells how the command went.
+        except BrokenPipeError as exc:
+            # Point stdout at /dev/null so that the interpreter's final flush does not complain.
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
+            raise StdoutClosed(*exc.args) from exc
 
     def json(self, obj: Any) -> None:
         self.data(json.dumps(obj, ensure_ascii=False, default=str))

@@ -1,0 +1,80 @@
+"""The end of a batch line: wait for its task, download its outputs, write its record.
+
+Waits go through ``waiting.wait_for``, the engine of ``run`` and ``wait``: by callback through
+the batch's one listener, or by polling (always for tasks of an earlier run, whose callback
+URL died with it). A wait that ends without a final status (timeout, polls refused) leaves
+the line ``submitted`` with its last known record, so ``--resume`` waits again; so does a
+download that fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from get3w_cli.batch import report as R
+from get3w_cli.batch.ledger import Ledger
+from get3w_cli.batch.lines import BatchLine
+from get3w_cli.downloads import download_outputs
+from get3w_cli.errors import DownloadError, G3wError, WaitTimeoutError
+from get3w_cli.records import Status, Task
+from get3w_cli.waiting import POLL, SYNC, WEBHOOK, CallbackSource, Outcome, WaitPlan, wait_for
+
+if TYPE_CHECKING:
+    from get3w_cli.http import HttpSession
+    from get3w_cli.providers import Adapter
+
+
+class Finisher:
+    """Waits for the submitted tasks of one batch and hands their records to the ledger."""
+
+    def __init__(self, plan: WaitPlan, ledger: Ledger, session: HttpSession, *,
+                 inbox: CallbackSource | None, output_dir: Path | None) -> None:
+        self.plan, self.ledger, self.session = plan, ledger, session
+        self.inbox, self.output_dir = inbox, output_dir
+
+    async def wait(self, line: BatchLine, adapter: Adapter, task: Task, started: float, *,
+                   sync: bool, rewait: bool = False, done_via: str | None = None) -> None:
+        """Wait for ``task`` (by callback unless ``sync`` or ``rewait``), then write the line's end."""
+        webhook = self.inbox is not None and not rewait and not sync
+        plan = dataclasses.replace(self.plan, mode=WEBHOOK if webhook else POLL)
+        try:
+            outcome = await wait_for(adapter, task, plan, inbox=self.inbox if webhook else None,
+                                     via_if_done=SYNC if sync else done_via)
+        except G3wError as exc:
+            latest = await _latest(adapter, task)
+            if not latest.status.terminal:
+                code = R.TIMEOUT if isinstance(exc, WaitTimeoutError) else R.WAIT_FAILED
+                self.stuck(line, latest, (code, exc.message), started)
+                return
+            outcome = Outcome(latest, POLL, 0.0)
+        await self._finish(line, outcome, started, created_at=task.created_at)
+
+    async def _finish(self, line: BatchLine, outcome: Outcome, started: float, *, created_at: str | None) -> None:
+        task = outcome.task
+        if not task.created_at and created_at:
+            task = dataclasses.replace(task, created_at=created_at)
+        state, files, trouble = (R.DONE if task.status is Status.COMPLETED else R.FAILED), None, None
+        if self.output_dir is not None and task.status is Status.COMPLETED:
+            try:
+                files = await download_outputs(self.session, task, self.output_dir)
+            except DownloadError as exc:
+                state, trouble = R.SUBMITTED, (R.DOWNLOAD_FAILED, exc.message)  # --resume downloads again
+        elapsed = asyncio.get_running_loop().time() - started
+        record = R.task_record(line, task, via=outcome.via, files=files, elapsed=elapsed, error=trouble)
+        self.ledger.finished(line, task, record, state)
+
+    def stuck(self, line: BatchLine, task: Task, error: tuple[str, str], started: float) -> None:
+        """A task whose end is not known (timed out, polls refused): stays submitted for --resume."""
+        elapsed = asyncio.get_running_loop().time() - started
+        self.ledger.finished(line, task, R.task_record(line, task, elapsed=elapsed, error=error), R.SUBMITTED)
+
+
+async def _latest(adapter: Adapter, task: Task) -> Task:
+    """One more look at a task whose wait ended early; the last known snapshot if that fails."""
+    try:
+        return await adapter.get(task.id)
+    except G3wError:
+        return task
