@@ -61,7 +61,7 @@ async def _guarded(factory: Callable[[], Awaitable[int]]) -> int:
 
 def report_interrupt(ui: Ui, tracker: Tracker) -> None:
     ui.stop_progress()
-    if not tracker.running:
+    if not tracker.running and not tracker.resume_hint:
         ui.error("interrupted")
     for task_id in tracker.running:
         if task_id in tracker.cancel_requested:
