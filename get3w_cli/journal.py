@@ -192,14 +192,23 @@ class Journal:
     def line_set(self, batch: str, ident: str, *, line: int, key: str | None, state: str,
                  task_id: str | None = None, record: Mapping[str, Any] | None = None) -> None:
         """Write a line's state (a task id or record already known is kept unless replaced)."""
-        self._exec(
-            "INSERT INTO batch_lines (batch, ident, line, key, state, task_id, record, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (batch, ident) DO UPDATE SET line = excluded.line, state = excluded.state,"
-            " task_id = COALESCE(excluded.task_id, batch_lines.task_id),"
-            " record = COALESCE(excluded.record, batch_lines.record), updated_at = excluded.updated_at",
-            (batch, ident, line, key, state, task_id, None if record is None else json.dumps(record), time.time()),
-        )
+        self._exec(_LINE_UPSERT, (batch, ident, line, key, state, task_id,
+                                  None if record is None else json.dumps(record), time.time()))
+
+    def lines_finished(self, batch: str, rows: list[tuple[str, int, str | None, str, str, str, str]]) -> None:
+        """The ends of many lines at once, each row (ident, line, key, state, task_id, task status,
+        record as JSON): the task and the line, in one transaction of two statements."""
+        if self._db is None or not rows:
+            return
+        now = time.time()
+        try:
+            with self.atomic():
+                self._db.executemany("UPDATE tasks SET status = ?, record = ?, updated_at = ? WHERE id = ?",
+                                     [(status, record, now, task_id) for _, _, _, _, task_id, status, record in rows])
+                self._db.executemany(_LINE_UPSERT, [(batch, ident, line, key, state, task_id, record, now)
+                                                    for ident, line, key, state, task_id, _, record in rows])
+        except sqlite3.Error as exc:
+            raise ConfigError(f"journal error: {exc}", hint="use --no-history to run without the journal") from exc
 
     def line_clear(self, batch: str, ident: str) -> None:
         """Forget a line: nothing was created for it, so --resume submits it again."""
@@ -225,6 +234,15 @@ class Journal:
         )
         keys = ("name", "source", "total", "created_at", "updated_at", "done", "failed", "unknown", "open")
         return [dict(zip(keys, row)) for row in cur.fetchall()] if cur else []
+
+
+_LINE_UPSERT = (
+    "INSERT INTO batch_lines (batch, ident, line, key, state, task_id, record, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (batch, ident) DO UPDATE SET line = excluded.line, state = excluded.state,"
+    " task_id = COALESCE(excluded.task_id, batch_lines.task_id),"
+    " record = COALESCE(excluded.record, batch_lines.record), updated_at = excluded.updated_at"
+)
 
 
 def _drop_sketch_tables(db: sqlite3.Connection) -> None:

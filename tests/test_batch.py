@@ -442,3 +442,33 @@ def test_pacer_waits_for_retry_after_and_free_slots() -> None:
         await asyncio.wait_for(waiting, 1)
 
     asyncio.run(main())
+
+
+def test_lines_finishing_together_are_journalled_before_their_records_are_written(tmp_path: Path) -> None:
+    """Final records of one loop turn share a transaction; each record reaches the output only once journalled."""
+    journal = Journal(tmp_path / "history.db")
+    route = resolve_route("flux-dev")
+    lines = [BatchLine(i + 1, None, route, {"prompt": str(i)}) for i in range(3)]
+    tasks = [Task(f"t-{i}", "get3w", "v3", "get3w/flux-dev", Status.COMPLETED) for i in range(3)]
+    seen: list[tuple[Any, set[tuple[int, str]]]] = []
+
+    def sink(record: dict[str, Any]) -> None:
+        seen.append((record["key"], {(line, state) for line, _, state, _, _ in journal.batch_lines("b")}))
+
+    ledger = Ledger(journal, "b", Stats(total=3), sink=sink)
+    for line, task in zip(lines, tasks):
+        submitted = Task(task.id, task.provider, task.api, task.model, Status.PROCESSING)
+        journal.task_submitted(submitted, base_url="http://provider", input=line.input, batch="b")
+
+    async def main() -> None:
+        await asyncio.gather(*(ledger.finished(line, task, {"key": line.number, "status": "completed"}, "done")
+                               for line, task in zip(lines, tasks)))
+
+    try:
+        asyncio.run(main())
+        statuses = {entry.id: entry.status for entry in journal.tasks(batch="b")}
+    finally:
+        journal.close()
+    assert [key for key, _ in seen] == [1, 2, 3] and ledger.stats.done == 3
+    assert all(states == {(1, "done"), (2, "done"), (3, "done")} for _, states in seen)
+    assert statuses == {"t-0": "completed", "t-1": "completed", "t-2": "completed"}

@@ -47,7 +47,7 @@ class Finisher:
             latest = await _latest(adapter, task)
             if not latest.status.terminal:
                 code = R.TIMEOUT if isinstance(exc, WaitTimeoutError) else R.WAIT_FAILED
-                self.stuck(line, latest, (code, exc.message), started)
+                await self.stuck(line, latest, (code, exc.message), started)
                 return
             outcome = Outcome(latest, POLL, 0.0)
         await self._finish(line, outcome, started, created_at=task.created_at)
@@ -64,12 +64,12 @@ class Finisher:
                 state, trouble = R.SUBMITTED, (R.DOWNLOAD_FAILED, exc.message)  # --resume downloads again
         elapsed = asyncio.get_running_loop().time() - started
         record = R.task_record(line, task, via=outcome.via, files=files, elapsed=elapsed, error=trouble)
-        self.ledger.finished(line, task, record, state)
+        await self.ledger.finished(line, task, record, state)
 
-    def stuck(self, line: BatchLine, task: Task, error: tuple[str, str], started: float) -> None:
+    async def stuck(self, line: BatchLine, task: Task, error: tuple[str, str], started: float) -> None:
         """A task whose end is not known (timed out, polls refused): stays submitted for --resume."""
         elapsed = asyncio.get_running_loop().time() - started
-        self.ledger.finished(line, task, R.task_record(line, task, elapsed=elapsed, error=error), R.SUBMITTED)
+        await self.ledger.finished(line, task, R.task_record(line, task, elapsed=elapsed, error=error), R.SUBMITTED)
 
 
 async def _latest(adapter: Adapter, task: Task) -> Task:

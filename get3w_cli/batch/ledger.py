@@ -8,6 +8,8 @@ keeps nothing and only the counters and the output remain.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import TYPE_CHECKING, Any, Callable
 
 from get3w_cli.batch import report as R
@@ -50,6 +52,8 @@ class Ledger:
 
     def __init__(self, journal: Journal, name: str, stats: R.Stats, sink: Sink) -> None:
         self.journal, self.name, self.stats, self.sink = journal, name, stats, sink
+        self._finals: list[tuple[BatchLine, Task, dict[str, Any], str]] = []
+        self._flushed: asyncio.Future[None] | None = None
 
     # --- what an earlier run left --------------------------------------------------------------
 
@@ -84,11 +88,33 @@ class Ledger:
 
     # --- the end of a line -------------------------------------------------------------------------
 
-    def finished(self, line: BatchLine, task: Task, record: dict[str, Any], state: str) -> None:
-        """A task with its final (or last known) record: journal both, then hand it out."""
-        with self.journal.atomic():
-            self.journal.task_updated(task.id, task.status.value, record)
-            self.emit(line, record, state, task_id=task.id, completed=state == R.DONE)
+    async def finished(self, line: BatchLine, task: Task, record: dict[str, Any], state: str) -> None:
+        """A task with its final (or last known) record: journal both, then hand it out.
+
+        The lines that finish in the same turn of the event loop share one transaction (one
+        commit, not one a line); each caller returns once its line is journalled and written.
+        """
+        self._finals.append((line, task, record, state))
+        if self._flushed is None:
+            loop = asyncio.get_running_loop()
+            self._flushed = loop.create_future()
+            loop.call_soon(self._flush)
+        await asyncio.shield(self._flushed)
+
+    def _flush(self) -> None:
+        finals, self._finals = self._finals, []
+        flushed, self._flushed = self._flushed, None
+        assert flushed is not None
+        try:
+            rows = [(line.ident, line.number, line.key, state, task.id, task.status.value, json.dumps(record))
+                    for line, task, record, state in finals]
+            self.journal.lines_finished(self.name, rows)
+            for line, _, record, state in finals:
+                self.emit(line, record, None, completed=state == R.DONE)
+        except BaseException as exc:  # every line of the turn fails alike, as each did alone
+            flushed.set_exception(exc)
+            return
+        flushed.set_result(None)
 
     def unknown(self, line: BatchLine, message: str, task_id: str | None) -> None:
         self.stats.unknown += 1

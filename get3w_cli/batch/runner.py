@@ -275,7 +275,7 @@ class BatchRunner:
                 task = Task(task_id, route.provider, route.api, route.model, Status.PROCESSING)
             except G3wError as exc:
                 snapshot = Task(task_id, route.provider, route.api, route.model, Status.PROCESSING)
-                self.finisher.stuck(line, snapshot, (R.WAIT_FAILED, exc.message), started)
+                await self.finisher.stuck(line, snapshot, (R.WAIT_FAILED, exc.message), started)
                 return
             await self.finisher.wait(line, adapter, task, started, sync=False, rewait=True, done_via=POLL)
         finally:
