@@ -472,3 +472,16 @@ def test_lines_finishing_together_are_journalled_before_their_records_are_writte
     assert [key for key, _ in seen] == [1, 2, 3] and ledger.stats.done == 3
     assert all(states == {(1, "done"), (2, "done"), (3, "done")} for _, states in seen)
     assert statuses == {"t-0": "completed", "t-1": "completed", "t-2": "completed"}
+
+
+def test_closed_stdout_stops_the_batch_with_the_resume_command(sandbox: ThreadedSandbox, tmp_path: Path) -> None:
+    """`g3w batch ... | head -1`: the batch stops like an interruption (130), says how to resume, no traceback."""
+    path = write(tmp_path / "lines.jsonl", make_lines(150, duration=0.05))  # more records than a pipe buffers
+    proc = start_batch(sandbox, str(path), "-j", "4")
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert json.loads(first)["status"] == "completed"
+    assert proc.returncode == 130
+    assert "--resume" in err and "Traceback" not in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import shlex
 import sys
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -213,7 +214,7 @@ async def _runner(stack: AsyncExitStack, services: Services, check: CheckResult,
     for provider, api in sorted(check.routes):  # every key is checked before anything is sent
         connect(Route(provider, api, ""))
     mode, channel = await _open_channel(stack, services, check, request, ui)
-    ledger = Ledger(services.journal, name, Stats(total=check.valid), stack.enter_context(_record_sink(options.out)))
+    ledger = Ledger(services.journal, name, Stats(total=check.valid), stack.enter_context(_record_sink(options.out, _resume_command(options.file, name))))
     services.journal.batch_open(name, source="<stdin>" if options.file == "-" else options.file, digest=digest,
                                 total=check.valid)
     config = BatchConfig(name=name, concurrency=options.concurrency, mode=mode, plan=request.plan,
@@ -245,9 +246,13 @@ async def _open_channel(stack: AsyncExitStack, services: Services, check: CheckR
 
 
 @contextmanager
-def _record_sink(out: str | None) -> Iterator[Callable[[dict[str, Any]], None]]:
-    """Where records go: --out FILE (rewritten by every run) or stdout; one flushed line each."""
-    from get3w_cli.errors import UsageError
+def _record_sink(out: str | None, resume_hint: str) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Where records go: --out FILE (rewritten by every run) or stdout; one flushed line each.
+
+    When the reader of stdout goes away (``| head``) or the file cannot be written, the batch
+    stops like an interruption: what is journalled is safe, and ``--resume`` re-emits it.
+    """
+    from get3w_cli.errors import InterruptedByUser, UsageError
 
     try:
         handle: IO[str] = open(out, "w", encoding="utf-8") if out and out != "-" else sys.stdout  # noqa: SIM115
@@ -255,8 +260,17 @@ def _record_sink(out: str | None) -> Iterator[Callable[[dict[str, Any]], None]]:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from exc
 
     def write(record: dict[str, Any]) -> None:
-        handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        handle.flush()
+        try:
+            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            handle.flush()
+        except OSError as exc:
+            if handle is sys.stdout:  # keep the interpreter's last flush from failing again
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            where = "stdout" if handle is sys.stdout else out
+            raise InterruptedByUser(f"cannot write records to {where} ({exc.strerror or exc}); stopped the batch",
+                                    hint=resume_hint) from exc
 
     try:
         yield write
