@@ -11,7 +11,7 @@ _g3w() {
   done
   case "$cmd${sub:+ $sub}" in
     "")
-      COMPREPLY=($(compgen -W "run submit get wait cancel listen batch history sandbox models balance upload doctor config --version --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "run submit get wait cancel listen batch history sandbox config models balance upload doctor --version --help -h" -- "$cur")) ;;
     "run")
       case "$prev" in --channel) COMPREPLY=($(compgen -W "economy stable official" -- "$cur")); return ;; esac
       case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync" -- "$cur")); return ;; esac
@@ -54,15 +54,6 @@ _g3w() {
       COMPREPLY=($(compgen -W "--limit -n --status --batch --batches --json --debug --help -h" -- "$cur")) ;;
     "sandbox")
       COMPREPLY=($(compgen -W "--port --host --duration --webhook-secret --duplicates --webhook-time-scale --max-concurrent --quiet -q --debug --help -h" -- "$cur")) ;;
-    "models")
-      case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--json --debug --provider --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
-    "balance")
-      COMPREPLY=($(compgen -W "--json --debug --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
-    "upload")
-      COMPREPLY=($(compgen -W "--json --debug --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
-    "doctor")
-      COMPREPLY=($(compgen -W "--json --debug --help -h" -- "$cur")) ;;
     "config")
       COMPREPLY=($(compgen -W "get set unset list path --help -h" -- "$cur")) ;;
     "config get")
@@ -75,6 +66,15 @@ _g3w() {
       COMPREPLY=($(compgen -W "--json --debug --help -h" -- "$cur")) ;;
     "config path")
       COMPREPLY=($(compgen -W "--help -h" -- "$cur")) ;;
+    "models")
+      case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
+      COMPREPLY=($(compgen -W "--json --debug --provider --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
+    "balance")
+      COMPREPLY=($(compgen -W "--json --debug --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
+    "upload")
+      COMPREPLY=($(compgen -W "--json --debug --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
+    "doctor")
+      COMPREPLY=($(compgen -W "--json --debug --help -h" -- "$cur")) ;;
   esac
 }
 complete -o default -F _g3w g3w

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,25 @@ def test_bash_completes_commands_options_and_choices() -> None:
     assert _bash_complete("g3w run --via ''") == ["auto", "webhook", "poll", "sync"]
     assert set(_bash_complete("g3w config ''")) >= {"get", "set", "unset", "list", "path"}
     assert "--secret" not in _bash_complete("g3w run --")
+
+
+def test_root_help_lines_match_the_commands() -> None:
+    """The lazy root lists each command with the first line of that command's own docstring."""
+    from get3w_cli.cli.app import COMMANDS, load_command
+
+    for name, (_, text) in COMMANDS.items():
+        command = load_command(name)
+        assert command is not None and command.name == name
+        assert (command.help or "").strip().splitlines()[0] == text
+
+
+def test_help_imports_no_command_module() -> None:
+    """`g3w --help` lists every command without importing any command module (fast start-up)."""
+    code = ("import sys; sys.argv = ['g3w', '--help']\n"
+            "from get3w_cli.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.endswith(('_cmd', '_cmds'))), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr.strip() == "[]"
+    for name in ("run", "listen", "batch", "config", "doctor"):
+        assert f"\n  {name} " in out.stdout

@@ -6,7 +6,6 @@ channel, renders progress and writes the records; the engine is ``get3w_cli.batc
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import os
@@ -20,7 +19,7 @@ import typer
 
 from get3w_cli import constants as C
 from get3w_cli.cli import options as O
-from get3w_cli.cli.app import app
+from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import Tracker, run
 from get3w_cli.cli.render import Ui, describe_duration
 
@@ -288,6 +287,8 @@ def _progress_text(stats: Stats) -> str:
 @asynccontextmanager
 async def _progress(ui: Ui, stats: Stats) -> AsyncIterator[None]:
     """A live bar on a terminal, a plain line every BATCH_PROGRESS_INTERVAL otherwise, nothing if quiet."""
+    import asyncio  # here, not at the top: `g3w --help` must not pay for asyncio
+
     if ui.quiet:
         yield
         return
@@ -318,6 +319,8 @@ async def _progress(ui: Ui, stats: Stats) -> AsyncIterator[None]:
 
 
 async def _plain_progress(ui: Ui, stats: Stats) -> None:
+    import asyncio
+
     while True:
         await asyncio.sleep(C.BATCH_PROGRESS_INTERVAL)
         ui.note(f"batch: {stats.finished}/{stats.total} · {_progress_text(stats)}")

@@ -57,8 +57,10 @@ def command_tree() -> list[Cmd]:
     from get3w_cli.cli.app import app
 
     root = typer.main.get_command(app)
-    cmds = [Cmd((), _first_line(root.help), _options(root), tuple(root.commands))]  # type: ignore[attr-defined]
-    for name, command in root.commands.items():  # type: ignore[attr-defined]
+    names = root.list_commands(None)  # type: ignore[attr-defined, arg-type]
+    cmds = [Cmd((), _first_line(root.help), _options(root), tuple(names))]
+    for name in names:
+        command = root.get_command(None, name)  # type: ignore[attr-defined, arg-type]
         subs = getattr(command, "commands", None) or {}
         cmds.append(Cmd((name,), _first_line(command.help), _options(command), tuple(subs)))
         for sub_name, sub in subs.items():

@@ -5,14 +5,14 @@ from __future__ import annotations
 import typer
 
 from get3w_cli.cli import options as O
-from get3w_cli.cli.app import app
+from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import config_path
 from get3w_cli.cli.render import Ui
 from get3w_cli.config import CONFIG_KEYS, SECRET_KEYS, check_config_value, mask, read_config, write_config
 from get3w_cli.errors import UsageError
 
-config_app = typer.Typer(help="Read and write the config file.", no_args_is_help=True)
+config_app = typer.Typer(help="Read and write the config file.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config")
 
 KEY_HELP = "One of: " + ", ".join(CONFIG_KEYS)

@@ -6,7 +6,7 @@ import os
 import shutil
 
 from get3w_cli.cli import options as O
-from get3w_cli.cli.app import app
+from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Flags, config_path, open_journal, settings_from
 from get3w_cli.cli.render import Ui

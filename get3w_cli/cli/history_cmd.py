@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from get3w_cli.cli import options as O
-from get3w_cli.cli.app import app
+from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Flags, open_journal
 from get3w_cli.cli.render import Ui

@@ -27,20 +27,34 @@ class StdoutClosed(BrokenPipeError):
     """The reader of stdout went away (``g3w history --json | head -1``): not an error of g3w."""
 
 
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 class Ui:
     """One per command: where talk, data and progress go."""
 
     def __init__(self, *, quiet: bool = False, json_mode: bool = False, debug: bool = False) -> None:
-        from rich.console import Console
-
         self.quiet, self.json_mode, self.debug = quiet, json_mode, debug
-        no_color = bool(os.environ.get("NO_COLOR"))
-        self.err = Console(stderr=True, highlight=False, no_color=no_color, soft_wrap=True)
-        self.animated = self.err.is_terminal and not quiet and not self.err.is_dumb_terminal
-        # Not a terminal: no colour, no animation, and no rich rendering cost per line.
-        self.plain_err = not self.err.is_terminal
+        # Not a terminal: no colour, no animation, and no rich at all (not even its import).
+        self.plain_err = not _isatty(sys.stderr)
+        self.animated = not self.plain_err and not quiet and os.environ.get("TERM", "").lower() not in ("dumb", "unknown")
+        self._err: Any = None
         self._progress: Any = None
         self._phase_task: Any = None
+
+    @property
+    def err(self) -> Any:
+        """The rich console on stderr, built on first use."""
+        if self._err is None:
+            from rich.console import Console
+
+            no_color = bool(os.environ.get("NO_COLOR")) or self.plain_err
+            self._err = Console(stderr=True, highlight=False, no_color=no_color, soft_wrap=True)
+        return self._err
 
     # --- stdout: data ---------------------------------------------------------------
     def data(self, line: str) -> None:
@@ -73,31 +87,32 @@ class Ui:
         out.print(table)
 
     # --- stderr: talk ----------------------------------------------------------------
-    def _talk(self, markup: str, plain: str) -> None:
+    def _talk(self, style: str | None, prefix: str, text: str) -> None:
         """One line on stderr: styled by rich on a terminal, written as is otherwise (fast, for floods)."""
         if self.plain_err:
-            sys.stderr.write(plain + "\n")
+            sys.stderr.write(f"{prefix}{text}\n")
             sys.stderr.flush()
         else:
-            self.err.print(markup)
+            head = f"[{style}]{prefix}[/]" if style and prefix else prefix
+            self.err.print(head + escape(text), style="dim" if style is None and self.animated else None)
 
     def note(self, text: str) -> None:
         if not self.quiet:
-            self._talk(f"[dim]{escape(text)}[/]" if self.animated else escape(text), text)
+            self._talk(None, "", text)
 
     def warn(self, text: str) -> None:
         if not self.quiet:
-            self._talk(f"[yellow]Warning:[/] {escape(text)}", f"Warning: {text}")
+            self._talk("yellow", "Warning: ", text)
 
     def success(self, text: str) -> None:
         if not self.quiet:
-            self._talk(f"[green]✓[/] {escape(text)}", f"✓ {text}")
+            self._talk("green", "✓ ", text)
 
     def error(self, message: str, hint: str | None = None) -> None:
         self.stop_progress()
-        self._talk(f"[bold red]Error:[/] {escape(message)}", f"Error: {message}")
+        self._talk("bold red", "Error: ", message)
         if hint:
-            self._talk(f"[cyan]Hint:[/] {escape(hint)}", f"Hint: {hint}")
+            self._talk("cyan", "Hint: ", hint)
 
     def notify(self, kind: str, text: str) -> None:
         """The callback the core calls: phases animate, notes are printed."""

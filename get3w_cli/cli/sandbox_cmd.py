@@ -8,7 +8,7 @@ import typer
 
 from get3w_cli import constants as C
 from get3w_cli.cli import options as O
-from get3w_cli.cli.app import app
+from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.render import Ui
 

@@ -6,7 +6,7 @@ import os
 from typing import Optional
 
 from get3w_cli.cli import options as O
-from get3w_cli.cli.app import app
+from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import Tracker, run
 from get3w_cli.cli.context import Flags
 from get3w_cli.cli.render import Ui
