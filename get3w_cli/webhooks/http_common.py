@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -102,3 +102,20 @@ class NoteLimiter:
         for kind, held in sorted(self._held.items()):
             self._sink(f"{held} more {kind} note(s) were not shown")
         self._held.clear()
+
+
+def catch_all(on_error: Callable[[Exception], None]) -> Any:
+    """An aiohttp middleware: whatever goes wrong, the sender gets a 500 line, never a traceback."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the catch-all the contract asks for
+            on_error(exc)
+            return json_reply(500, error="internal error")
+
+    return guard

@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Awaitable, Callable, Mapping
+from typing import Callable, Mapping
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
@@ -31,7 +31,7 @@ from get3w_cli.constants import (
 from get3w_cli.errors import ListenerError, TunnelError
 from get3w_cli.payloads import PayloadError, callback_task, infer_provider
 from get3w_cli.webhooks.http_common import json_reply as _reply
-from get3w_cli.webhooks.http_common import line_logger, read_body
+from get3w_cli.webhooks.http_common import catch_all, line_logger, read_body
 from get3w_cli.webhooks.http_common import url_host as _url_host
 from get3w_cli.webhooks.inbox import Delivery, Inbox
 from get3w_cli.webhooks.signatures import verify_delivery
@@ -39,7 +39,6 @@ from get3w_cli.webhooks.signatures import verify_delivery
 log = logging.getLogger("g3w.webhooks")
 
 PROBE_SEGMENT = "_probe"
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
@@ -97,7 +96,7 @@ class CallbackListener:
         """
         if self._runner is not None:
             return
-        app = web.Application(client_max_size=WEBHOOK_MAX_BODY_BYTES, middlewares=[self._guard])
+        app = web.Application(client_max_size=WEBHOOK_MAX_BODY_BYTES, middlewares=[catch_all(self._internal_error)])
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # Malformed HTTP from a stranger becomes one debug line, not aiohttp's traceback on stderr.
         server_log = line_logger("g3w.webhooks.http", lambda text: log.debug("bad request: %s", text))
@@ -131,18 +130,10 @@ class CallbackListener:
     ) -> None:
         await self.close()
 
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        # Whatever goes wrong, the sender gets a status line, never a traceback.
-        try:
-            return await handler(request)
-        except web.HTTPException:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the catch-all the contract asks for
-            self.stats.rejected_other += 1
-            log.error("webhook handler failed: %s: %s", type(exc).__name__, exc)
-            log.debug("webhook handler traceback", exc_info=exc)
-            return _reply(500, error="internal error")
+    def _internal_error(self, exc: Exception) -> None:
+        self.stats.rejected_other += 1
+        log.error("webhook handler failed: %s: %s", type(exc).__name__, exc)
+        log.debug("webhook handler traceback", exc_info=exc)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         rest = self._after_token(request.path)

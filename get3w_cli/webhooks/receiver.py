@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from aiohttp import web
 
@@ -37,12 +37,11 @@ from get3w_cli.constants import (
 from get3w_cli.errors import ListenerError
 from get3w_cli.payloads import PayloadError, callback_task, infer_provider
 from get3w_cli.records import Status, Task
-from get3w_cli.webhooks.http_common import NoteLimiter, json_reply, line_logger, one_line, read_body, url_host
+from get3w_cli.webhooks.http_common import NoteLimiter, catch_all, json_reply, line_logger, one_line, read_body, url_host
 from get3w_cli.webhooks.signatures import verify_delivery
 
 NEW, DUPLICATE, STALE = "new", "duplicate", "stale"
 __all__ = ["Event", "NoteLimiter", "RawDelivery", "Received", "Receiver", "ReceiverConfig", "iso_utc"]
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _Parsed = tuple[str, Task, bool, dict[str, Any]]
 
 
@@ -178,7 +177,7 @@ class Receiver:
         Raises:
             ListenerError: the address cannot be bound (port taken, bad host, ...).
         """
-        app = web.Application(client_max_size=WEBHOOK_MAX_BODY_BYTES, middlewares=[self._guard])
+        app = web.Application(client_max_size=WEBHOOK_MAX_BODY_BYTES, middlewares=[catch_all(self._internal_error)])
         app.router.add_route("*", "/{tail:.*}", self._handle)
         server_log = line_logger("g3w.listen.http", lambda text: self.notes.note("http", f"bad request: {text}"))
         runner = web.AppRunner(app, access_log=None, logger=server_log, shutdown_timeout=WEBHOOK_SHUTDOWN_TIMEOUT)
@@ -199,17 +198,10 @@ class Receiver:
         if runner is not None:
             await runner.cleanup()
 
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the catch-all: a status line, never a traceback
-            self.stats.rejected += 1
-            detail = one_line(f"{type(exc).__name__}: {exc}")
-            self.notes.note("internal", f"500: internal error handling a delivery: {detail}")
-            return json_reply(500, error="internal error")
+    def _internal_error(self, exc: Exception) -> None:
+        self.stats.rejected += 1
+        detail = one_line(f"{type(exc).__name__}: {exc}")
+        self.notes.note("internal", f"500: internal error handling a delivery: {detail}")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self._path and _normalize_path(request.path) != self._path:
