@@ -213,7 +213,7 @@ async def _runner(stack: AsyncExitStack, services: Services, check: CheckResult,
     for provider, api in sorted(check.routes):  # every key is checked before anything is sent
         connect(Route(provider, api, ""))
     mode, channel = await _open_channel(stack, services, check, request, ui)
-    ledger = Ledger(services.journal, name, Stats(total=check.valid), stack.enter_context(_record_sink(options.out, _resume_command(options.file, name))))
+    ledger = Ledger(services.journal, name, Stats(total=check.valid), stack.enter_context(_record_sink(options.out, _stopper(ui))))
     services.journal.batch_open(name, source="<stdin>" if options.file == "-" else options.file, digest=digest,
                                 total=check.valid)
     config = BatchConfig(name=name, concurrency=options.concurrency, mode=mode, plan=request.plan,
@@ -244,32 +244,51 @@ async def _open_channel(stack: AsyncExitStack, services: Services, check: CheckR
     return (POLL if mode == WEBHOOK and channel is None else mode), channel
 
 
+def _stopper(ui: Ui) -> Callable[[str], None]:
+    """Stop the batch the way Ctrl-C does (the resume command is printed on the way out)."""
+    import asyncio
+
+    main = asyncio.current_task()
+
+    def stop(message: str) -> None:
+        ui.warn(message)
+        if main is not None:
+            main.cancel()
+
+    return stop
+
+
 @contextmanager
-def _record_sink(out: str | None, resume_hint: str) -> Iterator[Callable[[dict[str, Any]], None]]:
+def _record_sink(out: str | None, on_broken: Callable[[str], None]) -> Iterator[Callable[[dict[str, Any]], None]]:
     """Where records go: --out FILE (rewritten by every run) or stdout; one flushed line each.
 
-    When the reader of stdout goes away (``| head``) or the file cannot be written, the batch
-    stops like an interruption: what is journalled is safe, and ``--resume`` re-emits it.
+    When the reader of stdout goes away (``| head``) or the file cannot be written, the sink
+    stops writing and calls ``on_broken`` (which stops the batch the way Ctrl-C does): what is
+    journalled is safe, and ``--resume`` re-emits it. It never raises into the engine.
     """
-    from get3w_cli.errors import InterruptedByUser, UsageError
+    from get3w_cli.errors import UsageError
 
     try:
         handle: IO[str] = open(out, "w", encoding="utf-8") if out and out != "-" else sys.stdout  # noqa: SIM115
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    broken = False
 
     def write(record: dict[str, Any]) -> None:
+        nonlocal broken
+        if broken:
+            return
         try:
             handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
             handle.flush()
         except OSError as exc:
+            broken = True
             if handle is sys.stdout:  # keep the interpreter's last flush from failing again
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
                 os.close(devnull)
-            where = "stdout" if handle is sys.stdout else out
-            raise InterruptedByUser(f"cannot write records to {where} ({exc.strerror or exc}); stopped the batch",
-                                    hint=resume_hint) from exc
+            on_broken(f"cannot write records to {'stdout' if handle is sys.stdout else out} "
+                      f"({exc.strerror or exc}); stopping the batch")
 
     try:
         yield write
