@@ -18,7 +18,8 @@
     ├── DownloadError               8  completed, but an output could not be downloaded
     └── BatchIncompleteError        9  some batch lines did not complete
 
-Only the CLI boundary turns these into messages and exit codes. Foreign exceptions
+``error_for_status`` picks the ApiError subclass for an HTTP status (used by the HTTP layer and
+the v3 envelope). Only the CLI boundary turns these into messages and exit codes. Foreign exceptions
 (httpx, aiohttp, pyngrok) are translated into this tree by the module that owns them.
 """
 
@@ -165,12 +166,6 @@ class TunnelError(WebhookSetupError):
     def __init__(self, message: str, *, kind: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.kind = kind
-
-
-class SignatureError(G3wError):
-    """A webhook delivery failed verification (answered 401, never fatal to a command)."""
-
-    exit_code = ExitCode.USAGE
 
 
 class DownloadError(G3wError):
