@@ -18,6 +18,8 @@ HTTP_READ_TIMEOUT = 30.0
 # `?sync=true` has no documented limit. Leave room above the provider's cutoff.
 HTTP_SYNC_READ_TIMEOUT = 75.0
 HTTP_POOL_LIMIT = 100
+# Parsed request URLs kept for reuse (a batch's submit URLs, one per model).
+HTTP_PARSED_URLS = 256
 DOWNLOAD_READ_TIMEOUT = 60.0
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
 # Above this size a download shows a progress bar on a terminal.

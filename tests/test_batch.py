@@ -485,3 +485,15 @@ def test_closed_stdout_stops_the_batch_with_the_resume_command(sandbox: Threaded
     assert json.loads(first)["status"] == "completed"
     assert proc.returncode == 130
     assert "--resume" in err and "Traceback" not in err
+
+
+def test_a_configured_proxy_carries_the_batch(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
+    """Batch requests go through aiohttp's pool, which ignores *_PROXY; with a proxy set, httpx's
+    own pool carries them. The sandbox plays the proxy for a provider host that does not resolve."""
+    lines = make_lines(6, models=("flux-dev",))
+    env = {"HTTP_PROXY": sandbox.base_url, "NO_PROXY": "", "no_proxy": "",
+           "GET3W_BASE_URL": "http://get3w.proxied.invalid"}
+    result = batch(sandbox, str(write(tmp_path / "t.jsonl", lines)), "--via", "poll", env=env)
+    assert result.code == 0, result.stderr
+    assert len(read_records(result.stdout)) == 6
+    assert len(accepted_prompts(sandbox)) == 6

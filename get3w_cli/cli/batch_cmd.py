@@ -158,7 +158,8 @@ async def _connections(stack: AsyncExitStack, services: Services) -> Callable[[R
 
     submitters = []
     for _ in range(C.BATCH_SUBMIT_CLIENTS):
-        session = HttpSession(max_attempts=1, max_connections=C.BATCH_SUBMIT_CLIENT_CONNECTIONS)
+        session = HttpSession(max_attempts=1, max_connections=C.BATCH_SUBMIT_CLIENT_CONNECTIONS,
+                              backend=services.session.backend)
         submitters.append(dataclasses.replace(services, session=await stack.enter_async_context(session)))
     cache: dict[tuple[str, str], Connection] = {}
 
@@ -176,11 +177,11 @@ async def _connections(stack: AsyncExitStack, services: Services) -> Callable[[R
 async def _batch_flow(flags: Any, options: _Options, request: WaitRequest, ui: Ui) -> int:
     from get3w_cli.batch.lines import valid_lines
     from get3w_cli.batch.report import summary
-    from get3w_cli.cli.context import open_services
+    from get3w_cli.cli.context import many_requests_backend, open_services
     from get3w_cli.errors import AuthError, BatchIncompleteError
 
     check, defaults = _check(options, flags, ui)
-    async with open_services(flags, provider=flags.provider) as services, AsyncExitStack() as stack:
+    async with open_services(flags, provider=flags.provider, backend=many_requests_backend()) as services, AsyncExitStack() as stack:
         runner = await _runner(stack, services, check, options, request, ui)
         async with _progress(ui, runner.stats):
             try:

@@ -107,8 +107,20 @@ class Services:
         return make_adapter(route, self.client(route.provider, route.api))
 
 
+def many_requests_backend() -> str:
+    """The HTTP backend of a command that sends many requests (batch): aiohttp's pool, which costs
+    less CPU a request, unless a proxy is configured (only httpx's own pool honours ``*_PROXY``)."""
+    from get3w_cli.http import AIOHTTP, HTTPCORE
+
+    proxied = any(name.lower().endswith("_proxy") and name.lower() != "no_proxy" and value
+                  for name, value in environ().items())
+    return HTTPCORE if proxied else AIOHTTP
+
+
 @asynccontextmanager
-async def open_services(flags: Flags, *, provider: str | None = None) -> AsyncIterator[Services]:
+async def open_services(
+    flags: Flags, *, provider: str | None = None, backend: str | None = None
+) -> AsyncIterator[Services]:
     """Open the HTTP session, the journal and (with --sandbox) an in-process sandbox."""
     import secrets
 
@@ -128,5 +140,5 @@ async def open_services(flags: Flags, *, provider: str | None = None) -> AsyncIt
             state_file = default_state_dir(environ()) / "sandbox-state.json"
             options = SandboxOptions(webhook_secret=secret, state_file=state_file)
             sandbox = await stack.enter_async_context(Sandbox(options))
-        session = await stack.enter_async_context(HttpSession())
+        session = await stack.enter_async_context(HttpSession(**({"backend": backend} if backend else {})))
         yield Services(settings=settings, session=session, journal=journal, sandbox=sandbox, sandbox_secret=secret)

@@ -1,6 +1,6 @@
 """The HTTP layer: one httpx client per command, the retry policy, and error translation.
 
-The only module that imports httpx. Provider adapters talk to their API through ``ApiClient``
+The only package that imports httpx (``aio`` holds its aiohttp-backed transport). Provider adapters talk to their API through ``ApiClient``
 (which adds the Bearer key to its own base URL, and nowhere else); output files are fetched with
 ``HttpSession.download``, which never sends a key. Every httpx exception is translated into the
 ``get3w_cli.errors`` tree here.
@@ -27,20 +27,24 @@ import httpx
 from get3w_cli import __version__
 from get3w_cli.constants import (
     DOWNLOAD_CHUNK_BYTES, DOWNLOAD_READ_TIMEOUT, ERROR_MESSAGE_MAX_CHARS, HTTP_CONNECT_TIMEOUT,
-    HTTP_POOL_LIMIT, HTTP_READ_TIMEOUT, RETRY_BUDGET, RETRY_MAX_ATTEMPTS,
+    HTTP_PARSED_URLS, HTTP_POOL_LIMIT, HTTP_READ_TIMEOUT, RETRY_BUDGET, RETRY_MAX_ATTEMPTS,
 )
 from get3w_cli.errors import (
     ApiError, ConfigError, DownloadError, NetworkError, SubmitUnknownError, TransientError, error_for_status,
 )
 from get3w_cli.retry import CONNECT, IDEMPOTENT_METHODS, LOST, parse_retry_after, retry_delay
 
-__all__ = ["CONNECT", "LOST", "ApiClient", "ErrorParser", "HttpSession", "Reply", "error_for_status",
-           "parse_retry_after", "retry_delay"]
+__all__ = ["AIOHTTP", "BACKENDS", "CONNECT", "HTTPCORE", "LOST", "ApiClient", "ErrorParser", "HttpSession",
+           "Reply", "error_for_status", "parse_retry_after", "retry_delay"]
 
 ErrorParser = Callable[[int, object, str], tuple[str | None, str, float | None]]
 """(http_status, parsed_json_or_None, text) -> (provider code or None, message or "", retry_after)."""
 
 USER_AGENT = f"g3w/{__version__}"
+# Where requests go over the wire: httpx's own pool, or aiohttp's (``aio``: less CPU a request,
+# for a batch's thousands of submits; the CLI keeps httpcore whenever a proxy is configured).
+HTTPCORE, AIOHTTP = "httpcore", "aiohttp"
+BACKENDS = (HTTPCORE, AIOHTTP)
 _T = TypeVar("_T")
 _OUR_FAULT = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError, httpx.TooManyRedirects)
 
@@ -76,8 +80,12 @@ class HttpSession:
         retry_budget: float = RETRY_BUDGET,
         max_attempts: int = RETRY_MAX_ATTEMPTS,
         max_connections: int = HTTP_POOL_LIMIT,
+        backend: str = HTTPCORE,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown HTTP backend {backend!r}")
         self._sleep = sleep
+        self._backend = backend
         self._max_connections = max_connections
         self._transport = transport
         self._budget = retry_budget
@@ -85,13 +93,18 @@ class HttpSession:
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> HttpSession:
+        transport = self._transport
+        if transport is None and self._backend == AIOHTTP:
+            from get3w_cli.http.aio import AiohttpTransport  # aiohttp only for the commands that ask
+
+            transport = AiohttpTransport(max_connections=self._max_connections, ssl_context=_ssl_context)
         self._client = httpx.AsyncClient(
             headers={"User-Agent": USER_AGENT},
             timeout=httpx.Timeout(HTTP_READ_TIMEOUT, connect=HTTP_CONNECT_TIMEOUT),
             limits=httpx.Limits(max_connections=self._max_connections),
             follow_redirects=False,
-            transport=self._transport,
-            verify=_ssl_context(),
+            transport=transport,
+            verify=_ssl_context() if transport is None else True,  # a given transport brings its own
         )
         return self
 
@@ -102,6 +115,10 @@ class HttpSession:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+    @property
+    def backend(self) -> str:
+        return self._backend
 
     @property
     def _http(self) -> httpx.AsyncClient:
@@ -157,7 +174,7 @@ class HttpSession:
         self, method: str, url: str, errors: ErrorParser, headers: dict[str, str], options: dict[str, Any]
     ) -> Reply | _Failure:
         try:
-            response = await self._http.request(method, url, headers=headers, **options)
+            response = await self._http.request(method, _parsed_url(url), headers=headers, **options)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return _network_failure(method, url, exc)
         body = _json_or_none(response.content)
@@ -216,7 +233,7 @@ class ApiClient:
     _errors: ErrorParser = field(repr=False)
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Reply:
-        return await self._send("GET", path, {"params": dict(params or {})})
+        return await self._send("GET", path, _query(params))
 
     async def delete(self, path: str) -> Reply:
         return await self._send("DELETE", path, {})
@@ -230,7 +247,7 @@ class ApiClient:
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         read_timeout: float | None = None,
     ) -> Reply:
-        options: dict[str, Any] = {"params": dict(params or {})}
+        options = _query(params)
         if files is not None:
             options["files"] = dict(files)
         elif json is not None:
@@ -249,6 +266,17 @@ class ApiClient:
         return await session._retry(
             method, lambda: session._request_once(method, url, self._errors, headers, options)
         )
+
+
+@functools.lru_cache(maxsize=HTTP_PARSED_URLS)
+def _parsed_url(url: str) -> httpx.URL:
+    # A batch posts thousands of times to a handful of URLs; httpx would parse each one every time.
+    return httpx.URL(url)
+
+
+def _query(params: Mapping[str, str] | None) -> dict[str, Any]:
+    # No `params` at all when empty: httpx would otherwise parse the URL once more per request.
+    return {"params": dict(params)} if params else {}
 
 
 @functools.lru_cache(maxsize=1)
