@@ -110,12 +110,9 @@ BATCH_INVALID_SHOWN = 50
 # The batch name derived from the file: this many hex digits of its SHA-256.
 BATCH_NAME_HASH_CHARS = 16
 BATCH_READ_CHUNK_BYTES = 1024 * 1024
-# Submits of a batch in progress at once, spread over several HTTP clients of a few
-# connections each: httpcore scans every connection of its pool on each request (measured:
-# 0.8 ms of CPU a request with 2 connections, 1.8 ms with 16), and a submit is short, so
-# 16 at once still keep -j 64 tasks in flight against a provider 250 ms away.
-BATCH_SUBMIT_CLIENTS = 8
-BATCH_SUBMIT_CLIENT_CONNECTIONS = 2
+# Submits of a batch in progress at once: a submit is short, so 16 keep -j 64 tasks in
+# flight against a provider 250 ms away, without opening 64 connections to it.
+BATCH_SUBMITS_AT_ONCE = 16
 # Refresh period of the progress bar on a terminal, and its width (the counters need the rest).
 BATCH_PROGRESS_REFRESH = 0.25
 BATCH_PROGRESS_BAR_WIDTH = 16

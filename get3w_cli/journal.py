@@ -124,8 +124,7 @@ class Journal:
         """Record a task the provider accepted; call before waiting for it."""
         now = time.time()
         self._exec(
-            "INSERT OR REPLACE INTO tasks (id, provider, api, model, base_url, input, status, record, batch,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+            _TASK_INSERT,
             (task.id, task.provider, task.api, task.model, base_url, json.dumps(dict(input)),
              task.status.value, batch, now, now),
         )
@@ -195,18 +194,41 @@ class Journal:
         self._exec(_LINE_UPSERT, (batch, ident, line, key, state, task_id,
                                   None if record is None else json.dumps(record), time.time()))
 
+    def lines_set(self, batch: str, rows: list[tuple[str, int, str | None, str]]) -> None:
+        """The states of many lines, each row (ident, line, key, state), in one transaction."""
+        now = time.time()
+        self._many((_LINE_UPSERT, [(batch, ident, line, key, state, None, None, now)
+                                   for ident, line, key, state in rows]))
+
+    def lines_submitted(self, batch: str, rows: list[tuple[str, int, str | None, str, Task, str, Mapping[str, Any]]]
+                        ) -> None:
+        """Lines the provider answered, each row (ident, line, key, state, task, base URL, input):
+        the tasks and the lines, in one transaction."""
+        now = time.time()
+        self._many(
+            (_TASK_INSERT, [(task.id, task.provider, task.api, task.model, base_url, json.dumps(dict(input)),
+                             task.status.value, batch, now, now) for *_, task, base_url, input in rows]),
+            (_LINE_UPSERT, [(batch, ident, line, key, state, task.id, None, now)
+                            for ident, line, key, state, task, _, _ in rows]))
+
     def lines_finished(self, batch: str, rows: list[tuple[str, int, str | None, str, str, str, str]]) -> None:
         """The ends of many lines at once, each row (ident, line, key, state, task_id, task status,
-        record as JSON): the task and the line, in one transaction of two statements."""
-        if self._db is None or not rows:
-            return
+        record as JSON): the task and the line, in one transaction."""
         now = time.time()
+        self._many(
+            ("UPDATE tasks SET status = ?, record = ?, updated_at = ? WHERE id = ?",
+             [(status, record, now, task_id) for _, _, _, _, task_id, status, record in rows]),
+            (_LINE_UPSERT, [(batch, ident, line, key, state, task_id, record, now)
+                            for ident, line, key, state, task_id, _, record in rows]))
+
+    def _many(self, *statements: tuple[str, list[tuple[Any, ...]]]) -> None:
+        """Each (SQL, rows) run for all its rows, the whole in one transaction (one commit)."""
+        if self._db is None or not any(rows for _, rows in statements):
+            return
         try:
             with self.atomic():
-                self._db.executemany("UPDATE tasks SET status = ?, record = ?, updated_at = ? WHERE id = ?",
-                                     [(status, record, now, task_id) for _, _, _, _, task_id, status, record in rows])
-                self._db.executemany(_LINE_UPSERT, [(batch, ident, line, key, state, task_id, record, now)
-                                                    for ident, line, key, state, task_id, _, record in rows])
+                for sql, rows in statements:
+                    self._db.executemany(sql, rows)
         except sqlite3.Error as exc:
             raise ConfigError(f"journal error: {exc}", hint="use --no-history to run without the journal") from exc
 
@@ -236,6 +258,10 @@ class Journal:
         return [dict(zip(keys, row)) for row in cur.fetchall()] if cur else []
 
 
+_TASK_INSERT = (
+    "INSERT OR REPLACE INTO tasks (id, provider, api, model, base_url, input, status, record, batch,"
+    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"
+)
 _LINE_UPSERT = (
     "INSERT INTO batch_lines (batch, ident, line, key, state, task_id, record, updated_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

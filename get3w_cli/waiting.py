@@ -29,6 +29,8 @@ WEBHOOK, POLL, SYNC = "webhook", "poll", "sync"
 
 
 class CallbackSource(Protocol):
+    def take(self, task_id: str) -> Delivery | None: ...
+
     async def next(self, task_id: str) -> Delivery: ...
 
     def settle(self, task_id: str, status: object) -> None: ...
@@ -94,6 +96,12 @@ class _Waiter:
                 if now >= self.deadline:
                     raise await self._timed_out()
                 if self.inbox is not None and pending is None:
+                    here = self.inbox.take(self.task.id)  # no task and no timer when it is here
+                    if here is not None:
+                        final = await self._trusted(here)
+                        if final is not None:
+                            return self.outcome(final, WEBHOOK)
+                        continue
                     pending = asyncio.ensure_future(self.inbox.next(self.task.id))
                 wait = min(self.next_poll, self.deadline) - now
                 if pending is not None:

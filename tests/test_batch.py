@@ -354,7 +354,7 @@ def test_interrupt_lets_posts_in_flight_reach_the_journal(tmp_path: Path) -> Non
     adapter = SlowAdapter()
     ledger = Ledger(journal, "b", Stats(total=10), sink=lambda record: None)
     runner = BatchRunner(BatchConfig(name="b", concurrency=4, mode="poll", plan=WaitPlan()), ledger=ledger,
-                         connect=lambda route: Connection((adapter,), adapter, "http://provider"), session=None)
+                         connect=lambda route: Connection(adapter, adapter, "http://provider"), session=None)
     route = resolve_route("flux-dev")
     lines = [BatchLine(i + 1, None, route, {"prompt": str(i)}) for i in range(10)]
 

@@ -257,6 +257,21 @@ def test_early_delivery_waits_for_next():
     serve(scenario)
 
 
+def test_take_hands_over_what_is_here_without_waiting():
+    """take() returns an early delivery at once, None when nothing is here; next() then gets the rest."""
+
+    async def scenario(listener, inbox):
+        assert inbox.take("early") is None
+        assert (await post(listener.local_url, get3w_body("early", "processing")))[0] == 200
+        assert (await post(listener.local_url, get3w_body("early", "completed")))[0] == 200
+        first = inbox.take("early")
+        assert first is not None and first.task.status is Status.PROCESSING
+        second = await asyncio.wait_for(inbox.next("early"), 1)
+        assert second.task.status is Status.COMPLETED and inbox.take("early") is None
+
+    serve(scenario)
+
+
 def test_next_wakes_on_a_later_delivery():
     """A waiter blocked in next() gets a delivery that arrives afterwards."""
 

@@ -4,13 +4,17 @@ The order of the writes is what makes a batch safe to kill at any moment: ``subm
 committed before the POST, ``submitted`` (with the task) as soon as the answer arrives, and
 the final record before the line is handed to the output. With ``--no-history`` the journal
 keeps nothing and only the counters and the output remain.
+
+Each of these writes waits for the end of the event loop's turn: the lines that reach the same
+step in the same turn share one transaction (one commit, not one a line), and each caller
+resumes once its line is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 from get3w_cli.batch import report as R
 from get3w_cli.batch.lines import BatchLine
@@ -22,6 +26,36 @@ if TYPE_CHECKING:
     from get3w_cli.records import Task
 
 Sink = Callable[[dict[str, Any]], None]
+_Row = TypeVar("_Row")
+
+
+class _PerTurn(Generic[_Row]):
+    """Rows queued during one turn of the event loop, written together when the turn ends."""
+
+    def __init__(self, write: Callable[[list[_Row]], None]) -> None:
+        self._write = write
+        self._rows: list[_Row] = []
+        self._written: asyncio.Future[None] | None = None
+
+    async def __call__(self, row: _Row) -> None:
+        """Queue ``row``; return once it is written (raise what the write raised)."""
+        self._rows.append(row)
+        if self._written is None:
+            loop = asyncio.get_running_loop()
+            self._written = loop.create_future()
+            loop.call_soon(self._flush)
+        await asyncio.shield(self._written)  # a cancelled caller's row is written all the same
+
+    def _flush(self) -> None:
+        rows, self._rows = self._rows, []
+        written, self._written = self._written, None
+        assert written is not None
+        try:
+            self._write(rows)
+        except BaseException as exc:  # every row of the turn fails alike, as each did alone
+            written.set_exception(exc)
+            return
+        written.set_result(None)
 
 
 def batch_name(journal: Journal, *, name: str | None, digest: str, resume: bool,
@@ -52,8 +86,9 @@ class Ledger:
 
     def __init__(self, journal: Journal, name: str, stats: R.Stats, sink: Sink) -> None:
         self.journal, self.name, self.stats, self.sink = journal, name, stats, sink
-        self._finals: list[tuple[BatchLine, Task, dict[str, Any], str]] = []
-        self._flushed: asyncio.Future[None] | None = None
+        self._submitting = _PerTurn(lambda rows: journal.lines_set(name, rows))
+        self._submitted = _PerTurn(lambda rows: journal.lines_submitted(name, rows))
+        self._finished = _PerTurn(self._write_finished)
 
     # --- what an earlier run left --------------------------------------------------------------
 
@@ -73,14 +108,12 @@ class Ledger:
 
     # --- the submit ------------------------------------------------------------------------------
 
-    def submitting(self, line: BatchLine) -> None:
-        self.journal.line_set(self.name, line.ident, line=line.number, key=line.key, state=R.SUBMITTING)
+    async def submitting(self, line: BatchLine) -> None:
+        """Journalled before the POST: a crash after it leaves the line "unknown", never resent."""
+        await self._submitting((line.ident, line.number, line.key, R.SUBMITTING))
 
-    def submitted(self, line: BatchLine, task: Task, *, base_url: str) -> None:
-        with self.journal.atomic():
-            self.journal.task_submitted(task, base_url=base_url, input=line.input, batch=self.name)
-            self.journal.line_set(self.name, line.ident, line=line.number, key=line.key, state=R.SUBMITTED,
-                                  task_id=task.id)
+    async def submitted(self, line: BatchLine, task: Task, *, base_url: str) -> None:
+        await self._submitted((line.ident, line.number, line.key, R.SUBMITTED, task, base_url, line.input))
 
     def forget(self, line: BatchLine) -> None:
         """Nothing was created for the line (a 429, a connection that never opened)."""
@@ -89,32 +122,15 @@ class Ledger:
     # --- the end of a line -------------------------------------------------------------------------
 
     async def finished(self, line: BatchLine, task: Task, record: dict[str, Any], state: str) -> None:
-        """A task with its final (or last known) record: journal both, then hand it out.
+        """A task with its final (or last known) record: journal both, then hand it out."""
+        await self._finished((line, task, record, state))
 
-        The lines that finish in the same turn of the event loop share one transaction (one
-        commit, not one a line); each caller returns once its line is journalled and written.
-        """
-        self._finals.append((line, task, record, state))
-        if self._flushed is None:
-            loop = asyncio.get_running_loop()
-            self._flushed = loop.create_future()
-            loop.call_soon(self._flush)
-        await asyncio.shield(self._flushed)
-
-    def _flush(self) -> None:
-        finals, self._finals = self._finals, []
-        flushed, self._flushed = self._flushed, None
-        assert flushed is not None
-        try:
-            rows = [(line.ident, line.number, line.key, state, task.id, task.status.value, json.dumps(record))
-                    for line, task, record, state in finals]
-            self.journal.lines_finished(self.name, rows)
-            for line, _, record, state in finals:
-                self.emit(line, record, None, completed=state == R.DONE)
-        except BaseException as exc:  # every line of the turn fails alike, as each did alone
-            flushed.set_exception(exc)
-            return
-        flushed.set_result(None)
+    def _write_finished(self, finals: list[tuple[BatchLine, Task, dict[str, Any], str]]) -> None:
+        rows = [(line.ident, line.number, line.key, state, task.id, task.status.value, json.dumps(record))
+                for line, task, record, state in finals]
+        self.journal.lines_finished(self.name, rows)
+        for line, _, record, state in finals:
+            self.emit(line, record, None, completed=state == R.DONE)
 
     def unknown(self, line: BatchLine, message: str, task_id: str | None) -> None:
         self.stats.unknown += 1

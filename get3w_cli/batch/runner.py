@@ -29,7 +29,7 @@ from get3w_cli.batch.ledger import Ledger
 from get3w_cli.batch.lines import BatchLine
 from get3w_cli.batch.pacing import Pacer
 from get3w_cli.constants import (
-    BATCH_INTERRUPT_GRACE, BATCH_QUEUE_FACTOR, BATCH_SUBMIT_CLIENT_CONNECTIONS, BATCH_SUBMIT_CLIENTS,
+    BATCH_INTERRUPT_GRACE, BATCH_QUEUE_FACTOR, BATCH_SUBMITS_AT_ONCE,
     BATCH_SUBMIT_MAX_ATTEMPTS, RETRY_BACKOFF_BASE, RETRY_BACKOFF_CAP,
 )
 from get3w_cli.errors import (
@@ -50,7 +50,7 @@ Notify = Callable[[str, str], None]
 class Connection:
     """One provider API as the batch uses it."""
 
-    submits: tuple[Adapter, ...]  # one attempt each (429s come back to the pacer), used in turn
+    submit: Adapter  # one attempt a request (429s come back to the pacer)
     wait: Adapter  # polls (and retries) as usual
     base_url: str
 
@@ -84,8 +84,7 @@ class BatchRunner:
         self._pacers: dict[str, Pacer] = {}
         self._stopping = False
         # POSTs at once: -j counts tasks in flight, most of them waiting, not posting.
-        self._posting = asyncio.Semaphore(BATCH_SUBMIT_CLIENTS * BATCH_SUBMIT_CLIENT_CONNECTIONS)
-        self._turn = 0
+        self._posting = asyncio.Semaphore(BATCH_SUBMITS_AT_ONCE)
         self.finisher = Finisher(config.plan, ledger, session, inbox=inbox if config.mode == WEBHOOK else None,
                                  output_dir=config.output_dir)
 
@@ -167,7 +166,7 @@ class BatchRunner:
     async def _submit_line(self, line: BatchLine) -> None:
         conn = self.connect(line.route)
         pacer = self._pacer(line.route.provider)
-        sync = self.config.mode == SYNC and conn.submits[0].has_sync
+        sync = self.config.mode == SYNC and conn.submit.has_sync
         failures = 0
         while True:
             epoch = await pacer.acquire()
@@ -213,9 +212,8 @@ class BatchRunner:
     async def _post_journalled(self, line: BatchLine, conn: Connection, *, sync: bool) -> Task:
         url = self.config.callback_url if self.config.mode == WEBHOOK else None
         async with self._posting:
-            self._turn += 1
-            adapter = conn.submits[self._turn % len(conn.submits)]
-            self.ledger.submitting(line)
+            adapter = conn.submit
+            await self.ledger.submitting(line)
             try:
                 task = await adapter.submit(line.route.model, line.input, webhook_url=url, sync=sync)
             except G3wError as exc:
@@ -224,7 +222,7 @@ class BatchRunner:
                 raise
         if not task.created_at:
             task = dataclasses.replace(task, created_at=utc_now_iso())
-        self.ledger.submitted(line, task, base_url=conn.base_url)
+        await self.ledger.submitted(line, task, base_url=conn.base_url)
         return task
 
     def _throttled(self, line: BatchLine, pacer: Pacer, epoch: int, exc: TransientError) -> None:

@@ -150,24 +150,18 @@ def _check(options: _Options, flags: Any, ui: Ui) -> tuple[CheckResult, Any]:
     return result, defaults
 
 
-async def _connections(stack: AsyncExitStack, services: Services) -> Callable[[Route], Connection]:
-    """Adapters per (provider, API); submits go through one-attempt sessions, so 429s reach the pacer."""
+def _connections(services: Services) -> Callable[[Route], Connection]:
+    """Adapters per (provider, API); submits make one attempt each, so 429s reach the pacer."""
     from get3w_cli.batch.runner import Connection
-    from get3w_cli.http import HttpSession
     from get3w_cli.providers import make_adapter
 
-    submitters = []
-    for _ in range(C.BATCH_SUBMIT_CLIENTS):
-        session = HttpSession(max_attempts=1, max_connections=C.BATCH_SUBMIT_CLIENT_CONNECTIONS,
-                              backend=services.session.backend)
-        submitters.append(dataclasses.replace(services, session=await stack.enter_async_context(session)))
     cache: dict[tuple[str, str], Connection] = {}
 
     def connect(route: Route) -> Connection:
         pair = (route.provider, route.api)
         if pair not in cache:
             cache[pair] = Connection(
-                submits=tuple(make_adapter(pair, s.client(*pair)) for s in submitters),
+                submit=make_adapter(pair, services.client(*pair, max_attempts=1)),
                 wait=make_adapter(pair, services.client(*pair)), base_url=services.base_url(route.provider))
         return cache[pair]
 
@@ -210,7 +204,7 @@ async def _runner(stack: AsyncExitStack, services: Services, check: CheckResult,
 
     digest = file_digest(options.path)
     name = batch_name(services.journal, name=options.name, digest=digest, resume=options.resume, notify=ui.notify)
-    connect = await _connections(stack, services)
+    connect = _connections(services)
     for provider, api in sorted(check.routes):  # every key is checked before anything is sent
         connect(Route(provider, api, ""))
     mode, channel = await _open_channel(stack, services, check, request, ui)

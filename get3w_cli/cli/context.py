@@ -88,7 +88,8 @@ class Services:
     def webhook_secret(self, provider: str) -> str | None:
         return self.sandbox_secret or self.settings.for_provider(provider).webhook_secret
 
-    def client(self, provider: str, api: str, *, base_url: str | None = None) -> ApiClient:
+    def client(self, provider: str, api: str, *, base_url: str | None = None,
+               max_attempts: int | None = None) -> ApiClient:
         """The API client for a provider, with its key (checked here, before anything is sent)."""
         from get3w_cli.providers import error_parser
 
@@ -99,7 +100,8 @@ class Services:
                 hint=f"set {KEY_ENV[provider]}, run `g3w config set {provider}.api_key ...`, "
                 "pass --api-key, or try --sandbox",
             )
-        return self.session.api(base_url or self.base_url(provider), key, errors=error_parser((provider, api)))
+        return self.session.api(base_url or self.base_url(provider), key, errors=error_parser((provider, api)),
+                                max_attempts=max_attempts)
 
     def adapter(self, route: Route) -> Adapter:
         from get3w_cli.providers import make_adapter

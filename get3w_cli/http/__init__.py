@@ -117,23 +117,25 @@ class HttpSession:
             await client.aclose()
 
     @property
-    def backend(self) -> str:
-        return self._backend
-
-    @property
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             raise RuntimeError("HttpSession used outside `async with`")
         return self._client
 
-    def api(self, base_url: str, api_key: str | None, *, errors: ErrorParser) -> ApiClient:
-        """A client for one provider API; the key is sent only to ``base_url``."""
+    def api(
+        self, base_url: str, api_key: str | None, *, errors: ErrorParser, max_attempts: int | None = None
+    ) -> ApiClient:
+        """A client for one provider API; the key is sent only to ``base_url``.
+
+        ``max_attempts`` overrides the session's for this client's requests (a batch's submits
+        make one, so that 429s reach its pacer).
+        """
         parts = urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"invalid base URL {base_url!r}", hint="use e.g. https://api.get3w.com")
         if api_key is not None and not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
             raise ConfigError("the API key contains spaces or invalid characters")
-        return ApiClient(base_url.strip().rstrip("/"), self, api_key or None, errors)
+        return ApiClient(base_url.strip().rstrip("/"), self, api_key or None, errors, max_attempts)
 
     async def download(
         self, url: str, dest: Path, *, on_progress: Callable[[int, int | None], None] | None = None
@@ -150,7 +152,9 @@ class HttpSession:
             dest.unlink(missing_ok=True)
             raise
 
-    async def _retry(self, method: str, once: Callable[[], Awaitable[_T | _Failure]]) -> _T:
+    async def _retry(
+        self, method: str, once: Callable[[], Awaitable[_T | _Failure]], *, max_attempts: int | None = None
+    ) -> _T:
         """Run ``once`` until it succeeds or ``retry_delay`` says stop (attempts and time budget)."""
         started, slept, attempt = time.monotonic(), 0.0, 0
         while True:
@@ -163,7 +167,7 @@ class HttpSession:
             delay = retry_delay(
                 method, attempt, status=outcome.status, failure=outcome.failure,
                 retry_after=outcome.retry_after, remaining=self._budget - spent,
-                max_attempts=self._max_attempts,
+                max_attempts=max_attempts or self._max_attempts,
             )
             if delay is None:
                 raise outcome.error from outcome.cause
@@ -231,6 +235,7 @@ class ApiClient:
     _session: HttpSession = field(repr=False)
     _api_key: str | None = field(repr=False)
     _errors: ErrorParser = field(repr=False)
+    _max_attempts: int | None = field(default=None, repr=False)
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Reply:
         return await self._send("GET", path, _query(params))
@@ -264,7 +269,8 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {self._api_key}"
         session = self._session
         return await session._retry(
-            method, lambda: session._request_once(method, url, self._errors, headers, options)
+            method, lambda: session._request_once(method, url, self._errors, headers, options),
+            max_attempts=self._max_attempts,
         )
 
 

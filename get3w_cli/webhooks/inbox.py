@@ -114,6 +114,14 @@ class Inbox:
         self._seen.remember(key, False)
         return False
 
+    def take(self, task_id: str) -> Delivery | None:
+        """The next not-yet-taken delivery for ``task_id`` if one is here already, else None.
+
+        Starts watching ``task_id`` like ``next``; a callback often beats the submit answer.
+        """
+        queue = self._watch(task_id)
+        return queue.popleft() if queue else None
+
     async def next(self, task_id: str) -> Delivery:
         """Wait for the next not-yet-taken delivery for ``task_id`` (early ones first)."""
         queue = self._watch(task_id)
