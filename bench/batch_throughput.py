@@ -41,7 +41,6 @@ KEY = "sk_bench"
 MODEL_PATH = "/api/v3/get3w/flux-dev"
 GOAL_RATIO, GOAL_RATE, GOAL_MB = 0.5, 200.0, 150.0
 WARM_UP_TASKS = 10
-PYCACHE = Path(tempfile.gettempdir()) / "g3w-bench-pycache"  # set per run in main()
 
 
 # --- the floor: the least a client must do ---------------------------------------------------
@@ -102,7 +101,7 @@ class SandboxProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "get3w_cli", "sandbox", "--port", "0", "--duration", "0",
              "--webhook-secret", SECRET, "-q"],
-            env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         assert self.proc.stdout is not None
         return self.proc.stdout.readline().strip()
@@ -133,12 +132,6 @@ def measure(argv: list[str], env: dict[str, str], tasks: int) -> Run:
     return Run(tasks / wall, 1000 * cpu / tasks, usage.ru_maxrss / 1024)
 
 
-def base_env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(PYCACHE))
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
 def write_lines(path: Path, tasks: int) -> None:
     with path.open("w") as out:
         for index in range(tasks):
@@ -148,7 +141,7 @@ def write_lines(path: Path, tasks: int) -> None:
 def run_floor(tasks: int, jobs: int) -> Run:
     with SandboxProcess() as base_url:
         return measure([sys.executable, __file__, "--floor", base_url, "--tasks", str(tasks), "--jobs", str(jobs)],
-                       base_env(), tasks)
+                       dict(os.environ), tasks)
 
 
 def run_g3w(tasks: int, jobs: int, work: Path, attempt: int) -> Run:
@@ -156,7 +149,7 @@ def run_g3w(tasks: int, jobs: int, work: Path, attempt: int) -> Run:
     if not lines.exists():
         write_lines(lines, tasks)
     with SandboxProcess() as base_url:
-        env = dict(base_env(), GET3W_BASE_URL=base_url, GET3W_API_KEY=KEY, GET3W_WEBHOOK_SECRET=SECRET,
+        env = dict(os.environ, GET3W_BASE_URL=base_url, GET3W_API_KEY=KEY, GET3W_WEBHOOK_SECRET=SECRET,
                    G3W_HOME=str(work / f"home-{tasks}-{attempt}"))
         run = measure([sys.executable, "-m", "get3w_cli", "batch", str(lines), "-j", str(jobs),
                        "--via", "webhook", "--out", str(out), "-q"], env, tasks)
@@ -187,10 +180,10 @@ def main() -> int:
     if args.floor:
         asyncio.run(floor(args.floor, args.tasks, args.jobs))
         return 0
-    global PYCACHE
     with tempfile.TemporaryDirectory(prefix="g3w-bench-") as tmp:
         work = Path(tmp)
-        PYCACHE = work / "pycache"
+        os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")  # every process below inherits it
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         run_floor(WARM_UP_TASKS, args.jobs)  # fills the bytecode cache of both clients
         run_g3w(WARM_UP_TASKS, args.jobs, work, -1)
         floor_runs, g3w_runs = [], []
