@@ -89,6 +89,37 @@ def g3w(*args: str, env: dict[str, str] | None = None, input: str | None = None,
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def g3w_on_terminal(*args: str, env: dict[str, str], timeout: float = 60) -> Result:
+    """Run g3w with stderr on a pseudo-terminal (TERM=xterm), as a user at a terminal sees it;
+    ``stderr`` is everything drawn there, control sequences included."""
+    master, terminal = os.openpty()
+    full_env = {**os.environ, **env, "TERM": "xterm", "COLUMNS": "160"}
+    full_env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", *args], env=full_env, text=True,
+                            stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # until the child's side closes (EIO), so it never blocks on a full pty
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        reader.join(10)
+        os.close(master)
+    return Result(proc.returncode, out, b"".join(chunks).decode(errors="replace"))
+
+
 def sandbox_env(sb: ThreadedSandbox, key: str = "sk_test_key") -> dict[str, str]:
     """Environment pointing both providers at a test sandbox."""
     return {"GET3W_BASE_URL": sb.base_url, "ABSTRAKT_BASE_URL": sb.base_url,

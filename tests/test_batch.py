@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from conftest import Result, ThreadedSandbox, g3w, sandbox_env
+from conftest import Result, ThreadedSandbox, g3w, g3w_on_terminal, sandbox_env
 from get3w_cli.batch.ledger import Ledger
 from get3w_cli.batch.lines import BatchLine, LineDefaults, check_file, spool, valid_lines
 from get3w_cli.batch.pacing import Pacer
@@ -497,3 +497,39 @@ def test_a_configured_proxy_carries_the_batch(tmp_path: Path, sandbox: ThreadedS
     assert result.code == 0, result.stderr
     assert len(read_records(result.stdout)) == 6
     assert len(accepted_prompts(sandbox)) == 6
+
+
+# --- progress ------------------------------------------------------------------------------
+
+
+def test_progress_is_a_live_bar_when_stderr_is_a_terminal(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
+    """On a terminal, stderr shows a bar redrawn in place with the counters, rate and ETA."""
+    lines = make_lines(6, duration=0.6, models=("flux-dev",))
+    result = g3w_on_terminal("batch", str(write(tmp_path / "t.jsonl", lines)), "-j", "2", *FAST,
+                             env=sandbox_env(sandbox))
+    assert result.code == 0, result.stderr
+    assert len(read_records(result.stdout)) == 6  # records stay on stdout, apart from the bar
+    shown = result.stderr
+    assert "in flight" in shown and "queued" in shown and "ETA" in shown and "/6" in shown
+    assert "\x1b[" in shown  # drawn with terminal control sequences, not printed line by line
+
+
+def test_progress_is_a_plain_periodic_line_when_stderr_is_not_a_terminal(
+        monkeypatch: Any, capsys: Any) -> None:
+    """Not a terminal: a plain line every BATCH_PROGRESS_INTERVAL, with no control sequences."""
+    from get3w_cli import constants as C
+    from get3w_cli.cli import batch_cmd
+    from get3w_cli.cli.render import Ui
+
+    monkeypatch.setattr(C, "BATCH_PROGRESS_INTERVAL", 0.02)
+    stats = Stats(total=5, done=2, failed=1, in_flight=1)
+
+    async def main() -> None:
+        async with batch_cmd._progress(Ui(), stats):
+            await asyncio.sleep(0.15)
+
+    asyncio.run(main())
+    shown = capsys.readouterr().err.splitlines()
+    assert len(shown) >= 2
+    assert shown[0].startswith("batch: 3/5 · 2 done · 1 failed · 1 in flight · 1 queued")
+    assert not any("\x1b" in line or "\r" in line for line in shown)

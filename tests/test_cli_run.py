@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Result, ThreadedSandbox, g3w, sandbox_env
+from conftest import Result, ThreadedSandbox, g3w, g3w_on_terminal, sandbox_env
 
 RECORD_KEYS = ["id", "provider", "api", "model", "status", "outputs", "error", "via", "input", "created_at",
                "completed_at", "elapsed_s", "raw"]
@@ -182,6 +182,16 @@ def test_stdout_has_only_urls_and_quiet_silences_stderr(sandbox: ThreadedSandbox
     quiet = g3w("run", "flux-dev", "-p", "x", "--quiet", *FAST, env=env)
     assert quiet.code == 0 and quiet.stderr == ""
     assert quiet.stdout.startswith(sandbox.base_url) and quiet.stdout.count("\n") == 1
+
+
+def test_a_terminal_shows_a_spinner_with_the_phase_and_colour(sandbox: ThreadedSandbox) -> None:
+    """On a terminal, stderr animates the current phase (then clears it); stdout still has only the URL."""
+    result = g3w_on_terminal("run", "flux-dev", "-p", "x", "-i", "sandbox_duration=1", "--via", "poll", *FAST,
+                             env=sandbox_env(sandbox))
+    assert result.code == 0, result.stderr
+    assert result.stdout.startswith(sandbox.base_url + "/cdn/outputs/") and result.stdout.count("\n") == 1
+    assert "polling" in result.stderr and "0:00:0" in result.stderr  # the phase and the elapsed time
+    assert "\x1b[" in result.stderr and "\x1b[?25l" in result.stderr  # redrawn in place, cursor hidden
 
 
 def test_submit_prints_only_the_id_and_passes_the_webhook_url(sandbox: ThreadedSandbox) -> None:
