@@ -237,6 +237,23 @@ def test_get_sends_key_agent_and_parses_json(backend: str) -> None:
     asyncio.run(main())
 
 
+def test_a_compressed_answer_is_decoded_once(backend: str) -> None:
+    """A gzip answer reaches the adapter as JSON on both pools (aiohttp hands httpx the raw bytes)."""
+    import gzip
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            body = gzip.compress(json.dumps({"data": {"id": "t1"}}).encode())
+            return web.Response(body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+
+        async with serve(handler) as srv, HttpSession(backend=backend) as http:
+            reply = await http.api(srv.url, KEY, errors=parse_errors).post("/api/v3/x", json={"p": 1})
+        assert reply.body == {"data": {"id": "t1"}}
+        assert "gzip" in srv.seen[0].headers["Accept-Encoding"]
+
+    asyncio.run(main())
+
+
 def test_post_keeps_path_slashes_and_encodes_query(backend: str) -> None:
     """Paths are sent raw (model ids with slashes); query values are URL-encoded."""
     hook = "https://hooks.example/cb/abc?t=1&u=2"
