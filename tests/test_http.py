@@ -237,6 +237,20 @@ def test_get_sends_key_agent_and_parses_json(backend: str) -> None:
     asyncio.run(main())
 
 
+def test_the_request_line_is_sent_as_httpx_built_it(backend: str) -> None:
+    """Escapes in a path reach the provider as they are on both pools (no requoting by aiohttp's yarl)."""
+
+    async def main() -> None:
+        async def handler(request: web.Request, n: int) -> web.Response:
+            return json_reply({})
+
+        async with serve(handler) as srv, HttpSession(backend=backend) as http:
+            await http.api(srv.url, KEY, errors=parse_errors).get("/api/v3/predictions/a%2Fb%7Ec d/result")
+        assert srv.seen[0].raw_path == "/api/v3/predictions/a%2Fb%7Ec%20d/result"
+
+    asyncio.run(main())
+
+
 def test_a_compressed_answer_is_decoded_once(backend: str) -> None:
     """A gzip answer reaches the adapter as JSON on both pools (aiohttp hands httpx the raw bytes)."""
     import gzip

@@ -23,6 +23,7 @@ from typing import AsyncIterator, Callable
 
 import aiohttp
 import httpx
+import yarl
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -50,7 +51,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         try:
             response = await self._client().request(
-                request.method, str(request.url), headers=headers, data=body or None,
+                # encoded=True: the request line is exactly what httpx built, not requoted by yarl
+                request.method, yarl.URL(str(request.url), encoded=True), headers=headers, data=body or None,
                 allow_redirects=False, timeout=_timeout(request),
                 ssl=self._ssl_context() if request.url.scheme == "https" else True,
             )
