@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -213,3 +214,35 @@ def test_help_does_not_import_network_libraries() -> None:
     *help_text, loaded = result.stdout.strip().splitlines()
     assert "Usage" in "\n".join(help_text)
     assert json.loads(loaded) == []
+
+
+def test_start_up_runs_no_collection_and_the_command_runs_with_one(tmp_path: Path) -> None:
+    """The collector stays off while g3w starts (imports, the command tree, parsing), and is on,
+    with the start-up objects frozen, once the command's coroutine runs."""
+    probe = (
+        "import gc, json, sys\n"
+        "seen = {'starting': 0}\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'start' and 'enabled' not in seen\n"
+        "                   and seen.__setitem__('starting', seen['starting'] + 1))\n"
+        "from get3w_cli.cli import boundary, main\n"
+        "real_run = boundary.run\n"
+        "def run(ui, factory, **kwargs):\n"
+        "    async def probe():\n"
+        "        seen['enabled'], seen['frozen'] = gc.isenabled(), gc.get_freeze_count()\n"
+        "        return await factory()\n"
+        "    return real_run(ui, probe, **kwargs)\n"
+        "boundary.run = run\n"
+        "sys.argv = ['g3w', 'history', '--json']\n"
+        "seen['starting'] = 0  # from here on, as the console script starts\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    seen['code'] = exc.code\n"
+        "print(json.dumps(seen))\n"
+    )
+    env = {**os.environ, "G3W_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["code"] == 0 and seen["enabled"] is True and seen["frozen"] > 10_000
+    assert seen["starting"] == 0

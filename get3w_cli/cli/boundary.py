@@ -90,11 +90,14 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
     """Run a command's coroutine once and exit with the contract's code."""
     # Imported here, not at the top: `g3w --help` must not pay for asyncio.
     import asyncio
+    import gc
     import traceback
 
     from get3w_cli.cli.render import StdoutClosed
 
     tracker = tracker or Tracker()
+    gc.freeze()  # what start-up built lives to the end: later collections skip it (see cli.main)
+    gc.enable()
     configure_logging(ui.debug)
     try:
         code = asyncio.run(_guarded(factory))
