@@ -174,7 +174,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=64)
     parser.add_argument("--memory-tasks", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each client; the best counts")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each client; the best counts")
     parser.add_argument("--floor", metavar="BASE_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor:
