@@ -120,13 +120,13 @@ class Journal:
             raise
         self._exec("COMMIT")
 
-    def task_submitted(self, task: Task, *, base_url: str, input: Mapping[str, Any], batch: str | None = None) -> None:
+    def task_submitted(self, task: Task, *, base_url: str, input: Mapping[str, Any]) -> None:
         """Record a task the provider accepted; call before waiting for it."""
         now = time.time()
         self._exec(
             _TASK_INSERT,
             (task.id, task.provider, task.api, task.model, base_url, json.dumps(dict(input)),
-             task.status.value, batch, now, now),
+             task.status.value, None, now, now),
         )
 
     def task_updated(self, task_id: str, status: str, record: Mapping[str, Any] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -456,11 +457,11 @@ def test_lines_finishing_together_are_journalled_before_their_records_are_writte
         seen.append((record["key"], {(line, state) for line, _, state, _, _ in journal.batch_lines("b")}))
 
     ledger = Ledger(journal, "b", Stats(total=3), sink=sink)
-    for line, task in zip(lines, tasks):
-        submitted = Task(task.id, task.provider, task.api, task.model, Status.PROCESSING)
-        journal.task_submitted(submitted, base_url="http://provider", input=line.input, batch="b")
 
     async def main() -> None:
+        await asyncio.gather(*(ledger.submitted(line, dataclasses.replace(task, status=Status.PROCESSING),
+                                                base_url="http://provider") for line, task in zip(lines, tasks)))
+        assert seen == []
         await asyncio.gather(*(ledger.finished(line, task, {"key": line.number, "status": "completed"}, "done")
                                for line, task in zip(lines, tasks)))
 

@@ -212,10 +212,9 @@ class BatchRunner:
     async def _post_journalled(self, line: BatchLine, conn: Connection, *, sync: bool) -> Task:
         url = self.config.callback_url if self.config.mode == WEBHOOK else None
         async with self._posting:
-            adapter = conn.submit
             await self.ledger.submitting(line)
             try:
-                task = await adapter.submit(line.route.model, line.input, webhook_url=url, sync=sync)
+                task = await conn.submit.submit(line.route.model, line.input, webhook_url=url, sync=sync)
             except G3wError as exc:
                 if _nothing_created(exc):
                     self.ledger.forget(line)  # --resume may send it again

@@ -126,7 +126,7 @@ async def open_services(
     """Open the HTTP session, the journal and (with --sandbox) an in-process sandbox."""
     import secrets
 
-    from get3w_cli.http import HttpSession
+    from get3w_cli.http import HTTPCORE, HttpSession
 
     settings = settings_from(flags, provider)
     async with AsyncExitStack() as stack:
@@ -142,5 +142,5 @@ async def open_services(
             state_file = default_state_dir(environ()) / "sandbox-state.json"
             options = SandboxOptions(webhook_secret=secret, state_file=state_file)
             sandbox = await stack.enter_async_context(Sandbox(options))
-        session = await stack.enter_async_context(HttpSession(**({"backend": backend} if backend else {})))
+        session = await stack.enter_async_context(HttpSession(backend=backend or HTTPCORE))
         yield Services(settings=settings, session=session, journal=journal, sandbox=sandbox, sandbox_secret=secret)

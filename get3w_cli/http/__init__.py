@@ -1,9 +1,9 @@
 """The HTTP layer: one httpx client per command, the retry policy, and error translation.
 
-The only package that imports httpx (``aio`` holds its aiohttp-backed transport). Provider adapters talk to their API through ``ApiClient``
-(which adds the Bearer key to its own base URL, and nowhere else); output files are fetched with
-``HttpSession.download``, which never sends a key. Every httpx exception is translated into the
-``get3w_cli.errors`` tree here.
+The only package that imports httpx (``aio`` holds its aiohttp-backed transport). Provider
+adapters talk to their API through ``ApiClient`` (which adds the Bearer key to its own base URL,
+and nowhere else); output files are fetched with ``HttpSession.download``, which never sends a
+key. Every httpx exception is translated into the ``get3w_cli.errors`` tree here.
 
 Retries: ``retry_delay`` is the whole policy (pure); ``HttpSession._retry`` is the one loop. A POST
 is retried only when the provider cannot have created anything (429, 503, a connection that never
