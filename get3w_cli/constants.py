@@ -46,6 +46,9 @@ FALLBACK_MIN = 60.0
 FALLBACK_FACTOR = 2.0
 # Time allowed for a best-effort cancel when leaving on timeout or Ctrl-C.
 CANCEL_ON_EXIT_BUDGET = 10.0
+# After Ctrl-C or SIGTERM, a submit POST already sent gets this long to answer, so that the
+# task's id reaches the user and the journal instead of leaving it "unknown".
+SUBMIT_ANSWER_GRACE = 10.0
 
 # --- Webhooks ----------------------------------------------------------------
 WEBHOOK_TOKEN_BYTES = 24  # 192 random bits; the contract asks for at least 128

@@ -9,6 +9,8 @@
     │   └── TransientError          6  429 and 5xx that outlasted the retries
     ├── NetworkError                6  connection trouble that outlasted the retries
     │   └── SubmitUnknownError      6  a submit whose fate is unknown (never resubmitted)
+    ├── JournalError                3  the journal cannot be opened or written (nothing paid yet)
+    ├── JournalWriteError           6  a submitted task could not be journalled (its record was shown)
     ├── TaskFailedError             1  the provider reports failed / cancelled
     ├── WaitTimeoutError            4  the wait ran out; the task may still run
     ├── InterruptedByUser         130  Ctrl-C / SIGTERM
@@ -115,12 +117,33 @@ class NetworkError(G3wError):
 
 
 class SubmitUnknownError(NetworkError):
-    """The submit request was sent but no answer came: a task may or may not exist."""
+    """The submit request was sent but no usable answer came: a task may or may not exist."""
 
     default_hint = (
-        "the task was not resubmitted, to avoid paying twice; check the provider's dashboard "
-        "or `g3w history` before trying again"
+        "a task may exist and may be billed: g3w journalled it as unknown and did not send it again; "
+        "look for it in `g3w history` or the provider's dashboard rather than resubmitting blindly"
     )
+
+
+class JournalError(G3wError):
+    """The local journal cannot be opened, read or written."""
+
+    exit_code = ExitCode.CONFIG
+    default_hint = "check that G3W_HOME (or the user state dir) is a writable folder with free space"
+
+
+class JournalWriteError(G3wError):
+    """A task exists at the provider but its journal row could not be written."""
+
+    exit_code = ExitCode.TRANSIENT
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        super().__init__(
+            f"task {task_id} could not be recorded in the journal ({reason})",
+            hint=f"the task is not lost and must not be submitted again: its record is printed; "
+                 f"follow it with `g3w wait {task_id}` once the journal (G3W_HOME) is writable",
+        )
+        self.task_id = task_id
 
 
 class TaskFailedError(G3wError):
@@ -135,7 +158,7 @@ class TaskFailedError(G3wError):
 class WaitTimeoutError(G3wError):
     exit_code = ExitCode.TIMEOUT
 
-    def __init__(self, task_id: str, *, cancelled: bool = False) -> None:
+    def __init__(self, task_id: str, *, cancelled: bool = False, task: Task | None = None) -> None:
         what = "cancelled it" if cancelled else "it may still be running"
         super().__init__(
             f"timed out waiting for task {task_id}; {what}",
@@ -143,6 +166,7 @@ class WaitTimeoutError(G3wError):
         )
         self.task_id = task_id
         self.cancelled = cancelled
+        self.task = task  # the last snapshot seen, when known
 
 
 class InterruptedByUser(G3wError):

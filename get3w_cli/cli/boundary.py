@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn
 
 import typer
 
@@ -21,17 +21,42 @@ if TYPE_CHECKING:
 
 @dataclass
 class Tracker:
-    """Tasks submitted by this command and not yet finished: what Ctrl-C must not lose."""
+    """The tasks this command knows of: what an exit (any exit) must still tell the user.
+
+    ``record`` keeps each task's latest record; on the way out the boundary prints every record
+    not printed yet (``render``: the task record with --json, else its outputs or files), so a
+    script reads the id on stdout whether the task completed, failed, timed out or was
+    interrupted. Unfinished ones are named with the command that resumes them.
+    """
 
     running: dict[str, None] = field(default_factory=dict)
-    cancel_requested: set[str] = field(default_factory=set)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    printed: set[str] = field(default_factory=set)
+    cancel_on_interrupt: bool = False
     resume_hint: str | None = None
+    render: Callable[[Ui, dict[str, Any]], None] | None = None
 
-    def submitted(self, task_id: str) -> None:
-        self.running[task_id] = None
+    def record(self, record: dict[str, Any]) -> None:
+        task_id = record.get("id")
+        if not task_id:
+            return
+        self.records[task_id] = record
+        if record.get("status") in _FINAL:
+            self.running.pop(task_id, None)
+        else:
+            self.running[task_id] = None
 
-    def finished(self, task_id: str) -> None:
-        self.running.pop(task_id, None)
+    def print_records(self, ui: Ui) -> None:
+        """Print (once) the record of every task this command reported."""
+        from get3w_cli.cli.render import print_task_result
+
+        for task_id, record in self.records.items():
+            if task_id not in self.printed:
+                self.printed.add(task_id)
+                (self.render or print_task_result)(ui, record)
+
+
+_FINAL = frozenset({"completed", "failed", "cancelled"})
 
 
 async def _guarded(factory: Callable[[], Awaitable[int]]) -> int:
@@ -64,8 +89,9 @@ def report_interrupt(ui: Ui, tracker: Tracker) -> None:
     if not tracker.running and not tracker.resume_hint:
         ui.error("interrupted")
     for task_id in tracker.running:
-        if task_id in tracker.cancel_requested:
-            ui.error(f"interrupted; asked the provider to cancel task {task_id}", hint=f"check with: g3w get {task_id}")
+        if tracker.cancel_on_interrupt:
+            ui.error(f"interrupted; asked the provider to cancel task {task_id} unless it had finished",
+                     hint=f"check with: g3w get {task_id}")
         else:
             ui.error(f"interrupted; task {task_id} was not cancelled", hint=f"resume with: g3w wait {task_id}")
     if tracker.resume_hint:
@@ -86,6 +112,17 @@ def configure_logging(debug: bool) -> None:
         logging.getLogger("pyngrok").setLevel(logging.CRITICAL)
 
 
+def _flush(ui: Ui, tracker: Tracker) -> None:
+    """Print the records not printed yet; a reader that went away (``| head``) is not an error."""
+    from get3w_cli.cli.render import StdoutClosed
+
+    ui.stop_progress()
+    try:
+        tracker.print_records(ui)
+    except StdoutClosed:
+        pass
+
+
 def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | None = None) -> NoReturn:
     """Run a command's coroutine once and exit with the contract's code."""
     # Imported here, not at the top: `g3w --help` must not pay for asyncio.
@@ -101,17 +138,21 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
     configure_logging(ui.debug)
     try:
         code = asyncio.run(_guarded(factory))
+        _flush(ui, tracker)
     except G3wError as exc:
+        _flush(ui, tracker)
         ui.error(exc.message, exc.hint)
         if ui.debug:
             ui.err.print(traceback.format_exc(), markup=False)
         code = int(exc.exit_code)
     except (KeyboardInterrupt, asyncio.CancelledError):
+        _flush(ui, tracker)
         report_interrupt(ui, tracker)
         code = int(ExitCode.INTERRUPTED)
     except StdoutClosed:
         code = int(ExitCode.OK)  # `g3w ... | head -1`: the reader has what it wanted
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit 70
+        _flush(ui, tracker)
         ui.error(f"internal error: {type(exc).__name__}: {exc}", "this is a bug in g3w; rerun with --debug and report it")
         if ui.debug:
             ui.err.print(traceback.format_exc(), markup=False)

@@ -118,6 +118,8 @@ class Ui:
         """The callback the core calls: phases animate, notes are printed."""
         if kind == "phase":
             self.phase(text)
+        elif kind == "warn":
+            self.warn(text)
         else:
             self.note(text)
 

@@ -131,16 +131,16 @@ def submit_cmd(
     no_history: O.NoHistory = False,
 ) -> None:
     """Submit a task, print its id, do not wait."""
-    ui = Ui(quiet=quiet, json_mode=json_out, debug=debug)
+    ui, tracker = Ui(quiet=quiet, json_mode=json_out, debug=debug), Tracker()
 
     async def body() -> int:
         from get3w_cli.cli.flows import submit_flow
 
         flags, route, inputs = _prepare(model, provider, api, api_key, base_url, prompt, param, input_file, channel,
                                         sandbox=sandbox, no_history=no_history)
-        return await submit_flow(flags, route, inputs, webhook_url, ui)
+        return await submit_flow(flags, route, inputs, webhook_url, ui, tracker)
 
-    run(ui, body)
+    run(ui, body, tracker=tracker)
 
 
 @app.command("get")
@@ -202,6 +202,7 @@ def wait_cmd(
 @app.command("cancel")
 def cancel_cmd(
     task_id: O.TaskId,
+    delete_outputs: bool = O.typer.Option(False, "--delete-outputs", help="Also delete the outputs of a task that already finished (Get3W v3)."),
     json_out: O.Json = False,
     quiet: O.Quiet = False,
     debug: O.Debug = False,
@@ -211,12 +212,13 @@ def cancel_cmd(
     base_url: O.BaseUrl = None,
     sandbox: O.Sandbox = False,
 ) -> None:
-    """Cancel (Get3W v3: delete) a task."""
+    """Cancel (Get3W v3: delete) a task that has not finished."""
     ui = Ui(quiet=quiet, json_mode=json_out, debug=debug)
 
     async def body() -> int:
         from get3w_cli.cli.flows import cancel_flow
 
-        return await cancel_flow(_flags(provider, api_key, base_url, sandbox=sandbox), task_id, api.value if api else None, ui)
+        return await cancel_flow(_flags(provider, api_key, base_url, sandbox=sandbox), task_id,
+                                 api.value if api else None, ui, delete_outputs=delete_outputs)
 
     run(ui, body)
