@@ -3,13 +3,13 @@
     G3wError                       70 unless a subclass says otherwise
     ├── UsageError                  2  bad flags or input; nothing was sent
     ├── ConfigError                 3  missing key, bad config file
+    ├── JournalError                3  the local journal (history.db) cannot be opened, read or written
     ├── ApiError                       an HTTP error answer from a provider
     │   ├── AuthError               3  401, 403, insufficient balance / quota
     │   ├── RejectedError           5  400, 404, 409, 422
     │   └── TransientError          6  429 and 5xx that outlasted the retries
     ├── NetworkError                6  connection trouble that outlasted the retries
     │   └── SubmitUnknownError      6  a submit whose fate is unknown (never resubmitted)
-    ├── JournalError                3  the journal cannot be opened or written (nothing paid yet)
     ├── JournalWriteError           6  a submitted task could not be journalled (its record was shown)
     ├── TaskFailedError             1  the provider reports failed / cancelled
     ├── WaitTimeoutError            4  the wait ran out; the task may still run
@@ -74,6 +74,17 @@ class ConfigError(G3wError):
     exit_code = ExitCode.CONFIG
 
 
+class JournalError(G3wError):
+    """The journal (SQLite under G3W_HOME) failed; every sqlite3 error becomes one of these.
+
+    The default hint names only G3W_HOME: a write that fails after a submit must not suggest
+    ``--no-history`` (that would invite submitting again); such callers give their own hint.
+    """
+
+    exit_code = ExitCode.CONFIG
+    default_hint = "check that G3W_HOME (where history.db lives) is a writable folder with free space"
+
+
 class ApiError(G3wError):
     """An error answer from a provider's API."""
 
@@ -123,13 +134,6 @@ class SubmitUnknownError(NetworkError):
         "a task may exist and may be billed: g3w journalled it as unknown and did not send it again; "
         "look for it in `g3w history` or the provider's dashboard rather than resubmitting blindly"
     )
-
-
-class JournalError(G3wError):
-    """The local journal cannot be opened, read or written."""
-
-    exit_code = ExitCode.CONFIG
-    default_hint = "check that G3W_HOME (or the user state dir) is a writable folder with free space"
 
 
 class JournalWriteError(G3wError):
