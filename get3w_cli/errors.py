@@ -131,7 +131,7 @@ class SubmitUnknownError(NetworkError):
     """The submit request was sent but no usable answer came: a task may or may not exist."""
 
     default_hint = (
-        "a task may exist and may be billed: g3w journalled it as unknown and did not send it again; "
+        "a task may exist and may be billed: it was journalled as unknown and not resubmitted; "
         "look for it in `g3w history` or the provider's dashboard rather than resubmitting blindly"
     )
 

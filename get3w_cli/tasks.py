@@ -163,6 +163,9 @@ class TaskLedger:
             who = f"task {self.task_id}" if self.task_id else "the submit"
             self.observer.notify("warn", f"could not record {who} in the journal ({exc.message}); {what}")
 
+    def _polled(self, task: Task) -> None:
+        self.task = _complete(task, self.created_at)
+
     def submitted(self, task: Task) -> None:
         self.task_id = task.id
         assert self.ref is not None
@@ -190,23 +193,28 @@ class TaskLedger:
 
 
 async def _post_with_grace(ledger: TaskLedger, adapter: Adapter, model: str, values: Mapping[str, Any], *,
-                           webhook_url: str | None, sync: bool) -> Task:
-    """Submit; on Ctrl-C the POST already sent gets SUBMIT_ANSWER_GRACE to answer, so its id is kept."""
+                           webhook_url: str | None, sync: bool, answered: Callable[[Task], None]) -> Task:
+    """Submit; on Ctrl-C the POST already sent gets SUBMIT_ANSWER_GRACE to answer, so its id is kept.
+
+    ``answered`` gets the task as soon as the provider names it (also during the grace).
+    """
     posting = asyncio.ensure_future(submit_task(adapter, model, values, webhook_url=webhook_url, sync=sync))
     try:
-        return await asyncio.shield(posting)
+        task = await asyncio.shield(posting)
     except asyncio.CancelledError:
         if not posting.done():
             await asyncio.wait({posting}, timeout=SUBMIT_ANSWER_GRACE)
             posting.cancel()
         if posting.done() and not posting.cancelled() and posting.exception() is None:
-            ledger.submitted(posting.result())
+            answered(posting.result())
             raise
         error = None if not posting.done() or posting.cancelled() else posting.exception()
         if error is not None and nothing_created(error):
             ledger.forget()
         else:
             ledger.unknown("interrupted while submitting; no answer came, so a task may exist")
+            ledger.observer.notify("warn", "interrupted while submitting and no answer came: a task may exist "
+                                           "(journalled as unknown; see g3w history)")
         raise
     except G3wError as exc:
         if nothing_created(exc):
@@ -214,6 +222,8 @@ async def _post_with_grace(ledger: TaskLedger, adapter: Adapter, model: str, val
         else:
             ledger.unknown(exc.message)
         raise
+    answered(task)
+    return task
 
 
 async def resolve_uploads(conn: Connections, spec: TaskSpec, notify: Callable[[str, str], None]) -> dict[str, Any]:
@@ -253,6 +263,16 @@ class _Run:
     task: Task | None = None
     via: str | None = None
 
+    def _polled(self, task: Task) -> None:
+        self.task = _complete(task, self.created_at)
+
+    def submitted(self, task: Task) -> None:
+        """The submit's answer: journal the id, then tell the user (it is what Ctrl-C must not lose)."""
+        self.ledger.submitted(task)
+        self.report(task, journal=False)
+        route = f"{task.provider} {task.api} {task.model}".strip()
+        self.observer.notify("note", f"submitted {task.id} ({route})")
+
     def report(self, task: Task, *, via: str | None = None, files: list[str] | None = None,
                journal: bool = True) -> dict[str, Any]:
         """Remember ``task`` as the latest snapshot, journal it, and hand its record to the observer."""
@@ -270,7 +290,7 @@ class _Run:
         assert self.task is not None
         try:
             return await wait_for(adapter, self.task, plan, inbox=channel.inbox if channel else None,
-                                  notify=self.observer.notify, via_if_done=via_if_done)
+                                  notify=self.observer.notify, via_if_done=via_if_done, on_poll=self._polled)
         except WaitTimeoutError as exc:
             latest = exc.task or self.task
             if exc.cancelled:
@@ -338,10 +358,8 @@ async def run_task(conn: Connections, spec: TaskSpec, request: WaitRequest, obse
         observer.notify("phase", "submitting")
         run = _Run(conn, observer, ledger, values, asyncio.get_running_loop().time(), created_at=utc_now_iso())
         task = await _post_with_grace(ledger, adapter, route.model, values,
-                                      webhook_url=channel.url if channel else None, sync=mode == SYNC)
-        ledger.submitted(task)
-        run.report(task, journal=False)
-        observer.notify("note", f"submitted {task.id} ({route.provider} {route.api} {route.model})")
+                                      webhook_url=channel.url if channel else None, sync=mode == SYNC,
+                                      answered=run.submitted)
         plan = dataclasses.replace(request.plan, mode=WEBHOOK if channel else POLL)
         outcome = await run.wait(adapter, plan, channel, via_if_done=SYNC if mode == SYNC else None)
     return await run.finish(outcome, request.output_dir)
@@ -356,10 +374,9 @@ async def submit_only(conn: Connections, spec: TaskSpec, webhook_url: str | None
     ledger.before_submit(route, conn.base_url(route.provider), values)
     observer.notify("phase", "submitting")
     run = _Run(conn, observer, ledger, values, asyncio.get_running_loop().time())
-    task = await _post_with_grace(ledger, adapter, route.model, values, webhook_url=webhook_url, sync=False)
-    ledger.submitted(task)
-    record = run.report(task, journal=False)
-    ledger.check(record)
+    task = await _post_with_grace(ledger, adapter, route.model, values, webhook_url=webhook_url, sync=False,
+                                  answered=run.submitted)
+    ledger.check(run.report(task, journal=False))
     return task
 
 

@@ -83,6 +83,7 @@ class _Waiter:
         self.interval = first_poll_delay(task, plan)
         self.polling = inbox is None
         self.next_poll = self.start + (self.interval if self.polling else plan.fallback_for(task))
+        self.on_poll: Callable[[Task], None] = lambda task: None  # told each unfinished snapshot polled
 
     def outcome(self, task: Task, via: str) -> Outcome:
         return Outcome(task=task, via=via, elapsed=self.loop.time() - self.start)
@@ -180,6 +181,7 @@ class _Waiter:
                 return task
             if task is not None:
                 self.task = dataclasses.replace(task, estimated_duration=self.task.estimated_duration)
+                self.on_poll(self.task)
         self.next_poll = self.loop.time() + delay
         self.interval = min(self.interval * C.POLL_BACKOFF_FACTOR, max(self.plan.poll_max, C.POLL_MIN))
         return None
@@ -188,7 +190,7 @@ class _Waiter:
         cancelled = False
         if self.plan.on_timeout == "cancel":
             cancelled = await cancel_quietly(self.adapter, self.task.id, self.notify)
-        return WaitTimeoutError(self.task.id, cancelled=cancelled)
+        return WaitTimeoutError(self.task.id, cancelled=cancelled, task=self.task)
 
 
 async def cancel_quietly(adapter: Adapter, task_id: str, notify: Notify = _ignore) -> bool:
@@ -216,6 +218,7 @@ async def wait_for(
     inbox: CallbackSource | None = None,
     notify: Notify = _ignore,
     via_if_done: str | None = None,
+    on_poll: Callable[[Task], None] = lambda task: None,
 ) -> Outcome:
     """Wait until ``task`` is terminal; return it with the path that delivered it.
 
@@ -230,6 +233,7 @@ async def wait_for(
     if task.status.terminal:
         return Outcome(task=task, via=via_if_done, elapsed=0.0)
     waiter = _Waiter(adapter, task, plan, inbox if plan.mode == WEBHOOK else None, notify)
+    waiter.on_poll = on_poll
     try:
         return await waiter.run()
     except asyncio.CancelledError:

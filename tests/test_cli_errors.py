@@ -121,12 +121,14 @@ def test_rejected_requests_exit_5(sandbox: ThreadedSandbox, args: list[str], inj
 
 
 def test_errors_about_a_task_point_at_the_task(sandbox: ThreadedSandbox) -> None:
-    """get of an unknown id (404) and cancel of a finished job (409): exit 5, hints about the task, not a model."""
+    """get of an unknown id (404) and a cancel refused with 409 (the job ended between g3w's look and its
+    DELETE): exit 5, hints about the task, not a model."""
     env = sandbox_env(sandbox)
     missing = g3w("get", "pred_doesnotexist", env=env)
     assert_clean_error(missing, 5)
     assert "Hint: check the task id pred_doesnotexist" in missing.stderr
-    job = g3w("submit", "abstrakt:flux-schnell", "-p", "x", "-i", "sandbox_duration=0", env=env).stdout.strip()
+    job = g3w("submit", "abstrakt:flux-schnell", "-p", "x", "-i", "sandbox_duration=30", env=env).stdout.strip()
+    sandbox.sandbox.inject(status=409, method="DELETE", path_prefix="/v1/jobs")
     finished = g3w("cancel", job, env=env)
     assert_clean_error(finished, 5)
     assert "HTTP 409" in finished.stderr and f"g3w get {job}" in finished.stderr
