@@ -1,18 +1,25 @@
-"""Output downloads that always end: stalls, compressed bodies and bombs. Output hosts are
-stand-in servers of these tests on 127.0.0.1."""
+"""Output downloads that always end: stalls, compressed bodies and bombs, and ``.part`` files left
+by killed processes. Output hosts are stand-in servers of these tests on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 import zlib
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from aiohttp import web
 
+from conftest import g3w
 from get3w_cli.constants import (
     DOWNLOAD_CHUNK_BYTES,
     DOWNLOAD_EXPANSION_FLOOR,
@@ -292,3 +299,149 @@ def test_the_default_bounds_hold_a_bomb_and_pass_real_outputs() -> None:
     assert expansion_error(20 * mib, 20 * mib - 1000) is None
     assert expansion_error(5 * mib, mib // 2) is None
     assert expansion_error(DOWNLOAD_MAX_DECODED_BYTES + 1, DOWNLOAD_MAX_DECODED_BYTES) is not None
+
+
+# --- .part files -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def live_process() -> Iterator[int]:
+    """The pid of a process of ours that stays alive (it waits for its stdin) during the test."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        yield proc.pid
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(10)
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(10)
+    return proc.pid
+
+
+def test_part_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path: Path, live_process: int) -> None:
+    """Downloading into a folder removes the `.part` files there whose writer is dead, and leaves
+    those of live processes (ours included) and files that are not ours."""
+    dead = dead_pid()
+    out = tmp_path / "out"
+    out.mkdir()
+    leftovers = {
+        f".pred_old_0.{dead}.0123abcd.part": False,
+        f".pred.with.dots_1.{dead}.89abcdef.part": False,
+        f".pred_busy_0.{live_process}.0123abcd.part": True,
+        f".pred_mine_0.{os.getpid()}.0123abcd.part": True,
+        ".notes.part": True,
+        f"pred_old_0.{dead}.0123abcd.part": True,  # not hidden: not a name g3w writes
+    }
+    for name in leftovers:
+        (out / name).write_bytes(b"partial")
+
+    async def main() -> list[str]:
+        async def handler(request: web.Request, n: int) -> web.StreamResponse:
+            return web.Response(body=PAYLOAD, content_type="image/png")
+
+        async with cdn(handler) as host, HttpSession() as http:
+            return await download_outputs(http, completed("pred_new", host.url + "/0.png"), out)
+
+    files = asyncio.run(main())
+    assert files == [str(out / "pred_new_0.png")] and (out / "pred_new_0.png").read_bytes() == PAYLOAD
+    assert names(out) == sorted(["pred_new_0.png", *(name for name, kept in leftovers.items() if kept)])
+
+
+class ThreadedHosts:
+    """A stand-in Get3W v3 provider and output host, serving from a loop in a thread while a
+    g3w subprocess runs. The first download stalls mid-body after STALL_AFTER bytes; later
+    ones are served whole."""
+
+    STALL_AFTER = 100_000
+    TASK = "pred_killed"
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.stalled = threading.Event()
+        self.downloads = 0
+        self._release: asyncio.Event | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.url = ""
+
+    def __enter__(self) -> ThreadedHosts:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    async def _start(self) -> None:
+        self._release = asyncio.Event()
+        app = web.Application()
+        app.router.add_get("/api/v3/predictions/{id}", self._prediction)
+        app.router.add_get("/cdn/{name}", self._output)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def _stop(self) -> None:
+        assert self._release is not None and self._runner is not None
+        self._release.set()
+        await self._runner.cleanup()
+
+    async def _prediction(self, request: web.Request) -> web.Response:
+        data = {"id": request.match_info["id"], "status": "completed", "outputs": [self.url + "/cdn/out.png"]}
+        return web.json_response({"code": 200, "message": "success", "data": data})
+
+    async def _output(self, request: web.Request) -> web.StreamResponse:
+        self.downloads += 1
+        response = web.StreamResponse(headers={"Content-Type": "image/png", "Content-Length": str(len(PAYLOAD))})
+        await response.prepare(request)
+        if self.downloads > 1:
+            await response.write(PAYLOAD)
+            return response
+        await response.write(PAYLOAD[: self.STALL_AFTER])
+        self.stalled.set()
+        assert self._release is not None
+        await self._release.wait()  # stalled mid-body until the test ends
+        return response
+
+
+def wait_until(check: Callable[[], Any], timeout: float) -> Any:
+    """Poll ``check`` (a file on disk, here) until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+    return found
+
+
+def test_a_killed_download_leaves_a_part_that_the_next_run_removes(tmp_path: Path) -> None:
+    """kill -9 in the middle of `g3w wait ID -o DIR` leaves a `.part` named with the dead pid; the
+    next `g3w wait ID -o DIR` fetches the file and removes it."""
+    out = tmp_path / "out"
+    with ThreadedHosts() as hosts:
+        env = {**os.environ, "GET3W_BASE_URL": hosts.url, "GET3W_API_KEY": "sk_test_key"}
+        args = [sys.executable, "-m", "get3w_cli", "wait", hosts.TASK, "--api", "v3", "-o", str(out)]
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert hosts.stalled.wait(30), "the first download never started"
+            part = wait_until(lambda: [p for p in out.glob(".*.part") if p.stat().st_size > 0], 30)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        assert [p.name for p in part] == [p.name for p in out.iterdir()]
+        assert part[0].name.startswith(f".{hosts.TASK}_0.{proc.pid}.")
+
+        result = g3w("wait", hosts.TASK, "--api", "v3", "-o", str(out), env=env)
+    assert result.code == 0, result.stderr
+    assert result.stdout.splitlines() == [str(out / f"{hosts.TASK}_0.png")]
+    assert names(out) == [f"{hosts.TASK}_0.png"] and (out / f"{hosts.TASK}_0.png").read_bytes() == PAYLOAD
