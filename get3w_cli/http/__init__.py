@@ -93,7 +93,8 @@ class HttpSession:
         self._transport = transport
         self._budget = retry_budget
         self._max_attempts = max_attempts
-        self._deadlines = (request_deadline, sync_deadline)
+        self._request_deadline = request_deadline
+        self._sync_deadline = sync_deadline
         self._stall_window = stall_window
         self._client: httpx.AsyncClient | None = None
 
@@ -185,7 +186,7 @@ class HttpSession:
 
     def _deadline(self, *, sync: bool, sending: int) -> float:
         """The overall deadline of one API request that sends ``sending`` bytes of files."""
-        return self._deadlines[sync] + sending / HTTP_UPLOAD_MIN_BYTES_PER_S
+        return (self._sync_deadline if sync else self._request_deadline) + sending / HTTP_UPLOAD_MIN_BYTES_PER_S
 
     async def _request_once(
         self, method: str, url: str, errors: ErrorParser, headers: dict[str, str], options: dict[str, Any],
