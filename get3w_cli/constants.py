@@ -20,8 +20,31 @@ HTTP_SYNC_READ_TIMEOUT = 75.0
 HTTP_POOL_LIMIT = 100
 # Parsed request URLs kept for reuse (a batch's submit URLs, one per model).
 HTTP_PARSED_URLS = 256
+# Every API request ends by this deadline, answer read whole, whatever its pace: each read's
+# timeout alone lets an answer trickling a byte at a time hold a command forever. An API answer is
+# a few KiB of JSON, so this cuts only a trickle; it is above the connect and pool-wait timeouts
+# (5 s + 30 s), so a request that never left fails on those first (a POST may then be resent).
+HTTP_REQUEST_DEADLINE = 60.0
+# The sync-mode submit may be held HTTP_SYNC_READ_TIMEOUT before its first byte; then the same
+# margin as above for the rest of its answer.
+HTTP_SYNC_REQUEST_DEADLINE = HTTP_SYNC_READ_TIMEOUT + 30.0
+# An upload's deadline grows by its size at this pace (512 kbit/s, a slow uplink), so a 100 MB
+# video may take an hour to send but a stalled upload still ends.
+HTTP_UPLOAD_MIN_BYTES_PER_S = 64 * 1024
 DOWNLOAD_READ_TIMEOUT = 60.0
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
+# A download (its answer's headers included) is stalled, and cut, when fewer than MIN_BYTES
+# arrive within a WINDOW: below ~1 KiB/s a 2 MiB image would take over half an hour. A stall is
+# retried like a dropped connection, within the retry budget.
+DOWNLOAD_STALL_WINDOW = 30.0
+DOWNLOAD_STALL_MIN_BYTES = 32 * 1024
+# We ask output hosts for `Accept-Encoding: identity`; one that compresses anyway may not make
+# an output expand beyond EXPANSION times the bytes received (images and video do not
+# compress, text ~10x, a run of zeros ~1000x: a "zip bomb"), once past the FLOOR that any
+# output may decode to, nor beyond MAX_DECODED_BYTES in any case.
+DOWNLOAD_MAX_EXPANSION = 50
+DOWNLOAD_EXPANSION_FLOOR = 16 * 1024 * 1024
+DOWNLOAD_MAX_DECODED_BYTES = 2 * 1024 * 1024 * 1024
 # Above this size a download shows a progress bar on a terminal.
 DOWNLOAD_PROGRESS_MIN_BYTES = 1024 * 1024
 

@@ -1,9 +1,15 @@
-"""Atomic downloads of a task's outputs as ``<DIR>/<id>_<index>.<ext>``."""
+"""Atomic downloads of a task's outputs as ``<DIR>/<id>_<index>.<ext>``.
+
+Each file is written as ``.<id>_<index>.<pid>.<random>.part`` and renamed into place. The pid
+names the writer: a process killed mid-download (SIGKILL runs no cleanup) leaves its ``.part``
+behind, and the next download into that folder removes those whose writer is dead.
+"""
 
 from __future__ import annotations
 
 import mimetypes
 import os
+import re
 import secrets
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable
@@ -16,6 +22,11 @@ if TYPE_CHECKING:
     from get3w_cli.records import Task
 
 ProgressFactory = Callable[[str], Callable[[int, "int | None"], None]]
+# ``.<stem>.<pid>.<8 hex>.part``; the stem may itself hold dots.
+_PART = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.part$")
+# Folders already swept by this process: a batch downloads thousands of tasks into one folder,
+# and listing it for each would cost time growing with the square of their number.
+_swept: set[str] = set()
 _KNOWN_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "video/mp4": ".mp4",
                 "image/gif": ".gif", "audio/mpeg": ".mp3", "audio/wav": ".wav", "video/webm": ".webm"}
 
@@ -33,13 +44,51 @@ def _safe_id(task_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in task_id)
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists; True when that cannot be told, so its file is kept."""
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: alive, and someone else's
+    return True
+
+
+def sweep_dead_parts(folder: Path) -> list[Path]:
+    """Remove the ``.part`` files in ``folder`` whose writing process is dead; the paths removed.
+
+    Best effort: a file that cannot be listed or removed stays (it costs disk, not results).
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _PART.match(entry.name)
+        if match is None or _alive(int(match["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
 async def download_outputs(
     session: HttpSession, task: Task, dest: Path, *, progress: ProgressFactory | None = None
 ) -> list[str]:
     """Download every output of ``task`` into ``dest``; return the file paths in output order.
 
     Each file is written under a temporary name and renamed into place, so a reader never
-    sees a partial file.
+    sees a partial file. Temporary files left in ``dest`` by dead processes are removed first
+    (once per folder per process).
 
     Raises:
         DownloadError: the folder cannot be created or any output fails (carries the URLs).
@@ -48,10 +97,13 @@ async def download_outputs(
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create {dest}: {exc}", urls=task.outputs) from exc
+    if (key := os.path.abspath(dest)) not in _swept:
+        _swept.add(key)
+        sweep_dead_parts(dest)
     files: list[str] = []
     for index, url in enumerate(task.outputs):
         stem = f"{_safe_id(task.id)}_{index}"
-        tmp = dest / f".{stem}.{secrets.token_hex(4)}.part"
+        tmp = dest / f".{stem}.{os.getpid()}.{secrets.token_hex(4)}.part"
         try:
             content_type = await session.download(url, tmp, on_progress=progress(stem) if progress else None)
             final = dest / (stem + extension_for(url, content_type))

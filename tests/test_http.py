@@ -6,17 +6,22 @@ import asyncio
 import email.utils
 import json
 import socket
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp import web
 
 from get3w_cli import __version__
-from get3w_cli.constants import RETRY_AFTER_MAX, RETRY_BACKOFF_CAP, RETRY_MAX_ATTEMPTS
+from get3w_cli.constants import (
+    HTTP_UPLOAD_MIN_BYTES_PER_S,
+    RETRY_AFTER_MAX,
+    RETRY_BACKOFF_CAP,
+    RETRY_MAX_ATTEMPTS,
+)
 from get3w_cli.errors import (
     AuthError,
     ConfigError,
@@ -139,10 +144,71 @@ def json_reply(obj: object, status: int = 200, headers: dict[str, str] | None = 
     return web.Response(status=status, text=json.dumps(obj), content_type="application/json", headers=headers)
 
 
-def free_port() -> int:
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port bound but not listening while the test runs: every connection to it is refused."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
+
+
+# A trickling answer: never complete, yet never silent long enough for a read timeout.
+TRICKLE_EVERY = 0.05
+# Longer than any deadline the trickle tests set: reaching it means the request hung.
+HANG_GUARD = 15.0
+SLOW_JSON = b'{"id": "t1"}'
+
+
+@asynccontextmanager
+async def trickle_server() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A server that reads a request, then answers one byte every TRICKLE_EVERY seconds, by path:
+    ``/headers`` in an endless header line, ``/body`` in an endless body, ``/json`` SLOW_JSON."""
+    received: list[bytes] = []
+    handlers: list[asyncio.Task[None]] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def answer(path: bytes, writer: asyncio.StreamWriter) -> None:
+        if path.startswith(b"/headers"):
+            head, trickle = b"HTTP/1.1 200 OK\r\nX-Slow: ", iter(lambda: b"a", None)
+        elif path.startswith(b"/body"):
+            head, trickle = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n", iter(lambda: b" ", None)
+        else:
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(SLOW_JSON)
+            trickle = iter([SLOW_JSON[i:i + 1] for i in range(len(SLOW_JSON))])
+        writer.write(head)
+        for byte in trickle:
+            await writer.drain()
+            await asyncio.sleep(TRICKLE_EVERY)  # the server's pace, not the test's synchronisation
+            writer.write(byte)
+        await writer.drain()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        writers.append(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                received.append(head + await reader.readexactly(length))
+                await answer(head.split(b" ")[1], writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client gave up on us: what the tests want
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", received
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()  # a handler still answering ends on its next write
+        await asyncio.gather(*handlers)
+        await server.wait_closed()
 
 
 # --- the pure policy -----------------------------------------------------------------------
@@ -443,12 +509,84 @@ def test_connection_refused_post_is_retried_then_network_error(backend: str) -> 
 
     async def main() -> None:
         sleep = FakeSleep()
-        async with HttpSession(backend=backend, sleep=sleep, max_attempts=3) as http:
-            api = http.api(f"http://127.0.0.1:{free_port()}", KEY, errors=parse_errors)
-            with pytest.raises(NetworkError) as info:
-                await api.post("/v1/x/y/z", json={})
+        with refusing_port() as port:
+            async with HttpSession(backend=backend, sleep=sleep, max_attempts=3) as http:
+                api = http.api(f"http://127.0.0.1:{port}", KEY, errors=parse_errors)
+                with pytest.raises(NetworkError) as info:
+                    await api.post("/v1/x/y/z", json={})
         assert type(info.value) is NetworkError and info.value.exit_code == 6
         assert len(sleep.delays) == 2
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("where", ["headers", "body"])
+def test_a_trickled_answer_to_a_post_is_cut_at_the_deadline_and_not_resent(backend: str, where: str) -> None:
+    """An answer trickling a byte at a time (never silent for a read timeout) ends at the request's
+    deadline; the POST was sent, so it is SubmitUnknownError (exit 6) and never sent again."""
+
+    async def main() -> None:
+        sleep = FakeSleep()
+        async with trickle_server() as (url, received), \
+                HttpSession(backend=backend, sleep=sleep, request_deadline=0.5) as http:
+            api = http.api(url, KEY, errors=parse_errors)
+            with pytest.raises(SubmitUnknownError) as info:
+                await asyncio.wait_for(api.post(f"/{where}", json={"p": "cat"}), HANG_GUARD)
+        assert len(received) == 1 and sleep.delays == [] and info.value.exit_code == 6
+        assert "within 0.5s" in str(info.value) and KEY not in str(info.value)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("where", ["headers", "body"])
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_a_trickled_answer_to_a_get_or_delete_is_a_network_error_retried(backend: str, where: str, method: str) -> None:
+    """A GET or DELETE cut at its deadline is a NetworkError, retried by the usual policy."""
+
+    async def main() -> None:
+        sleep = FakeSleep()
+        async with trickle_server() as (url, received), \
+                HttpSession(backend=backend, sleep=sleep, request_deadline=0.3, max_attempts=2) as http:
+            api = http.api(url, KEY, errors=parse_errors)
+            call = api.get(f"/{where}") if method == "GET" else api.delete(f"/{where}")
+            with pytest.raises(NetworkError) as info:
+                await asyncio.wait_for(call, HANG_GUARD)
+        assert type(info.value) is NetworkError and "within 0.3s" in str(info.value)
+        assert [r.split(b" ")[0].decode() for r in received] == [method, method] and len(sleep.delays) == 1
+
+    asyncio.run(main())
+
+
+def test_the_sync_submit_gets_the_longer_deadline_but_still_one(backend: str) -> None:
+    """A POST with its own read timeout (the sync-mode submit) may take longer than the normal
+    deadline, up to the sync deadline; a trickle still ends there."""
+
+    async def main() -> None:
+        async with trickle_server() as (url, received), \
+                HttpSession(backend=backend, sleep=FakeSleep(), request_deadline=0.3, sync_deadline=1.5) as http:
+            api = http.api(url, KEY, errors=parse_errors)
+            with pytest.raises(SubmitUnknownError):  # ~0.6 s of trickle: over the normal deadline
+                await api.post("/json", json={})
+            reply = await api.post("/json", json={}, read_timeout=5.0)
+            assert reply.body == {"id": "t1"}
+            with pytest.raises(SubmitUnknownError) as info:
+                await asyncio.wait_for(api.post("/body", json={}, read_timeout=5.0), HANG_GUARD)
+        assert "within 1.5s" in str(info.value) and len(received) == 3
+
+    asyncio.run(main())
+
+
+def test_an_upload_gets_time_for_its_size(backend: str) -> None:
+    """An upload's deadline grows with what it sends (HTTP_UPLOAD_MIN_BYTES_PER_S), so a large
+    file on a slow link is not cut where a small request would be."""
+    content = bytes(4 * HTTP_UPLOAD_MIN_BYTES_PER_S)  # four more seconds
+
+    async def main() -> None:
+        async with trickle_server() as (url, received), \
+                HttpSession(backend=backend, sleep=FakeSleep(), request_deadline=0.3) as http:
+            api = http.api(url, KEY, errors=parse_errors)
+            reply = await api.post("/json", files={"file": ("a.png", content, "image/png")})
+        assert reply.body == {"id": "t1"} and len(received) == 1 and content in received[0]
 
     asyncio.run(main())
 

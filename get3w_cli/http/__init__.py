@@ -2,8 +2,13 @@
 
 The only package that imports httpx (``aio`` holds its aiohttp-backed transport). Provider
 adapters talk to their API through ``ApiClient`` (which adds the Bearer key to its own base URL,
-and nowhere else); output files are fetched with ``HttpSession.download``, which never sends a
-key. Every httpx exception is translated into the ``get3w_cli.errors`` tree here.
+and nowhere else); output files are fetched with ``HttpSession.download`` (``download``: one
+attempt), which never sends a key. Every httpx exception is translated into the
+``get3w_cli.errors`` tree in this package (``failures`` words them).
+
+Every request ends: an API request within its overall deadline (its answer read whole), a
+download when it stops making progress. Each read's timeout alone cannot end an answer that
+trickles in a byte at a time.
 
 Retries: ``retry_delay`` is the whole policy (pure); ``HttpSession._retry`` is the one loop. A POST
 is retried only when the provider cannot have created anything (429, 503, a connection that never
@@ -16,6 +21,7 @@ import asyncio
 import functools
 import json as jsonlib
 import ssl
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +32,14 @@ import httpx
 
 from get3w_cli import __version__
 from get3w_cli.constants import (
-    DOWNLOAD_CHUNK_BYTES, DOWNLOAD_READ_TIMEOUT, ERROR_MESSAGE_MAX_CHARS, HTTP_CONNECT_TIMEOUT,
-    HTTP_PARSED_URLS, HTTP_POOL_LIMIT, HTTP_READ_TIMEOUT, RETRY_BUDGET, RETRY_MAX_ATTEMPTS,
+    DOWNLOAD_STALL_WINDOW, HTTP_CONNECT_TIMEOUT, HTTP_PARSED_URLS, HTTP_POOL_LIMIT, HTTP_READ_TIMEOUT,
+    HTTP_REQUEST_DEADLINE, HTTP_SYNC_REQUEST_DEADLINE, HTTP_UPLOAD_MIN_BYTES_PER_S, RETRY_BUDGET, RETRY_MAX_ATTEMPTS,
 )
-from get3w_cli.errors import (
-    ApiError, ConfigError, DownloadError, NetworkError, SubmitUnknownError, TransientError, error_for_status,
-)
-from get3w_cli.retry import CONNECT, IDEMPOTENT_METHODS, LOST, parse_retry_after, retry_delay
+from get3w_cli.errors import ConfigError, DownloadError, error_for_status
+from get3w_cli.http.download import download_once
+from get3w_cli.http.failures import Failure as _Failure
+from get3w_cli.http.failures import deadline_failure, host, network_failure, one_line
+from get3w_cli.retry import CONNECT, LOST, parse_retry_after, retry_delay
 
 __all__ = ["AIOHTTP", "BACKENDS", "CONNECT", "HTTPCORE", "LOST", "ApiClient", "ErrorParser", "HttpSession",
            "Reply", "error_for_status", "parse_retry_after", "retry_delay"]
@@ -46,7 +53,6 @@ USER_AGENT = f"g3w/{__version__}"
 HTTPCORE, AIOHTTP = "httpcore", "aiohttp"
 BACKENDS = (HTTPCORE, AIOHTTP)
 _T = TypeVar("_T")
-_OUR_FAULT = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError, httpx.TooManyRedirects)
 
 
 @dataclass(frozen=True)
@@ -58,19 +64,13 @@ class Reply:
     headers: Mapping[str, str]
 
 
-@dataclass
-class _Failure:
-    """One failed attempt: what to raise if we stop, and what the retry policy needs to know."""
-
-    error: Exception
-    status: int | None = None
-    failure: str | None = None
-    retry_after: float | None = None
-    cause: BaseException | None = None
-
-
 class HttpSession:
-    """One httpx.AsyncClient per command; use as ``async with HttpSession() as http``."""
+    """One httpx.AsyncClient per command; use as ``async with HttpSession() as http``.
+
+    ``request_deadline`` ends every API request, ``sync_deadline`` a request given its own longer
+    read timeout (the sync-mode submit); ``stall_window`` is how long a download may go without
+    receiving DOWNLOAD_STALL_MIN_BYTES.
+    """
 
     def __init__(
         self,
@@ -81,6 +81,9 @@ class HttpSession:
         max_attempts: int = RETRY_MAX_ATTEMPTS,
         max_connections: int = HTTP_POOL_LIMIT,
         backend: str = HTTPCORE,
+        request_deadline: float = HTTP_REQUEST_DEADLINE,
+        sync_deadline: float = HTTP_SYNC_REQUEST_DEADLINE,
+        stall_window: float = DOWNLOAD_STALL_WINDOW,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown HTTP backend {backend!r}")
@@ -90,6 +93,9 @@ class HttpSession:
         self._transport = transport
         self._budget = retry_budget
         self._max_attempts = max_attempts
+        self._request_deadline = request_deadline
+        self._sync_deadline = sync_deadline
+        self._stall_window = stall_window
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> HttpSession:
@@ -142,12 +148,16 @@ class HttpSession:
     ) -> str:
         """Stream ``url`` into ``dest`` (no key, redirects followed); return its Content-Type.
 
-        Raises DownloadError; a partly written ``dest`` is removed first.
+        Raises DownloadError; a partly written ``dest`` is removed first. An attempt that stalls
+        is retried like a dropped connection.
         """
         if urlsplit(url).scheme not in ("http", "https"):
             raise DownloadError(f"cannot download {url!r}: not an http(s) URL", urls=(url,))
+        window = self._stall_window
         try:
-            return await self._retry("GET", lambda: self._download_once(url, dest, on_progress))
+            return await self._retry(
+                "GET", lambda: download_once(self._http, url, dest, on_progress=on_progress, stall_window=window)
+            )
         except BaseException:
             dest.unlink(missing_ok=True)
             raise
@@ -174,13 +184,20 @@ class HttpSession:
             await self._sleep(delay)
             slept += delay
 
+    def _deadline(self, *, sync: bool, sending: int) -> float:
+        """The overall deadline of one API request that sends ``sending`` bytes of files."""
+        return (self._sync_deadline if sync else self._request_deadline) + sending / HTTP_UPLOAD_MIN_BYTES_PER_S
+
     async def _request_once(
-        self, method: str, url: str, errors: ErrorParser, headers: dict[str, str], options: dict[str, Any]
+        self, method: str, url: str, errors: ErrorParser, headers: dict[str, str], options: dict[str, Any],
+        deadline: float,
     ) -> Reply | _Failure:
         try:
-            response = await self._http.request(method, _parsed_url(url), headers=headers, **options)
+            response = await _within(deadline, self._http.request(method, _parsed_url(url), headers=headers, **options))
+        except asyncio.TimeoutError as exc:
+            return deadline_failure(method, url, deadline, exc)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            return _network_failure(method, url, exc)
+            return network_failure(method, url, exc)
         body = _json_or_none(response.content)
         if 200 <= response.status_code < 300:
             return Reply(response.status_code, body, {k.lower(): v for k, v in response.headers.items()})
@@ -189,42 +206,14 @@ class HttpSession:
             retry_after: float | None = body_retry
         else:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
-        if not _one_line(message) and body is None:
-            message = _one_line(response.text)  # a short plain-text answer; HTML pages give ""
-        message = _one_line(message) or response.reason_phrase or "error"
+        if not one_line(message) and body is None:
+            message = one_line(response.text)  # a short plain-text answer; HTML pages give ""
+        message = one_line(message) or response.reason_phrase or "error"
         error = error_for_status(
-            response.status_code, f"HTTP {response.status_code} from {_host(url)}: {message}",
+            response.status_code, f"HTTP {response.status_code} from {host(url)}: {message}",
             code=code, retry_after=retry_after, details=body,
         )
         return _Failure(error, status=response.status_code, retry_after=retry_after)
-
-    async def _download_once(
-        self, url: str, dest: Path, on_progress: Callable[[int, int | None], None] | None
-    ) -> str | _Failure:
-        timeout = httpx.Timeout(DOWNLOAD_READ_TIMEOUT, connect=HTTP_CONNECT_TIMEOUT)
-        try:
-            async with self._http.stream("GET", url, follow_redirects=True, timeout=timeout) as response:
-                if not 200 <= response.status_code < 300:
-                    status = response.status_code
-                    error = DownloadError(
-                        f"download of {_short(url)} failed: HTTP {status} {response.reason_phrase}", urls=(url,)
-                    )
-                    advice = parse_retry_after(response.headers.get("retry-after"))
-                    return _Failure(error, status=status, retry_after=advice)
-                total = _content_length(response.headers.get("content-length"))
-                done = 0
-                with dest.open("wb") as out:
-                    async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK_BYTES):
-                        out.write(chunk)
-                        done += len(chunk)
-                        if on_progress is not None:
-                            on_progress(done, total)
-                return response.headers.get("content-type", "")
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            error = DownloadError(f"download of {_short(url)} failed: {_describe(exc)}", urls=(url,))
-            return _Failure(error, failure=_failure_kind(exc), cause=exc)
-        except OSError as exc:
-            raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}", urls=(url,)) from exc
 
 
 @dataclass(eq=False)
@@ -238,10 +227,10 @@ class ApiClient:
     _max_attempts: int | None = field(default=None, repr=False)
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Reply:
-        return await self._send("GET", path, _query(params))
+        return await self._send("GET", path, _query(params), self._session._deadline(sync=False, sending=0))
 
     async def delete(self, path: str) -> Reply:
-        return await self._send("DELETE", path, {})
+        return await self._send("DELETE", path, {}, self._session._deadline(sync=False, sending=0))
 
     async def post(
         self,
@@ -252,6 +241,8 @@ class ApiClient:
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         read_timeout: float | None = None,
     ) -> Reply:
+        """POST; ``read_timeout`` is for a request the provider may hold (the sync-mode submit),
+        which also gets the session's longer deadline. Uploaded files lengthen the deadline."""
         options = _query(params)
         if files is not None:
             options["files"] = dict(files)
@@ -259,9 +250,11 @@ class ApiClient:
             options["json"] = json
         if read_timeout is not None:
             options["timeout"] = httpx.Timeout(read_timeout, connect=HTTP_CONNECT_TIMEOUT)
-        return await self._send("POST", path, options)
+        sending = sum(len(content) for _, content, _ in files.values()) if files else 0
+        return await self._send("POST", path, options,
+                                self._session._deadline(sync=read_timeout is not None, sending=sending))
 
-    async def _send(self, method: str, path: str, options: dict[str, Any]) -> Reply:
+    async def _send(self, method: str, path: str, options: dict[str, Any], deadline: float) -> Reply:
         # Paths are appended raw: Abstrakt model ids keep their slashes; adapters quote the rest.
         url = self.base_url + (path if path.startswith("/") else "/" + path)
         headers = {"Accept": "application/json"}
@@ -269,9 +262,17 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {self._api_key}"
         session = self._session
         return await session._retry(
-            method, lambda: session._request_once(method, url, self._errors, headers, options),
+            method, lambda: session._request_once(method, url, self._errors, headers, options, deadline),
             max_attempts=self._max_attempts,
         )
+
+
+async def _within(seconds: float, work: Awaitable[_T]) -> _T:
+    """``work``'s result, or asyncio.TimeoutError once ``seconds`` have passed (``work`` cancelled)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):  # no task of its own: a batch makes thousands of requests
+            return await work
+    return await asyncio.wait_for(work, seconds)
 
 
 @functools.lru_cache(maxsize=HTTP_PARSED_URLS)
@@ -291,71 +292,10 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _network_failure(method: str, url: str, exc: Exception) -> _Failure:
-    kind = _failure_kind(exc)
-    where = f"{method} {_short(url)}"
-    if method == "POST" and kind == LOST:
-        error: Exception = SubmitUnknownError(
-            f"no answer to {where} ({_describe(exc)}); the request may have been received"
-        )
-    else:
-        error = NetworkError(f"{where} failed: {_describe(exc)}")
-    return _Failure(error, failure=kind, cause=exc)
-
-
-def _failure_kind(exc: Exception) -> str | None:
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return CONNECT
-    if isinstance(exc, _OUR_FAULT):
-        return None  # our own request is at fault: retrying cannot help
-    return LOST
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "timed out connecting"
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out waiting for the answer"
-    if isinstance(exc, httpx.LocalProtocolError):
-        return "the request could not be sent"  # its text may quote header values
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "the server closed the connection"
-    return _one_line(str(exc)) or type(exc).__name__
-
-
 def _json_or_none(content: bytes) -> object:
     if not content.strip():
         return None
     try:
         return jsonlib.loads(content)
-    except ValueError:
-        return None
-
-
-def _one_line(text: object) -> str:
-    """A short single line, or "" for empty text and markup (HTML error pages)."""
-    if not isinstance(text, str):
-        return ""
-    line = " ".join(text.split())
-    if not line or line.startswith("<"):
-        return ""
-    if len(line) > ERROR_MESSAGE_MAX_CHARS:
-        return line[: ERROR_MESSAGE_MAX_CHARS - 1] + "…"
-    return line
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).netloc or url
-
-
-def _short(url: str) -> str:
-    """``url`` without query or fragment, which may carry signed tokens."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def _content_length(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
     except ValueError:
         return None
