@@ -16,6 +16,8 @@ import typer
 from get3w_cli.errors import ExitCode, G3wError
 
 if TYPE_CHECKING:
+    import logging
+
     from get3w_cli.cli.render import Ui
 
 
@@ -73,11 +75,15 @@ def report_interrupt(ui: Ui, tracker: Tracker) -> None:
 
 
 def configure_logging(debug: bool) -> None:
-    """Library logs (g3w.*, pyngrok, aiohttp) reach stderr as plain lines: warnings, or all with --debug."""
+    """Library logs (g3w.*, pyngrok, aiohttp) reach stderr as plain lines: warnings, or all with --debug.
+
+    Every line goes through ``redact``: --debug output is pasted into bug reports, and libraries
+    log what they send (httpx: a v1 submit's URL, carrying the callback URL and its token).
+    """
     import logging
 
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.setFormatter(redacting_formatter("%(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -86,12 +92,35 @@ def configure_logging(debug: bool) -> None:
         logging.getLogger("pyngrok").setLevel(logging.CRITICAL)
 
 
+def redacting_formatter(fmt: str) -> logging.Formatter:
+    """A log formatter whose whole output (message, arguments, traceback) has the secrets masked."""
+    import logging
+
+    from get3w_cli.redaction import redact
+
+    class Redacting(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return redact(super().format(record))
+
+    return Redacting(fmt)
+
+
+def report_error(ui: Ui, message: str, hint: str | None, *, with_traceback: bool) -> None:
+    """An error, and with --debug the traceback being handled, on stderr with the secrets masked."""
+    import traceback
+
+    from get3w_cli.redaction import redact
+
+    ui.error(redact(message), redact(hint) if hint else None)
+    if with_traceback:
+        ui.err.print(redact(traceback.format_exc()), markup=False)
+
+
 def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | None = None) -> NoReturn:
     """Run a command's coroutine once and exit with the contract's code."""
     # Imported here, not at the top: `g3w --help` must not pay for asyncio.
     import asyncio
     import gc
-    import traceback
 
     from get3w_cli.cli.render import StdoutClosed
 
@@ -102,9 +131,7 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
     try:
         code = asyncio.run(_guarded(factory))
     except G3wError as exc:
-        ui.error(exc.message, exc.hint)
-        if ui.debug:
-            ui.err.print(traceback.format_exc(), markup=False)
+        report_error(ui, exc.message, exc.hint, with_traceback=ui.debug)
         code = int(exc.exit_code)
     except (KeyboardInterrupt, asyncio.CancelledError):
         report_interrupt(ui, tracker)
@@ -112,8 +139,7 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
     except StdoutClosed:
         code = int(ExitCode.OK)  # `g3w ... | head -1`: the reader has what it wanted
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit 70
-        ui.error(f"internal error: {type(exc).__name__}: {exc}", "this is a bug in g3w; rerun with --debug and report it")
-        if ui.debug:
-            ui.err.print(traceback.format_exc(), markup=False)
+        report_error(ui, f"internal error: {type(exc).__name__}: {exc}",
+                     "this is a bug in g3w; rerun with --debug and report it", with_traceback=ui.debug)
         code = int(ExitCode.INTERNAL)
     raise typer.Exit(code)
