@@ -15,6 +15,7 @@ from typing import AsyncIterator, Callable, Mapping
 from urllib.parse import urlsplit
 
 from get3w_cli.errors import TunnelError, WebhookSetupError
+from get3w_cli.redaction import register
 from get3w_cli.webhooks.inbox import Inbox
 from get3w_cli.webhooks.listener import CallbackListener, check_reachable
 
@@ -71,6 +72,7 @@ async def open_channel(options: ChannelOptions, *, notify: Callable[[str, str], 
     async with AsyncExitStack() as stack:
         inbox = Inbox()
         listener = CallbackListener(inbox, host=options.listen_host, port=options.listen_port, secrets=options.secrets)
+        register(listener.token)  # anyone holding it can post callbacks: keep it out of every log
         await listener.start()
         stack.push_async_callback(listener.close)
         if options.public_url:

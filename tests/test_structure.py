@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "get3w_cli"
 # Imports point down: a unit may import only units of a strictly lower rank (or itself).
 # webhooks/, http and sandbox/ share a rank so that none of them can import another.
 RANKS = {
-    "__init__": 0, "errors": 0, "constants": 0,
+    "__init__": 0, "errors": 0, "constants": 0, "redaction": 0,
     "records": 1,
     "payloads": 2, "config": 2, "journal": 2, "retry": 2,
     "http": 3, "webhooks": 3, "sandbox": 3,

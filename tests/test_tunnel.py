@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -204,3 +207,49 @@ def test_unreachable_tunnel_fails_the_probe(agents):
                 assert listener.probes == set()
 
     asyncio.run(main())
+
+
+_HOLD_A_CONFIG = """
+import sys
+from get3w_cli.webhooks.ngrok_config import make_private_config
+
+make_private_config(sys.argv[1], sys.argv[2])  # what open_ngrok writes before starting the agent
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_runs_private_config_is_removed_by_the_next_tunnel(agents, tmp_path):
+    """SIGKILL leaves the private config (the authtoken) behind, in a folder named with the dead pid:
+    the next tunnel to open removes it, and leaves a live process's folder alone."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    # The killed process holds no agent: an orphaned agent would be left to this machine's init.
+    killed = subprocess.Popen([sys.executable, "-c", _HOLD_A_CONFIG, TOKEN, str(root)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert killed.stdout is not None and killed.stdout.readline() == "written\n"
+        (left,) = root.glob(f"g3w-ngrok-{killed.pid}-*")
+        assert TOKEN in (left / "ngrok.yml").read_text()
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        assert left.exists()  # what the fix is for: nobody else removes it
+        alive = root / f"g3w-ngrok-{live.pid}-abc123"
+        alive.mkdir()
+        (alive / "ngrok.yml").write_text("in use")
+        unrelated = root / "g3w-ngrok-notapid"
+        unrelated.mkdir()
+
+        async def main():
+            async with await open_ngrok(9, authtoken=TOKEN, ngrok_path=agents(), temp_dir=str(root)):
+                assert not left.exists()
+                assert (alive / "ngrok.yml").read_text() == "in use"
+                assert len(list(root.glob(f"g3w-ngrok-{os.getpid()}-*"))) == 1  # this run's own
+
+        asyncio.run(main())
+        assert sorted(p.name for p in root.iterdir()) == sorted([alive.name, unrelated.name])
+    finally:
+        for proc in (killed, live):
+            proc.kill()
+            proc.communicate(timeout=10)  # closes its pipes

@@ -16,6 +16,8 @@ import typer
 from get3w_cli.errors import ExitCode, G3wError
 
 if TYPE_CHECKING:
+    import logging
+
     from get3w_cli.cli.render import Ui
 
 
@@ -99,11 +101,15 @@ def report_interrupt(ui: Ui, tracker: Tracker) -> None:
 
 
 def configure_logging(debug: bool) -> None:
-    """Library logs (g3w.*, pyngrok, aiohttp) reach stderr as plain lines: warnings, or all with --debug."""
+    """Library logs (g3w.*, pyngrok, aiohttp) reach stderr as plain lines: warnings, or all with --debug.
+
+    Every line goes through ``redact``: --debug output is pasted into bug reports, and libraries
+    log what they send (httpx: a v1 submit's URL, carrying the callback URL and its token).
+    """
     import logging
 
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.setFormatter(redacting_formatter("%(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -112,6 +118,7 @@ def configure_logging(debug: bool) -> None:
         logging.getLogger("pyngrok").setLevel(logging.CRITICAL)
 
 
+<<<<<<< HEAD
 def _flush(ui: Ui, tracker: Tracker) -> None:
     """Print the records not printed yet; a reader that went away (``| head``) is not an error."""
     from get3w_cli.cli.render import StdoutClosed
@@ -121,6 +128,30 @@ def _flush(ui: Ui, tracker: Tracker) -> None:
         tracker.print_records(ui)
     except StdoutClosed:
         pass
+=======
+def redacting_formatter(fmt: str) -> logging.Formatter:
+    """A log formatter whose whole output (message, arguments, traceback) has the secrets masked."""
+    import logging
+
+    from get3w_cli.redaction import redact
+
+    class Redacting(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return redact(super().format(record))
+
+    return Redacting(fmt)
+
+
+def report_error(ui: Ui, message: str, hint: str | None, *, with_traceback: bool) -> None:
+    """An error, and with --debug the traceback being handled, on stderr with the secrets masked."""
+    import traceback
+
+    from get3w_cli.redaction import redact
+
+    ui.error(redact(message), redact(hint) if hint else None)
+    if with_traceback:
+        ui.err.print(redact(traceback.format_exc()), markup=False)
+>>>>>>> fix8-e
 
 
 def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | None = None) -> NoReturn:
@@ -128,7 +159,6 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
     # Imported here, not at the top: `g3w --help` must not pay for asyncio.
     import asyncio
     import gc
-    import traceback
 
     from get3w_cli.cli.render import StdoutClosed
 
@@ -141,9 +171,7 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
         _flush(ui, tracker)
     except G3wError as exc:
         _flush(ui, tracker)
-        ui.error(exc.message, exc.hint)
-        if ui.debug:
-            ui.err.print(traceback.format_exc(), markup=False)
+        report_error(ui, exc.message, exc.hint, with_traceback=ui.debug)
         code = int(exc.exit_code)
     except (KeyboardInterrupt, asyncio.CancelledError):
         _flush(ui, tracker)
@@ -153,8 +181,7 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
         code = int(ExitCode.OK)  # `g3w ... | head -1`: the reader has what it wanted
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit 70
         _flush(ui, tracker)
-        ui.error(f"internal error: {type(exc).__name__}: {exc}", "this is a bug in g3w; rerun with --debug and report it")
-        if ui.debug:
-            ui.err.print(traceback.format_exc(), markup=False)
+        report_error(ui, f"internal error: {type(exc).__name__}: {exc}",
+                     "this is a bug in g3w; rerun with --debug and report it", with_traceback=ui.debug)
         code = int(ExitCode.INTERNAL)
     raise typer.Exit(code)

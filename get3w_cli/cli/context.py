@@ -60,7 +60,19 @@ def settings_from(flags: Flags, provider: str | None = None) -> Settings:
             values[f"{name}.api_key"] = flags.api_key
             values[f"{name}.base_url"] = flags.base_url
             values[f"{name}.webhook_secret"] = flags.webhook_secret
-    return load_settings(values, env, read_config(default_config_path(env)))
+    settings = load_settings(values, env, read_config(default_config_path(env)))
+    register_secrets(settings)
+    return settings
+
+
+def register_secrets(settings: Settings) -> None:
+    """Every secret the settings hold is masked in whatever g3w prints from now on."""
+    from get3w_cli.redaction import register
+
+    for provider in (settings.get3w, settings.abstrakt):
+        register(provider.api_key)
+        register(provider.webhook_secret)
+    register(settings.ngrok_authtoken)
 
 
 def open_journal(flags: Flags) -> Journal:
@@ -127,6 +139,7 @@ async def open_services(
     import secrets
 
     from get3w_cli.http import HTTPCORE, HttpSession
+    from get3w_cli.redaction import register
 
     settings = settings_from(flags, provider)
     async with AsyncExitStack() as stack:
@@ -138,6 +151,7 @@ async def open_services(
             from get3w_cli.sandbox import Sandbox, SandboxOptions
 
             secret = secrets.token_hex(16)
+            register(secret)
             # Saved tasks let `g3w wait <id> --sandbox` find what an earlier submit made.
             state_file = default_state_dir(environ()) / "sandbox-state.json"
             options = SandboxOptions(webhook_secret=secret, state_file=state_file)

@@ -9,6 +9,7 @@ local listeners (aiohttp) and the public tunnel to them (ngrok via pyngrok).
     forwarder.py    --forward-to with backoff, --exec, --save and --replay
     http_common.py  small aiohttp helpers shared by the two servers
     tunnel.py       open_ngrok() -> Tunnel (the only module that imports pyngrok)
+    ngrok_config.py the agent's private config (the authtoken); removes those killed runs left
 
 Nothing here imports the providers or the HTTP client: callbacks are parsed with payloads.py.
 """

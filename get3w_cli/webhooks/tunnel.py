@@ -2,23 +2,20 @@
 
 The only module that imports pyngrok. pyngrok blocks, so its calls run in threads; its
 errors become ``TunnelError`` with a ``kind`` (no_authtoken, binary_missing, session_limit,
-auth_failed, start_timeout, other) and a hint. The agent gets a private config file (in a
-temp dir we own, mode 0600, holding the authtoken so that it is not on the command line),
-so the user's own ngrok.yml is never read or written. ngrok is never downloaded: a missing
-binary is reported, not fetched. One tunnel per ngrok binary at a time (pyngrok keeps one
-agent process per binary path).
+auth_failed, start_timeout, other) and a hint. The agent gets a private config file holding
+the authtoken (ngrok_config.py), so the user's own ngrok.yml is never read or written. ngrok
+is never downloaded: a missing binary is reported, not fetched. One tunnel per ngrok binary
+at a time (pyngrok keeps one agent process per binary path).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
 import re
 import shutil
-import tempfile
 import threading
 import uuid
 from contextlib import contextmanager, suppress
@@ -42,6 +39,7 @@ from get3w_cli.constants import (
     TUNNEL_STARTUP_MARGIN,
 )
 from get3w_cli.errors import TunnelError
+from get3w_cli.webhooks.ngrok_config import make_private_config, remove_stale_configs
 
 _FALLBACK = "or use --public-url URL, or --via poll"
 _TOKEN_PAGE = "https://dashboard.ngrok.com/get-started/your-authtoken"
@@ -98,11 +96,13 @@ async def open_ngrok(
     ngrok_path: str | None = None,
     config_path: str | None = None,
     timeout: float = TUNNEL_START_TIMEOUT,
+    temp_dir: str | None = None,
 ) -> Tunnel:
     """Start an ngrok agent forwarding a public URL to ``127.0.0.1:port``.
 
     ``config_path`` names an existing ngrok config to use as is (never written to); by
-    default a private one is made. Close the returned tunnel on every path.
+    default a private one is made in ``temp_dir`` (default: the system's), after removing
+    those that killed g3w processes left there. Close the returned tunnel on every path.
 
     Raises:
         TunnelError: with ``kind`` telling why (see the module docstring).
@@ -115,7 +115,8 @@ async def open_ngrok(
     tmpdir = None
     try:
         if config_path is None:
-            tmpdir, config_path = _private_config(authtoken)
+            await asyncio.to_thread(remove_stale_configs, temp_dir)
+            tmpdir, config_path = make_private_config(authtoken, temp_dir)
         config = _pyngrok_config(path, config_path, None if tmpdir else authtoken, timeout)
         with _redacting(authtoken):
             public_url = await _start(config, port, timeout, authtoken)
@@ -138,21 +139,6 @@ def resolve_ngrok_path(ngrok_path: str | None) -> str:
         where = f"at {candidate}" if ngrok_path else f"(not on PATH, nor at {candidate})"
         raise TunnelError(f"ngrok is not installed {where}", kind="binary_missing", hint=HINTS["binary_missing"])
     return candidate
-
-
-def _private_config(authtoken: str) -> tuple[str, str]:
-    """Write a minimal ngrok v3 config holding the authtoken; return (tmpdir, path)."""
-    tmpdir = tempfile.mkdtemp(prefix="g3w-ngrok-")
-    path = os.path.join(tmpdir, "ngrok.yml")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            # A JSON string is a valid YAML double-quoted scalar.
-            fh.write(f'version: "3"\nagent:\n  authtoken: {json.dumps(authtoken)}\n')
-    except BaseException:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-        raise
-    return tmpdir, path
 
 
 def _pyngrok_config(ngrok_path: str, config_path: str, authtoken: str | None, timeout: float) -> PyngrokConfig:

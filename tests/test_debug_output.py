@@ -1,0 +1,171 @@
+"""--debug output is safe to paste: no API key, webhook secret, ngrok authtoken or callback token.
+
+The registry itself (get3w_cli/redaction.py) is tested in-process with fresh random values (it is
+process-wide); the CLI is run in a subprocess and its real stderr read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+import fake_ngrok  # tests/fake_ngrok.py
+from conftest import ThreadedSandbox, g3w, sandbox_env
+from get3w_cli import redaction
+from get3w_cli.cli.boundary import redacting_formatter
+
+V1_MODEL = "google/nano-banana-pro/text-to-image"
+
+
+def fresh(prefix: str = "sk_") -> str:
+    """A secret no other test has registered."""
+    return prefix + secrets.token_hex(12)
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+
+def test_redact_masks_a_registered_value_and_its_url_encoded_forms() -> None:
+    """Each registered value is masked as written, URL-encoded (path, query, form) and JSON-escaped."""
+    value = fresh("k/ey+wi th&odd=\"chars\"")
+    redaction.register(value)
+    forms = [value, quote(value, safe=""), quote(value), quote_plus(value), json.dumps(value)[1:-1]]
+    assert len(set(forms)) == 5
+    for form in forms:
+        text = f"before {form} after"
+        assert redaction.redact(text) == f"before {redaction.MASK} after"
+        assert form in redaction.known()
+
+
+def test_redact_leaves_other_text_alone() -> None:
+    redaction.register(fresh())
+    text = "POST http://127.0.0.1:8080/v1/x?webhook=http%3A%2F%2Fhost%2Fpath 200 OK"
+    assert redaction.redact(text) == text
+
+
+@pytest.mark.parametrize("value", [None, "", "t", "12345"])
+def test_empty_and_very_short_values_are_not_registered(value: str | None) -> None:
+    """A value under MIN_SECRET_LENGTH would mask ordinary words (and betray itself by the gaps)."""
+    before = redaction.known()
+    redaction.register(value)
+    assert redaction.known() == before
+    assert redaction.redact("t 12345 t") == "t 12345 t"
+
+
+def test_a_secret_containing_another_is_masked_whole() -> None:
+    """Longest first: no tail of the longer secret survives the shorter one's mask."""
+    inner = fresh()
+    outer = f"{inner}-{secrets.token_hex(6)}"
+    redaction.register(inner)
+    redaction.register(outer)
+    assert redaction.redact(f"[{outer}] [{inner}]") == f"[{redaction.MASK}] [{redaction.MASK}]"
+    assert redaction.known().index(outer) < redaction.known().index(inner)
+
+
+def test_log_lines_are_redacted_message_arguments_and_traceback() -> None:
+    """The CLI's log formatter masks secrets in the message, its arguments and a logged exception."""
+    secret = fresh()
+    redaction.register(secret)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(redacting_formatter("%(name)s: %(message)s"))
+    logger = logging.Logger("test.redaction", logging.DEBUG)  # not getLogger(): no global state
+    logger.addHandler(handler)
+    logger.debug("HTTP Request: POST http://h/v1/m?webhook=%s", quote(f"http://127.0.0.1:1/{secret}", safe=""))
+    logger.info(f"inline {secret}")
+    try:
+        raise RuntimeError(f"agent said: {secret}")
+    except RuntimeError:
+        logger.exception("failed")
+    out = stream.getvalue()
+    assert secret not in out
+    assert f"webhook=http%3A%2F%2F127.0.0.1%3A1%2F{redaction.MASK}" in out
+    assert f"inline {redaction.MASK}" in out
+    assert f"RuntimeError: agent said: {redaction.MASK}" in out
+
+
+# --- the CLI, through a subprocess -------------------------------------------------------------
+
+
+def test_debug_run_with_a_webhook_shows_neither_the_callback_token_nor_the_key() -> None:
+    """`g3w run <v1 model> --debug` logs httpx's request line (the callback URL in its query):
+    the token in it is masked, and the API key and webhook secret appear nowhere."""
+    key, webhook_secret = fresh("sk_live_"), fresh("whsec_")
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=webhook_secret) as sb:
+        env = {**sandbox_env(sb, key=key), "GET3W_WEBHOOK_SECRET": webhook_secret}
+        result = g3w("run", V1_MODEL, "-p", "x", "--via", "webhook", "--debug", "--json", env=env)
+        (submit,) = sb.sandbox.submissions()
+    assert result.code == 0, result.stderr
+    assert result.json()["via"] == "webhook"
+    assert submit.headers["authorization"] == f"Bearer {key}"  # the key was in play
+    callback = submit.query["webhook"]
+    token = callback.rsplit("/", 1)[-1]
+    assert len(token) >= 22
+    stderr = result.stderr
+    assert "HTTP Request: POST" in stderr and "webhook=" in stderr  # the line that used to leak it
+    assert quote(callback.rsplit("/", 1)[0], safe="") + "%2F" + redaction.MASK in stderr
+    for secret in (token, key, webhook_secret):
+        assert secret not in stderr
+    assert token not in result.stdout  # the record's raw payload does not carry it either
+
+
+def test_debug_traceback_of_a_tunnel_failure_shows_no_authtoken(tmp_path: Path) -> None:
+    """pyngrok's chained error quotes the agent, which echoes a rejected authtoken: under --debug
+    the traceback and the error line mask it."""
+    authtoken = fresh("2ngrok_")
+    env = {"NGROK_PATH": fake_ngrok.install(str(tmp_path / "bin"), "auth_failed"), "NGROK_AUTHTOKEN": authtoken}
+    with ThreadedSandbox(duration=0.05) as sb:
+        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--debug", env={**sandbox_env(sb), **env})
+        assert sb.sandbox.submissions() == []
+    assert result.code == 7
+    assert "Traceback" in result.stderr and "PyngrokNgrokError" in result.stderr  # the chained error is shown
+    assert "ERR_NGROK_105" in result.stderr
+    assert f"Your authtoken: {redaction.MASK}" in result.stderr
+    assert authtoken not in result.stderr
+
+
+class _EchoingProvider(BaseHTTPRequestHandler):
+    """A provider that quotes the key it refuses, as some real APIs do."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        body = json.dumps({"code": 401, "message": f"Incorrect API key provided: {key}", "data": None}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def echoing_provider() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingProvider)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+def test_an_error_message_quoting_the_key_is_masked(echoing_provider: str) -> None:
+    """The boundary masks secrets in the error line and the --debug traceback, whatever their source."""
+    key = fresh("sk_live_")
+    result = g3w("run", "flux-dev", "-p", "x", "--via", "poll", "--debug",
+                 env={"GET3W_BASE_URL": echoing_provider, "GET3W_API_KEY": key})
+    assert result.code == 3, result.stderr
+    assert f"Incorrect API key provided: {redaction.MASK}" in result.stderr
+    assert "Traceback" in result.stderr
+    assert key not in result.stderr
