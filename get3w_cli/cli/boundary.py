@@ -118,7 +118,6 @@ def configure_logging(debug: bool) -> None:
         logging.getLogger("pyngrok").setLevel(logging.CRITICAL)
 
 
-<<<<<<< HEAD
 def _flush(ui: Ui, tracker: Tracker) -> None:
     """Print the records not printed yet; a reader that went away (``| head``) is not an error."""
     from get3w_cli.cli.render import StdoutClosed
@@ -128,7 +127,8 @@ def _flush(ui: Ui, tracker: Tracker) -> None:
         tracker.print_records(ui)
     except StdoutClosed:
         pass
-=======
+
+
 def redacting_formatter(fmt: str) -> logging.Formatter:
     """A log formatter whose whole output (message, arguments, traceback) has the secrets masked."""
     import logging
@@ -151,7 +151,6 @@ def report_error(ui: Ui, message: str, hint: str | None, *, with_traceback: bool
     ui.error(redact(message), redact(hint) if hint else None)
     if with_traceback:
         ui.err.print(redact(traceback.format_exc()), markup=False)
->>>>>>> fix8-e
 
 
 def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | None = None) -> NoReturn:
