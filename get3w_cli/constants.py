@@ -117,6 +117,19 @@ BATCH_SUBMITS_AT_ONCE = 16
 BATCH_PROGRESS_REFRESH = 0.25
 BATCH_PROGRESS_BAR_WIDTH = 16
 
+# --- Journal -----------------------------------------------------------------
+# How long a write waits for another g3w process holding the journal's lock. A writer holds it
+# for one short transaction, so a few seconds is plenty; sqlite's default of 5 s (and our old
+# 30 s) made a stuck journal look like a hung command.
+JOURNAL_BUSY_TIMEOUT = 3.0
+# The write-ahead log is cut back to this size after each checkpoint (otherwise it keeps the
+# size of its largest burst, e.g. a batch of large inputs, for ever).
+JOURNAL_WAL_LIMIT_BYTES = 4 * 1024 * 1024
+# history.db, its -wal and -shm hold prompts: readable by their owner only; so is the folder
+# g3w creates for them.
+JOURNAL_FILE_MODE = 0o600
+JOURNAL_DIR_MODE = 0o700
+
 # --- Sandbox -----------------------------------------------------------------
 SANDBOX_DEFAULT_PORT = 8080
 SANDBOX_DEFAULT_DURATION = 1.0

@@ -3,6 +3,7 @@
     G3wError                       70 unless a subclass says otherwise
     ├── UsageError                  2  bad flags or input; nothing was sent
     ├── ConfigError                 3  missing key, bad config file
+    ├── JournalError                3  the local journal (history.db) cannot be opened, read or written
     ├── ApiError                       an HTTP error answer from a provider
     │   ├── AuthError               3  401, 403, insufficient balance / quota
     │   ├── RejectedError           5  400, 404, 409, 422
@@ -70,6 +71,17 @@ class UsageError(G3wError):
 
 class ConfigError(G3wError):
     exit_code = ExitCode.CONFIG
+
+
+class JournalError(G3wError):
+    """The journal (SQLite under G3W_HOME) failed; every sqlite3 error becomes one of these.
+
+    The default hint names only G3W_HOME: a write that fails after a submit must not suggest
+    ``--no-history`` (that would invite submitting again); such callers give their own hint.
+    """
+
+    exit_code = ExitCode.CONFIG
+    default_hint = "check that G3W_HOME (where history.db lives) is a writable folder with free space"
 
 
 class ApiError(G3wError):

@@ -459,11 +459,12 @@ def test_lines_finishing_together_are_journalled_before_their_records_are_writte
     ledger = Ledger(journal, "b", Stats(total=3), sink=sink)
 
     async def main() -> None:
-        await asyncio.gather(*(ledger.submitted(line, dataclasses.replace(task, status=Status.PROCESSING),
-                                                base_url="http://provider") for line, task in zip(lines, tasks)))
+        refs = await asyncio.gather(*(ledger.submitting(line, "http://provider") for line in lines))
+        await asyncio.gather(*(ledger.submitted(line, ref, dataclasses.replace(task, status=Status.PROCESSING))
+                               for line, ref, task in zip(lines, refs, tasks)))
         assert seen == []
-        await asyncio.gather(*(ledger.finished(line, task, {"key": line.number, "status": "completed"}, "done")
-                               for line, task in zip(lines, tasks)))
+        await asyncio.gather(*(ledger.finished(line, ref, task, {"key": line.number, "status": "completed"}, "done")
+                               for line, ref, task in zip(lines, refs, tasks)))
 
     try:
         asyncio.run(main())

@@ -35,7 +35,7 @@ class Finisher:
         self.plan, self.ledger, self.session = plan, ledger, session
         self.inbox, self.output_dir = inbox, output_dir
 
-    async def wait(self, line: BatchLine, adapter: Adapter, task: Task, started: float, *,
+    async def wait(self, line: BatchLine, adapter: Adapter, task: Task, ref: str, started: float, *,
                    sync: bool, rewait: bool = False, done_via: str | None = None) -> None:
         """Wait for ``task`` (by callback unless ``sync`` or ``rewait``), then write the line's end."""
         webhook = self.inbox is not None and not rewait and not sync
@@ -47,12 +47,13 @@ class Finisher:
             latest = await _latest(adapter, task)
             if not latest.status.terminal:
                 code = R.TIMEOUT if isinstance(exc, WaitTimeoutError) else R.WAIT_FAILED
-                await self.stuck(line, latest, (code, exc.message), started)
+                await self.stuck(line, ref, latest, (code, exc.message), started)
                 return
             outcome = Outcome(latest, POLL, 0.0)
-        await self._finish(line, outcome, started, created_at=task.created_at)
+        await self._finish(line, ref, outcome, started, created_at=task.created_at)
 
-    async def _finish(self, line: BatchLine, outcome: Outcome, started: float, *, created_at: str | None) -> None:
+    async def _finish(self, line: BatchLine, ref: str, outcome: Outcome, started: float, *,
+                      created_at: str | None) -> None:
         task = outcome.task
         if not task.created_at and created_at:
             task = dataclasses.replace(task, created_at=created_at)
@@ -64,12 +65,13 @@ class Finisher:
                 state, trouble = R.SUBMITTED, (R.DOWNLOAD_FAILED, exc.message)  # --resume downloads again
         elapsed = asyncio.get_running_loop().time() - started
         record = R.task_record(line, task, via=outcome.via, files=files, elapsed=elapsed, error=trouble)
-        await self.ledger.finished(line, task, record, state)
+        await self.ledger.finished(line, ref, task, record, state)
 
-    async def stuck(self, line: BatchLine, task: Task, error: tuple[str, str], started: float) -> None:
+    async def stuck(self, line: BatchLine, ref: str, task: Task, error: tuple[str, str], started: float) -> None:
         """A task whose end is not known (timed out, polls refused): stays submitted for --resume."""
         elapsed = asyncio.get_running_loop().time() - started
-        await self.ledger.finished(line, task, R.task_record(line, task, elapsed=elapsed, error=error), R.SUBMITTED)
+        record = R.task_record(line, task, elapsed=elapsed, error=error)
+        await self.ledger.finished(line, ref, task, record, R.SUBMITTED)
 
 
 async def _latest(adapter: Adapter, task: Task) -> Task:

@@ -13,16 +13,16 @@ resumes once its line is written.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 from get3w_cli.batch import report as R
 from get3w_cli.batch.lines import BatchLine
 from get3w_cli.constants import BATCH_NAME_HASH_CHARS
 from get3w_cli.errors import UsageError
+from get3w_cli.journal import LineSubmit, new_ref
 
 if TYPE_CHECKING:
-    from get3w_cli.journal import Journal, JournalEntry
+    from get3w_cli.journal import Journal, JournalEntry, LineState
     from get3w_cli.records import Task
 
 Sink = Callable[[dict[str, Any]], None]
@@ -86,14 +86,15 @@ class Ledger:
 
     def __init__(self, journal: Journal, name: str, stats: R.Stats, sink: Sink) -> None:
         self.journal, self.name, self.stats, self.sink = journal, name, stats, sink
-        self._submitting = _PerTurn(lambda rows: journal.lines_set(name, rows))
-        self._submitted = _PerTurn(lambda rows: journal.lines_submitted(name, rows))
+        self._submitting: _PerTurn[LineSubmit] = _PerTurn(lambda rows: journal.lines_submitting(name, rows))
+        self._submitted: _PerTurn[tuple[str, str, str, Task]] = _PerTurn(
+            lambda rows: journal.lines_submitted(name, rows))
         self._finished = _PerTurn(self._write_finished)
 
     # --- what an earlier run left --------------------------------------------------------------
 
-    def known(self, line: BatchLine) -> tuple[str, str | None] | None:
-        """(state, task id) of the line from earlier runs, or None when it was never submitted."""
+    def known(self, line: BatchLine) -> LineState | None:
+        """What earlier runs journalled of the line, or None when it was never submitted."""
         return self.journal.line_get(self.name, line.ident)
 
     def task(self, task_id: str) -> JournalEntry | None:
@@ -104,44 +105,53 @@ class Ledger:
         record = self.journal.line_record(self.name, line.ident) or R.bare_record(
             line, state, None, "finished in an earlier run; its record was not kept", task_id=task_id)
         self.stats.resumed += 1
-        self.emit(line, R.with_key(record, line), None, completed=state == R.DONE)
+        self.emit(line, R.with_key(record, line), completed=state == R.DONE)
 
     # --- the submit ------------------------------------------------------------------------------
 
-    async def submitting(self, line: BatchLine) -> None:
-        """Journalled before the POST: a crash after it leaves the line "unknown", never resent."""
-        await self._submitting((line.ident, line.number, line.key, R.SUBMITTING))
+    async def submitting(self, line: BatchLine, base_url: str) -> str:
+        """Journalled before the POST (a crash after it leaves the line "unknown", never resent);
+        returns the ref of the line's task row."""
+        ref, route = new_ref(), line.route
+        await self._submitting(LineSubmit(line.ident, line.number, line.key, line.request_hash, ref, route.provider,
+                                          route.api, route.model, base_url, line.input))
+        return ref
 
-    async def submitted(self, line: BatchLine, task: Task, *, base_url: str) -> None:
-        await self._submitted((line.ident, line.number, line.key, R.SUBMITTED, task, base_url, line.input))
+    async def submitted(self, line: BatchLine, ref: str, task: Task) -> None:
+        await self._submitted((line.ident, R.SUBMITTED, ref, task))
 
-    def forget(self, line: BatchLine) -> None:
-        """Nothing was created for the line (a 429, a connection that never opened)."""
-        self.journal.line_clear(self.name, line.ident)
+    def forget(self, line: BatchLine, ref: str) -> None:
+        """Nothing was created for the line (a 429, a connection that never opened, a refusal)."""
+        self.journal.line_forget(self.name, line.ident, ref)
 
     # --- the end of a line -------------------------------------------------------------------------
 
-    async def finished(self, line: BatchLine, task: Task, record: dict[str, Any], state: str) -> None:
+    async def finished(self, line: BatchLine, ref: str, task: Task, record: dict[str, Any], state: str) -> None:
         """A task with its final (or last known) record: journal both, then hand it out."""
-        await self._finished((line, task, record, state))
+        await self._finished((line, ref, task, record, state))
 
-    def _write_finished(self, finals: list[tuple[BatchLine, Task, dict[str, Any], str]]) -> None:
-        rows = [(line.ident, line.number, line.key, state, task.id, task.status.value, json.dumps(record))
-                for line, task, record, state in finals]
-        self.journal.lines_finished(self.name, rows)
-        for line, _, record, state in finals:
-            self.emit(line, record, None, completed=state == R.DONE)
+    def _write_finished(self, finals: list[tuple[BatchLine, str, Task, dict[str, Any], str]]) -> None:
+        self.journal.lines_finished(self.name, [(line.ident, state, ref, task.status.value, record)
+                                                for line, ref, task, record, state in finals])
+        for line, _, _, record, state in finals:
+            self.emit(line, record, completed=state == R.DONE)
 
-    def unknown(self, line: BatchLine, message: str, task_id: str | None) -> None:
+    def rejected(self, line: BatchLine, ref: str | None, record: dict[str, Any]) -> None:
+        """The provider refused the line: no task, the line's own record says why."""
+        self.journal.line_rejected(self.name, line.ident, line=line.number, key=line.key,
+                                   request_hash=line.request_hash, ref=ref, record=record)
+        self.emit(line, record)
+
+    def unknown(self, line: BatchLine, message: str, ref: str | None, task_id: str | None) -> None:
+        """The line's POST may have reached the provider without an answer: never resent blindly."""
+        record = R.unknown_record(line, message, task_id=task_id)
+        self.journal.line_unknown(self.name, line.ident, line=line.number, key=line.key,
+                                  request_hash=line.request_hash, ref=ref, message=message, record=record)
         self.stats.unknown += 1
-        self.emit(line, R.unknown_record(line, message, task_id=task_id), R.UNKNOWN, task_id=task_id)
+        self.emit(line, record)
 
-    def emit(self, line: BatchLine, record: dict[str, Any], state: str | None, *,
-             task_id: str | None = None, completed: bool = False) -> None:
-        """Journal the line's state (None: leave the journal alone), count it, write its record."""
-        if state is not None:
-            self.journal.line_set(self.name, line.ident, line=line.number, key=line.key, state=state,
-                                  task_id=task_id, record=record)
+    def emit(self, line: BatchLine, record: dict[str, Any], *, completed: bool = False) -> None:
+        """Count the line and write its record (the journal is the caller's business)."""
         if completed:
             self.stats.done += 1
         else:

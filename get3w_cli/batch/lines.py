@@ -14,11 +14,13 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 from get3w_cli.constants import BATCH_INVALID_SHOWN, BATCH_READ_CHUNK_BYTES
 from get3w_cli.errors import UsageError
+from get3w_cli.journal import request_hash
 from get3w_cli.providers import PROVIDERS, Route, resolve_route
 
 FIELDS = ("model", "input", "provider", "api", "key")
@@ -51,6 +53,12 @@ class BatchLine:
     def out_key(self) -> str | int:
         """The ``key`` of its output record: the line's key, else its line number."""
         return self.key if self.key is not None else self.number
+
+    @cached_property
+    def request_hash(self) -> str:
+        """What the line asks for (provider, API, model, input): journalled with its submit, so a
+        line edited since can be told apart on --resume."""
+        return request_hash(self.route.provider, self.route.api, self.route.model, self.input)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from get3w_cli.batch.lines import BatchLine
 from get3w_cli.records import Status, Task, TaskError, utc_now_iso
 
-# Line states in the journal (see Journal.line_set).
+# Line states in the journal (see journal/batches.py).
 SUBMITTING, SUBMITTED, DONE, FAILED, UNKNOWN = "submitting", "submitted", "done", "failed", "unknown"
 UNKNOWN_STATUS = "unknown"
 

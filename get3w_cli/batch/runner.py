@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from get3w_cli.batch import report as R
 from get3w_cli.batch.finish import Finisher
@@ -71,6 +71,7 @@ class BatchConfig:
 class _Job:
     line: BatchLine
     task_id: str | None = None  # set: already submitted, wait for it
+    ref: str | None = None  # the task row of that submit
 
 
 class BatchRunner:
@@ -106,7 +107,7 @@ class BatchRunner:
             raise failed.exception()  # type: ignore[misc]
         return self.stats
 
-    async def _stop(self, jobs: list[asyncio.Future[None]]) -> None:
+    async def _stop(self, jobs: Sequence[asyncio.Future[None]]) -> None:
         """Cancel every job once and wait until each has journalled what it was doing."""
         self._stopping = True
         for job in jobs:
@@ -135,16 +136,16 @@ class BatchRunner:
         known = self.ledger.known(line)
         if known is None:
             return _Job(line)
-        state, task_id = known
+        state, task_id = known.state, known.task_id
         if state in (R.DONE, R.FAILED):
             self.ledger.replay(line, state, task_id)
             return None
         if state == R.SUBMITTED and task_id:
-            return _Job(line, task_id)
+            return _Job(line, task_id, known.ref or task_id)
         if self.config.resubmit_unknown:
             return _Job(line)
         self.ledger.unknown(line, "an earlier run sent this line's submit and got no answer; the task may exist"
-                            " (not resubmitted: use --resubmit-unknown to send it again)", task_id)
+                            " (not resubmitted: use --resubmit-unknown to send it again)", known.ref, task_id)
         return None
 
     # --- workers -----------------------------------------------------------------------------
@@ -154,7 +155,7 @@ class BatchRunner:
             if self._stopping:
                 continue
             if job.task_id is not None:
-                await self._rewait(job.line, job.task_id)
+                await self._rewait(job.line, job.task_id, job.ref or job.task_id)
             else:
                 await self._submit_line(job.line)
 
@@ -173,29 +174,32 @@ class BatchRunner:
             self.stats.in_flight += 1
             started = asyncio.get_running_loop().time()
             try:
-                task = await self._post(line, conn, sync=sync)
+                ref, task = await self._post(line, conn, sync=sync)
                 break
-            except BaseException as exc:
+            except BaseException as caught:
                 pacer.release()
                 self.stats.in_flight -= 1
-                if isinstance(exc, TransientError) and exc.status in _RESEND:
-                    self._throttled(line, pacer, epoch, exc)
+                if not isinstance(caught, _NotSubmitted):
+                    raise
+                exc, ref = caught.error, caught.ref
+            if isinstance(exc, TransientError) and exc.status in _RESEND:
+                self._throttled(line, pacer, epoch, exc)
+                continue
+            if isinstance(exc, NetworkError) and not isinstance(exc, SubmitUnknownError):
+                failures += 1
+                if await self._unsent(line, exc, failures):
                     continue
-                if isinstance(exc, NetworkError) and not isinstance(exc, SubmitUnknownError):
-                    failures += 1
-                    if await self._unsent(line, exc, failures):
-                        continue
-                    return
-                self._submit_failed(line, exc)
                 return
+            self._submit_failed(line, exc, ref)
+            return
         pacer.accepted()
         try:
-            await self.finisher.wait(line, conn.wait, task, started, sync=sync)
+            await self.finisher.wait(line, conn.wait, task, ref, started, sync=sync)
         finally:
             pacer.release()
             self.stats.in_flight -= 1
 
-    async def _post(self, line: BatchLine, conn: Connection, *, sync: bool) -> Task:
+    async def _post(self, line: BatchLine, conn: Connection, *, sync: bool) -> tuple[str, Task]:
         """Journal, submit, journal: shielded from Ctrl-C for BATCH_INTERRUPT_GRACE."""
         posting = asyncio.ensure_future(self._post_journalled(line, conn, sync=sync))
         try:
@@ -209,20 +213,21 @@ class BatchRunner:
                 posting.exception()  # retrieved: it is reported by the journal, not raised
             raise
 
-    async def _post_journalled(self, line: BatchLine, conn: Connection, *, sync: bool) -> Task:
+    async def _post_journalled(self, line: BatchLine, conn: Connection, *, sync: bool) -> tuple[str, Task]:
+        """(ref, task) of the submitted line; raises _NotSubmitted when the provider gave no task."""
         url = self.config.callback_url if self.config.mode == WEBHOOK else None
         async with self._posting:
-            await self.ledger.submitting(line)
+            ref = await self.ledger.submitting(line, conn.base_url)
             try:
                 task = await conn.submit.submit(line.route.model, line.input, webhook_url=url, sync=sync)
             except G3wError as exc:
                 if _nothing_created(exc):
-                    self.ledger.forget(line)  # --resume may send it again
-                raise
+                    self.ledger.forget(line, ref)  # --resume may send it again
+                raise _NotSubmitted(exc, ref) from exc
         if not task.created_at:
             task = dataclasses.replace(task, created_at=utc_now_iso())
-        await self.ledger.submitted(line, task, base_url=conn.base_url)
-        return task
+        await self.ledger.submitted(line, ref, task)
+        return ref, task
 
     def _throttled(self, line: BatchLine, pacer: Pacer, epoch: int, exc: TransientError) -> None:
         before = pacer.limit
@@ -238,24 +243,22 @@ class BatchRunner:
             await asyncio.sleep(min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2 ** (failures - 1)))
             return True
         self.ledger.emit(line, R.bare_record(line, Status.FAILED.value, R.SUBMIT_FAILED,
-                                             f"not submitted ({exc.message}); --resume will submit it"), None)
+                                             f"not submitted ({exc.message}); --resume will submit it"))
         return False
 
-    def _submit_failed(self, line: BatchLine, exc: BaseException) -> None:
+    def _submit_failed(self, line: BatchLine, exc: G3wError, ref: str) -> None:
         """A submit that ended without a task: rejected (failed), auth (fatal), or unknown."""
         if isinstance(exc, (RejectedError, UsageError)):
             code = getattr(exc, "code", None) or R.REJECTED
-            self.ledger.emit(line, R.bare_record(line, Status.FAILED.value, code, exc.message), R.FAILED)
+            self.ledger.rejected(line, None, R.bare_record(line, Status.FAILED.value, code, exc.message))
         elif isinstance(exc, AuthError):
             self._stopping = True
             raise exc
-        elif isinstance(exc, G3wError):
-            # No answer, a 5xx or an answer we cannot read: a task may exist; never pay twice.
-            self.ledger.unknown(line, exc.message, None)
         else:
-            raise exc
+            # No answer, a 5xx or an answer we cannot read: a task may exist; never pay twice.
+            self.ledger.unknown(line, exc.message, ref, None)
 
-    async def _rewait(self, line: BatchLine, task_id: str) -> None:
+    async def _rewait(self, line: BatchLine, task_id: str, ref: str) -> None:
         """Resume: poll a task submitted by an earlier run."""
         entry = self.ledger.task(task_id)
         route = line.route if entry is None else dataclasses.replace(
@@ -272,12 +275,20 @@ class BatchRunner:
                 task = Task(task_id, route.provider, route.api, route.model, Status.PROCESSING)
             except G3wError as exc:
                 snapshot = Task(task_id, route.provider, route.api, route.model, Status.PROCESSING)
-                await self.finisher.stuck(line, snapshot, (R.WAIT_FAILED, exc.message), started)
+                await self.finisher.stuck(line, ref, snapshot, (R.WAIT_FAILED, exc.message), started)
                 return
-            await self.finisher.wait(line, adapter, task, started, sync=False, rewait=True, done_via=POLL)
+            await self.finisher.wait(line, adapter, task, ref, started, sync=False, rewait=True, done_via=POLL)
         finally:
             pacer.release()
             self.stats.in_flight -= 1
+
+
+class _NotSubmitted(Exception):
+    """A submit that gave no task, with the ref of the row journalled for it."""
+
+    def __init__(self, error: G3wError, ref: str) -> None:
+        super().__init__(error.message)
+        self.error, self.ref = error, ref
 
 
 def _nothing_created(exc: G3wError) -> bool:

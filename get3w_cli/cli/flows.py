@@ -130,7 +130,7 @@ async def run_flow(flags: Flags, route: Route, inputs: Inputs, request: WaitRequ
         ui.phase("submitting")
         started, created_at = asyncio.get_running_loop().time(), utc_now_iso()
         task = await adapter.submit(route.model, values, webhook_url=channel.url if channel else None, sync=mode == SYNC)
-        services.journal.task_submitted(task, base_url=services.base_url(route.provider), input=values)
+        services.journal.task_submitted(_journalled(services, route, values), task)
         tracker.submitted(task.id)
         ui.note(f"submitted {task.id} ({route.provider} {route.api} {route.model})")
         plan = dataclasses.replace(request.plan, mode=WEBHOOK if channel else POLL)
@@ -150,13 +150,19 @@ async def submit_flow(flags: Flags, route: Route, inputs: Inputs, webhook_url: s
         values = await resolve_uploads(services, inputs, ui)
         ui.phase("submitting")
         task = await adapter.submit(route.model, values, webhook_url=webhook_url)
-        services.journal.task_submitted(task, base_url=services.base_url(route.provider), input=values)
+        services.journal.task_submitted(_journalled(services, route, values), task)
         if ui.json_mode:
             ui.json(task.record(input=values))
         else:
             ui.data(task.id)
         ui.note(f"wait for it with: g3w wait {task.id}")
         return 0
+
+
+def _journalled(services: Services, route: Route, values: dict[str, Any]) -> str:
+    """A journal row for a task just submitted (the ref ``task_submitted`` completes)."""
+    return services.journal.task_submitting(provider=route.provider, api=route.api, model=route.model,
+                                            base_url=services.base_url(route.provider), input=values)
 
 
 def guess_route(task_id: str, provider: str | None, api: str | None) -> Route:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -15,6 +15,9 @@ from get3w_cli.cli.render import Ui
 
 if TYPE_CHECKING:
     from get3w_cli.journal import Journal, JournalEntry
+
+
+SUBMIT_UNKNOWN = "submit_unknown"  # error.code of a row whose submit got no answer (as in batch records)
 
 
 def _when(ts: float) -> str:
@@ -56,17 +59,28 @@ def _show_tasks(journal: Journal, ui: Ui, limit: int, status: str | None) -> Non
             ui.json(e.record or _submitted_record(e))
         return
     ui.table(("id", "provider", "model", "status", "submitted"),
-             [(e.id, f"{e.provider} {e.api}", e.model, e.status, _when(e.created_at)) for e in entries])
+             [(e.id or "-", f"{e.provider} {e.api}", e.model, e.status, _when(e.created_at)) for e in entries])
 
 
 def _submitted_record(entry: JournalEntry) -> dict[str, object]:
-    """The task record of a task never waited for: what its submit knew (CONTRACT.md section 4)."""
-    from get3w_cli.records import Task, normalize_status
+    """The task record of a task never waited for: what its submit knew (CONTRACT.md section 4).
+
+    A row whose submit got no answer has no id: its record says ``"id": null`` with its row's
+    status (``unknown``, or ``submitting`` when g3w was killed during the POST) and, for
+    ``unknown``, ``error.code`` ``submit_unknown`` with the reason."""
+    from get3w_cli.records import Status, Task, TaskError, normalize_status
 
     created = datetime.fromtimestamp(entry.created_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    task = Task(id=entry.id, provider=entry.provider, api=entry.api, model=entry.model,
-                status=normalize_status(entry.status), created_at=created)
-    return task.record(input=entry.input)
+    if entry.id is not None:
+        task = Task(id=entry.id, provider=entry.provider, api=entry.api, model=entry.model,
+                    status=normalize_status(entry.status), created_at=created)
+        return task.record(input=entry.input)
+    error = TaskError(SUBMIT_UNKNOWN, entry.message) if entry.message else None
+    stand_in = Task(id="", provider=entry.provider, api=entry.api, model=entry.model, status=Status.CREATED,
+                    created_at=created, error=error)
+    record: dict[str, object] = stand_in.record(input=entry.input)
+    record.update(id=None, status=entry.status)
+    return record
 
 
 def _show_batches(journal: Journal, ui: Ui, limit: int) -> None:
@@ -86,16 +100,16 @@ def _show_batch_lines(journal: Journal, ui: Ui, name: str, state: str | None) ->
 
     if journal.enabled and journal.batch_find(name) is None:
         raise UsageError(f"no batch named {name!r} in the journal", hint="list them with: g3w history --batches")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for line, key, line_state, task_id, record in journal.batch_lines(name):
         if state and line_state != state:
             continue
         rows.append({"batch": name, "line": line, "key": key if key is not None else line, "state": line_state,
-                     "id": task_id, "record": record})
+                     "id": task_id, "record": record or {}})
     if ui.json_mode:
         for row in rows:
-            ui.json(row)
+            ui.json({**row, "record": row["record"] or None})
         return
     ui.table(("line", "key", "state", "id", "status", "model"),
-             [(r["line"], r["key"], r["state"], r["id"] or "", (r["record"] or {}).get("status", ""),
-               (r["record"] or {}).get("model", "")) for r in rows])
+             [(r["line"], r["key"], r["state"], r["id"] or "", r["record"].get("status", ""),
+               r["record"].get("model", "")) for r in rows])

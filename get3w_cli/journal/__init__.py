@@ -1,0 +1,42 @@
+"""The local SQLite journal: every submitted task (and batch line), written before its POST.
+
+The journal is what lets ``g3w wait/get/cancel ID`` find a task's provider from its id alone,
+what ``batch --resume`` trusts to never submit a line twice, and what a lost submit answer is
+recorded in (``unknown``) so that it is never sent again blindly. WAL mode: a killed process
+loses nothing that was committed. history.db, its -wal and -shm are private (0600).
+
+    store.py    the connection: private files, busy timeout, sqlite errors -> JournalError
+    schema.py   the numbered migrations (PRAGMA user_version)
+    codec.py    records stored without their input (the input is stored once)
+    tasks.py    single tasks: submitting -> submitted | unknown | forgotten, then updated
+    batches.py  batches and their lines, each pointing at its task
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping
+
+from get3w_cli.journal.batches import BatchJournal, LineState, LineSubmit
+from get3w_cli.journal.store import new_ref
+from get3w_cli.journal.tasks import SUBMITTING, UNKNOWN, JournalEntry
+
+__all__ = ["SUBMITTING", "UNKNOWN", "Journal", "JournalEntry", "LineState", "LineSubmit", "new_ref",
+           "request_hash"]
+
+
+class Journal(BatchJournal):
+    """Tasks and batches on disk. ``Journal(None)`` keeps nothing (``--no-history``).
+
+    Raises (every method):
+        JournalError: any sqlite error (exit 3 by default; a caller writing after a submit
+            gives its own hint and exit code).
+    """
+
+
+def request_hash(provider: str, api: str, model: str, input: Mapping[str, Any]) -> str:
+    """The identity of a request (what would be paid for): SHA-256 of its canonical JSON, hex."""
+    canonical = json.dumps([provider, api, model, input], sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
