@@ -49,9 +49,9 @@ _g3w() {
       case "$prev" in --on-timeout) COMPREPLY=($(compgen -W "detach cancel" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--concurrency -j --out --resume --name --resubmit-unknown --skip-invalid --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--concurrency -j --out --resume --name --resubmit-unknown --resubmit-changed --skip-invalid --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h" -- "$cur")) ;;
     "history")
-      COMPREPLY=($(compgen -W "--limit -n --status --batch --batches --json --debug --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--limit -n --status --batch --batches --refresh --sandbox --json --debug --help -h" -- "$cur")) ;;
     "sandbox")
       COMPREPLY=($(compgen -W "--port --host --duration --webhook-secret --duplicates --webhook-time-scale --max-concurrent --quiet -q --debug --help -h" -- "$cur")) ;;
     "config")

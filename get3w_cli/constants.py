@@ -155,6 +155,9 @@ JOURNAL_WAL_LIMIT_BYTES = 4 * 1024 * 1024
 # g3w creates for them.
 JOURNAL_FILE_MODE = 0o600
 JOURNAL_DIR_MODE = 0o700
+# `g3w history --refresh`: GETs in flight at once. Enough to refresh a long journal quickly,
+# few enough to stay far below the providers' rate limits (a 429 is still retried by http).
+HISTORY_REFRESH_CONCURRENCY = 8
 
 # --- Sandbox -----------------------------------------------------------------
 SANDBOX_DEFAULT_PORT = 8080

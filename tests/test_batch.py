@@ -520,14 +520,14 @@ def test_progress_is_a_plain_periodic_line_when_stderr_is_not_a_terminal(
         monkeypatch: Any, capsys: Any) -> None:
     """Not a terminal: a plain line every BATCH_PROGRESS_INTERVAL, with no control sequences."""
     from get3w_cli import constants as C
-    from get3w_cli.cli import batch_cmd
+    from get3w_cli.cli import batch_output
     from get3w_cli.cli.render import Ui
 
     monkeypatch.setattr(C, "BATCH_PROGRESS_INTERVAL", 0.02)
     stats = Stats(total=5, done=2, failed=1, in_flight=1)
 
     async def main() -> None:
-        async with batch_cmd._progress(Ui(), stats):
+        async with batch_output.progress(Ui(), stats):
             await asyncio.sleep(0.15)
 
     asyncio.run(main())

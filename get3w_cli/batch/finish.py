@@ -36,10 +36,13 @@ class Finisher:
         self.inbox, self.output_dir = inbox, output_dir
 
     async def wait(self, line: BatchLine, adapter: Adapter, task: Task, ref: str, started: float, *,
-                   sync: bool, rewait: bool = False, done_via: str | None = None) -> None:
-        """Wait for ``task`` (by callback unless ``sync`` or ``rewait``), then write the line's end."""
+                   sync: bool, rewait: bool = False, done_via: str | None = None,
+                   timeout: float | None = None) -> None:
+        """Wait for ``task`` (by callback unless ``sync`` or ``rewait``) for at most ``timeout``
+        (what is left of the line's deadline; default the plan's), then write the line's end."""
         webhook = self.inbox is not None and not rewait and not sync
-        plan = dataclasses.replace(self.plan, mode=WEBHOOK if webhook else POLL)
+        plan = dataclasses.replace(self.plan, mode=WEBHOOK if webhook else POLL,
+                                   timeout=self.plan.timeout if timeout is None else timeout)
         try:
             outcome = await wait_for(adapter, task, plan, inbox=self.inbox if webhook else None,
                                      via_if_done=SYNC if sync else done_via)

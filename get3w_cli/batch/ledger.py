@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 from get3w_cli.batch import report as R
 from get3w_cli.batch.lines import BatchLine
-from get3w_cli.constants import BATCH_NAME_HASH_CHARS
-from get3w_cli.errors import UsageError
 from get3w_cli.journal import LineSubmit, new_ref
 
 if TYPE_CHECKING:
@@ -56,29 +54,6 @@ class _PerTurn(Generic[_Row]):
             written.set_exception(exc)
             return
         written.set_result(None)
-
-
-def batch_name(journal: Journal, *, name: str | None, digest: str, resume: bool,
-               notify: Callable[[str, str], None]) -> str:
-    """The batch's name (``--name``, else the file's hash), once it is clear it may run.
-
-    Raises:
-        UsageError: the batch ran before and ``resume`` is not set (never pay twice by
-            accident), or ``resume`` without a journal.
-    """
-    name = name or digest[:BATCH_NAME_HASH_CHARS]
-    if resume and not journal.enabled:
-        raise UsageError("--resume needs the journal", hint="drop --no-history")
-    known = journal.batch_find(name)
-    if known and not resume:
-        raise UsageError(f"batch {name} already ran (from {known['source']}); nothing was submitted",
-                         hint="add --resume to finish it (finished lines are re-emitted, none is paid twice), "
-                              "or --name NAME for a separate run")
-    if known and known["digest"] != digest:
-        notify("note", f"the file changed since batch {name} last ran: lines are matched by key, else by number")
-    elif resume and not known:
-        notify("note", f"batch {name} has not run before; starting it")
-    return name
 
 
 class Ledger:

@@ -85,9 +85,14 @@ class LineError(ValueError):
     """A line that cannot be submitted; the message says why."""
 
 
+SPOOL_PREFIX = "g3w-batch-"  # g3w-batch-<pid>-<random>.jsonl in the temporary folder
+SPOOL_SUFFIX = ".jsonl"
+
+
 def spool(stream: IO[bytes], folder: Path | None = None) -> Path:
-    """Copy ``stream`` (stdin) to a temporary file and return its path; the caller deletes it."""
-    fd, name = tempfile.mkstemp(prefix="g3w-batch-", suffix=".jsonl", dir=folder)
+    """Copy ``stream`` (stdin) to a temporary file named with this process's pid and return its
+    path; the caller deletes it (``remove_dead_spools`` does, for a caller killed first)."""
+    fd, name = tempfile.mkstemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-", suffix=SPOOL_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := stream.read(BATCH_READ_CHUNK_BYTES):
@@ -96,6 +101,31 @@ def spool(stream: IO[bytes], folder: Path | None = None) -> Path:
         Path(name).unlink(missing_ok=True)
         raise
     return Path(name)
+
+
+def remove_dead_spools(folder: Path | None = None) -> list[Path]:
+    """Delete the stdin spools left by ``g3w batch -`` processes that are gone (kill -9 skips
+    their clean-up); a live process's spool is left alone. Returns what was removed."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*-*{SPOOL_SUFFIX}"):
+        pid = path.name[len(SPOOL_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                path.unlink()
+            except OSError:
+                continue  # another g3w removed it first, or it is not ours to remove
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def file_digest(path: Path) -> str:

@@ -5,7 +5,8 @@ account has running). A 429 halves the allowed number of slots (once per round: 
 requests that were sent before the last decrease say nothing new) and pauses new submits
 for the provider's ``Retry-After``, else for an exponential backoff. Each accepted submit
 grows the allowance by 1/allowance, so it climbs back to ``-j`` by one slot per round while
-the provider allows it.
+the provider allows it. Every wait takes the line's deadline: a storm of 429s cannot hold a
+line past its ``--timeout``.
 """
 
 from __future__ import annotations
@@ -36,12 +37,17 @@ class Pacer:
         """Slots that may be held right now."""
         return max(1, int(self.allowance))
 
-    async def acquire(self) -> int:
-        """Wait for a slot (and for any pause to end); return the round it was taken in."""
+    async def acquire(self, deadline: float | None = None) -> int | None:
+        """Wait for a slot (and for any pause to end); return the round it was taken in, or None
+        when ``deadline`` (on this pacer's clock) comes first: no wait outlives a line's timeout."""
         while True:
-            pause = self._resume_at - self._clock()
+            now = self._clock()
+            left = None if deadline is None else deadline - now
+            if left is not None and left <= 0:
+                return None
+            pause = self._resume_at - now
             if pause > 0:
-                await asyncio.sleep(pause)
+                await asyncio.sleep(pause if left is None else min(pause, left))
                 continue
             if self.active < self.limit:
                 self.active += 1
@@ -49,7 +55,9 @@ class Pacer:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
+                await asyncio.wait_for(waiter, left)
+            except asyncio.TimeoutError:
+                return None
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)

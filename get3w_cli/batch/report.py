@@ -25,6 +25,7 @@ UNKNOWN_STATUS = "unknown"
 # error.code values of batch records that are g3w's, not the provider's.
 SUBMIT_UNKNOWN = "submit_unknown"
 SUBMIT_FAILED = "submit_failed"
+RATE_LIMITED = "rate_limited"  # still throttled (or unsent) when the line's --timeout ran out
 REJECTED = "rejected"
 TIMEOUT = "timeout"
 WAIT_FAILED = "wait_failed"

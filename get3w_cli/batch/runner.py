@@ -1,24 +1,24 @@
 """The batch engine: a reader feeding workers through a bounded queue; journal first, always.
 
-Never lose, never pay twice:
+Never lose, never pay twice (the submit itself is in submit.py):
 - a line is journalled ``submitting`` before its POST, ``submitted`` (with the task id) as
   soon as the answer arrives, then ``done`` / ``failed`` with its final record;
-- a 429 (or 503) on a submit means nothing was created: the line is forgotten, the pace is
-  lowered (see pacing) and it is sent again; a submit that may have arrived without an
-  answer is ``unknown`` and is never sent again unless the batch is told to;
 - on Ctrl-C no new line is submitted; POSTs already sent get BATCH_INTERRUPT_GRACE to answer
-  so their ids are journalled; waits are dropped (``--resume`` waits again).
+  so their ids are journalled; waits are dropped (``--resume`` waits again);
+- every line has a deadline, its ``--timeout`` from when a worker takes it, covering the
+  submit (429s included) and the wait.
 
 On ``resume``: finished lines are re-emitted from the journal, submitted ones are polled
-(their callback URL died with the last run), unknown ones are reported, the rest submitted.
-The runner prints nothing: its ``Ledger`` journals each line, counts it and hands its record
-to the output; notes go to ``notify``.
+(their callback URL died with the last run), unknown ones are reported, changed ones (with
+``resubmit_changed``) and the rest submitted. The runner prints nothing: its ``Ledger``
+journals each line, counts it and hands its record to the output; notes go to ``notify``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
@@ -28,31 +28,17 @@ from get3w_cli.batch.finish import Finisher
 from get3w_cli.batch.ledger import Ledger
 from get3w_cli.batch.lines import BatchLine
 from get3w_cli.batch.pacing import Pacer
-from get3w_cli.constants import (
-    BATCH_INTERRUPT_GRACE, BATCH_QUEUE_FACTOR, BATCH_SUBMITS_AT_ONCE,
-    BATCH_SUBMIT_MAX_ATTEMPTS, RETRY_BACKOFF_BASE, RETRY_BACKOFF_CAP,
-)
-from get3w_cli.errors import (
-    AuthError, G3wError, NetworkError, RejectedError, SubmitUnknownError, TransientError, UsageError,
-)
-from get3w_cli.records import Status, Task, utc_now_iso
+from get3w_cli.batch.submit import Connection, Notify, Submitter
+from get3w_cli.constants import BATCH_QUEUE_FACTOR
+from get3w_cli.errors import AuthError, G3wError, NetworkError, TransientError
+from get3w_cli.records import Status, Task
 from get3w_cli.waiting import POLL, SYNC, WEBHOOK, CallbackSource, WaitPlan
 
 if TYPE_CHECKING:
     from get3w_cli.http import HttpSession
-    from get3w_cli.providers import Adapter, Route
+    from get3w_cli.providers import Route
 
-_RESEND = (429, 503)  # answers to a POST that prove nothing was created
-Notify = Callable[[str, str], None]
-
-
-@dataclass(frozen=True)
-class Connection:
-    """One provider API as the batch uses it."""
-
-    submit: Adapter  # one attempt a request (429s come back to the pacer)
-    wait: Adapter  # polls (and retries) as usual
-    base_url: str
+__all__ = ["BatchConfig", "BatchRunner", "Connection"]
 
 
 @dataclass(frozen=True)
@@ -60,11 +46,12 @@ class BatchConfig:
     name: str
     concurrency: int
     mode: str  # webhook | poll | sync ("auto" is resolved before)
-    plan: WaitPlan
+    plan: WaitPlan  # its timeout is each line's deadline
     callback_url: str | None = None  # the one listener's URL, in webhook mode
     output_dir: Path | None = None
     resume: bool = False
     resubmit_unknown: bool = False
+    resubmit_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,13 +66,14 @@ class BatchRunner:
 
     def __init__(self, config: BatchConfig, *, ledger: Ledger, connect: Callable[[Route], Connection],
                  session: HttpSession, inbox: CallbackSource | None = None,
-                 notify: Notify = lambda kind, text: None) -> None:
+                 notify: Notify = lambda kind, text: None, clock: Callable[[], float] = time.monotonic) -> None:
         self.config, self.ledger, self.connect, self.session = config, ledger, connect, session
-        self.stats, self.inbox, self.notify = ledger.stats, inbox, notify
+        self.stats, self.inbox, self.notify, self.clock = ledger.stats, inbox, notify, clock
         self._pacers: dict[str, Pacer] = {}
         self._stopping = False
-        # POSTs at once: -j counts tasks in flight, most of them waiting, not posting.
-        self._posting = asyncio.Semaphore(BATCH_SUBMITS_AT_ONCE)
+        self.submitter = Submitter(ledger, callback_url=config.callback_url if config.mode == WEBHOOK else None,
+                                   timeout=config.plan.timeout, clock=clock, notify=notify,
+                                   stopping=lambda: self._stopping)
         self.finisher = Finisher(config.plan, ledger, session, inbox=inbox if config.mode == WEBHOOK else None,
                                  output_dir=config.output_dir)
 
@@ -137,6 +125,8 @@ class BatchRunner:
         if known is None:
             return _Job(line)
         state, task_id = known.state, known.task_id
+        if self.config.resubmit_changed and known.request_hash not in (None, line.request_hash):
+            return _Job(line)  # listed before anything was sent; its earlier task stays in the journal
         if state in (R.DONE, R.FAILED):
             self.ledger.replay(line, state, task_id)
             return None
@@ -151,9 +141,10 @@ class BatchRunner:
     # --- workers -----------------------------------------------------------------------------
 
     async def _work(self, queue: asyncio.Queue[_Job | None]) -> None:
-        while (job := await queue.get()) is not None:
-            if self._stopping:
-                continue
+        # Stopping, a worker leaves at once rather than drain the queue: a cancellation can be
+        # lost (Python 3.11's asyncio.wait_for swallows one that coincides with its result), and
+        # a worker that lost it must not wait for lines from a reader that is gone.
+        while not self._stopping and (job := await queue.get()) is not None:
             if job.task_id is not None:
                 await self._rewait(job.line, job.task_id, job.ref or job.task_id)
             else:
@@ -161,102 +152,27 @@ class BatchRunner:
 
     def _pacer(self, provider: str) -> Pacer:
         if provider not in self._pacers:
-            self._pacers[provider] = Pacer(self.config.concurrency)
+            self._pacers[provider] = Pacer(self.config.concurrency, clock=self.clock)
         return self._pacers[provider]
 
     async def _submit_line(self, line: BatchLine) -> None:
         conn = self.connect(line.route)
         pacer = self._pacer(line.route.provider)
         sync = self.config.mode == SYNC and conn.submit.has_sync
-        failures = 0
-        while True:
-            epoch = await pacer.acquire()
-            self.stats.in_flight += 1
-            started = asyncio.get_running_loop().time()
-            try:
-                ref, task = await self._post(line, conn, sync=sync)
-                break
-            except BaseException as caught:
-                pacer.release()
-                self.stats.in_flight -= 1
-                if not isinstance(caught, _NotSubmitted):
-                    raise
-                exc, ref = caught.error, caught.ref
-            if isinstance(exc, TransientError) and exc.status in _RESEND:
-                self._throttled(line, pacer, epoch, exc)
-                continue
-            if isinstance(exc, NetworkError) and not isinstance(exc, SubmitUnknownError):
-                failures += 1
-                if await self._unsent(line, exc, failures):
-                    continue
-                return
-            self._submit_failed(line, exc, ref)
-            return
-        pacer.accepted()
+        deadline = self.clock() + self.config.plan.timeout
         try:
-            await self.finisher.wait(line, conn.wait, task, ref, started, sync=sync)
+            posted = await self.submitter.submit(line, conn, pacer, sync=sync, deadline=deadline)
+        except AuthError:
+            self._stopping = True  # no worker starts another line with a refused key
+            raise
+        if posted is None:
+            return
+        try:
+            await self.finisher.wait(line, conn.wait, posted.task, posted.ref, posted.started, sync=sync,
+                                     timeout=max(0.0, deadline - self.clock()))
         finally:
             pacer.release()
             self.stats.in_flight -= 1
-
-    async def _post(self, line: BatchLine, conn: Connection, *, sync: bool) -> tuple[str, Task]:
-        """Journal, submit, journal: shielded from Ctrl-C for BATCH_INTERRUPT_GRACE."""
-        posting = asyncio.ensure_future(self._post_journalled(line, conn, sync=sync))
-        try:
-            return await asyncio.shield(posting)
-        except asyncio.CancelledError:
-            if not posting.done():
-                # The POST may be at the provider already: let its answer reach the journal.
-                await asyncio.wait({posting}, timeout=BATCH_INTERRUPT_GRACE)
-                posting.cancel()
-            if posting.done() and not posting.cancelled():
-                posting.exception()  # retrieved: it is reported by the journal, not raised
-            raise
-
-    async def _post_journalled(self, line: BatchLine, conn: Connection, *, sync: bool) -> tuple[str, Task]:
-        """(ref, task) of the submitted line; raises _NotSubmitted when the provider gave no task."""
-        url = self.config.callback_url if self.config.mode == WEBHOOK else None
-        async with self._posting:
-            ref = await self.ledger.submitting(line, conn.base_url)
-            try:
-                task = await conn.submit.submit(line.route.model, line.input, webhook_url=url, sync=sync)
-            except G3wError as exc:
-                if _nothing_created(exc):
-                    self.ledger.forget(line, ref)  # --resume may send it again
-                raise _NotSubmitted(exc, ref) from exc
-        if not task.created_at:
-            task = dataclasses.replace(task, created_at=utc_now_iso())
-        await self.ledger.submitted(line, ref, task)
-        return ref, task
-
-    def _throttled(self, line: BatchLine, pacer: Pacer, epoch: int, exc: TransientError) -> None:
-        before = pacer.limit
-        pause = pacer.throttled(epoch, exc.retry_after)
-        self.stats.throttled += 1
-        if pacer.limit < before:
-            self.notify("note", f"{line.route.provider} is rate limiting (HTTP {exc.status}): "
-                                f"{pacer.limit} in flight at most, pausing {pause:g}s")
-
-    async def _unsent(self, line: BatchLine, exc: NetworkError, failures: int) -> bool:
-        """The connection never opened: retry with a backoff, or give up and say so."""
-        if failures < BATCH_SUBMIT_MAX_ATTEMPTS and not self._stopping:
-            await asyncio.sleep(min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2 ** (failures - 1)))
-            return True
-        self.ledger.emit(line, R.bare_record(line, Status.FAILED.value, R.SUBMIT_FAILED,
-                                             f"not submitted ({exc.message}); --resume will submit it"))
-        return False
-
-    def _submit_failed(self, line: BatchLine, exc: G3wError, ref: str) -> None:
-        """A submit that ended without a task: rejected (failed), auth (fatal), or unknown."""
-        if isinstance(exc, (RejectedError, UsageError)):
-            code = getattr(exc, "code", None) or R.REJECTED
-            self.ledger.rejected(line, None, R.bare_record(line, Status.FAILED.value, code, exc.message))
-        elif isinstance(exc, AuthError):
-            self._stopping = True
-            raise exc
-        else:
-            # No answer, a 5xx or an answer we cannot read: a task may exist; never pay twice.
-            self.ledger.unknown(line, exc.message, ref, None)
 
     async def _rewait(self, line: BatchLine, task_id: str, ref: str) -> None:
         """Resume: poll a task submitted by an earlier run."""
@@ -265,9 +181,14 @@ class BatchRunner:
             line.route, provider=entry.provider, api=entry.api, model=entry.model)
         adapter = self.connect(route).wait
         pacer = self._pacer(route.provider)
-        await pacer.acquire()
-        self.stats.in_flight += 1
+        deadline = self.clock() + self.config.plan.timeout
         started = asyncio.get_running_loop().time()
+        if await pacer.acquire(deadline) is None:
+            snapshot = Task(task_id, route.provider, route.api, route.model, Status.PROCESSING)
+            message = f"not looked at within --timeout ({self.config.plan.timeout:g}s); --resume waits again"
+            await self.finisher.stuck(line, ref, snapshot, (R.TIMEOUT, message), started)
+            return
+        self.stats.in_flight += 1
         try:
             try:
                 task = await adapter.get(task_id)
@@ -277,24 +198,8 @@ class BatchRunner:
                 snapshot = Task(task_id, route.provider, route.api, route.model, Status.PROCESSING)
                 await self.finisher.stuck(line, ref, snapshot, (R.WAIT_FAILED, exc.message), started)
                 return
-            await self.finisher.wait(line, adapter, task, ref, started, sync=False, rewait=True, done_via=POLL)
+            await self.finisher.wait(line, adapter, task, ref, started, sync=False, rewait=True, done_via=POLL,
+                                     timeout=max(0.0, deadline - self.clock()))
         finally:
             pacer.release()
             self.stats.in_flight -= 1
-
-
-class _NotSubmitted(Exception):
-    """A submit that gave no task, with the ref of the row journalled for it."""
-
-    def __init__(self, error: G3wError, ref: str) -> None:
-        super().__init__(error.message)
-        self.error, self.ref = error, ref
-
-
-def _nothing_created(exc: G3wError) -> bool:
-    """Whether a failed submit proves that the provider created no task."""
-    if isinstance(exc, TransientError):
-        return exc.status in _RESEND
-    if isinstance(exc, NetworkError):
-        return not isinstance(exc, SubmitUnknownError)  # the connection never opened
-    return isinstance(exc, (RejectedError, AuthError, UsageError))

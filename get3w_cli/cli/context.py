@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from get3w_cli.sandbox import Sandbox
 
 SANDBOX_KEY = "sk_sandbox_local"
+JOURNAL_FILE = "history.db"  # in the state dir (G3W_HOME)
 KEY_ENV = {"get3w": "GET3W_API_KEY", "abstrakt": "ABSTRAKT_API_KEY"}
 
 
@@ -81,7 +82,7 @@ def open_journal(flags: Flags) -> Journal:
 
     if flags.no_history:
         return Journal(None)
-    return Journal(default_state_dir(environ()) / "history.db")
+    return Journal(default_state_dir(environ()) / JOURNAL_FILE)
 
 
 @dataclass

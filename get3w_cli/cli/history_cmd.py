@@ -30,6 +30,8 @@ def history_cmd(
     status: Optional[str] = typer.Option(None, "--status", help="Only tasks with this status (lines with this state, with --batch)."),
     batch: Optional[str] = typer.Option(None, "--batch", help="The lines of this batch: key, state, task id, status."),
     batches: bool = typer.Option(False, "--batches", help="List batches instead of tasks."),
+    refresh: bool = typer.Option(False, "--refresh", help="Ask the provider about every unfinished task (created, processing) and journal the answer; shows the refreshed tasks."),
+    sandbox: O.Sandbox = False,
     json_out: O.Json = False,
     debug: O.Debug = False,
 ) -> None:
@@ -37,6 +39,8 @@ def history_cmd(
     ui = Ui(json_mode=json_out, debug=debug)
 
     async def body() -> int:
+        if refresh:
+            return await _refresh(Flags(sandbox=sandbox), ui)
         journal = open_journal(Flags())
         try:
             if batches:
@@ -52,8 +56,26 @@ def history_cmd(
     run(ui, body)
 
 
+async def _refresh(flags: Flags, ui: Ui) -> int:
+    """Refresh the unfinished tasks, show them; the first failure (after the others) decides the exit."""
+    from get3w_cli.cli.history_refresh import refresh
+
+    refreshed, failed = await refresh(flags)
+    _show_entries(ui, refreshed)
+    for entry, error in failed:
+        ui.warn(f"could not refresh {entry.id}: {error.message}")
+    if failed:
+        raise failed[0][1]
+    ui.note(f"refreshed {len(refreshed)} unfinished task(s)")
+    return 0
+
+
 def _show_tasks(journal: Journal, ui: Ui, limit: int, status: str | None) -> None:
-    entries = journal.tasks(limit=limit, status=status)
+    _show_entries(ui, journal.tasks(limit=limit, status=status))
+
+
+def _show_entries(ui: Ui, entries: list[JournalEntry]) -> None:
+    """Tasks as JSON Lines of task records (--json), else a table."""
     if ui.json_mode:
         for e in entries:
             ui.json(e.record or _submitted_record(e))

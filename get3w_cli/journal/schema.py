@@ -47,7 +47,6 @@ CREATE TABLE tasks (
 );
 CREATE INDEX tasks_id ON tasks (id);
 CREATE INDEX tasks_created ON tasks (created_at);
-CREATE INDEX tasks_batch ON tasks (batch) WHERE batch IS NOT NULL;
 CREATE INDEX tasks_idempotency ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE TABLE task_inputs (ref TEXT PRIMARY KEY, input TEXT NOT NULL);
 CREATE TABLE batch_lines (

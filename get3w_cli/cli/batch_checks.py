@@ -1,0 +1,105 @@
+"""``g3w batch``'s checks before anything is written or sent: the lines, ``--out``, and the lines
+edited since an earlier run submitted them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from get3w_cli.cli.render import Ui
+
+if TYPE_CHECKING:
+    from get3w_cli.batch.lines import BatchLine, CheckResult
+    from get3w_cli.journal import Journal
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """The batch's own flags, resolved."""
+
+    file: str
+    path: Path
+    concurrency: int
+    out: str | None
+    resume: bool
+    name: str | None
+    resubmit_unknown: bool
+    resubmit_changed: bool
+    skip_invalid: bool
+    api: str | None
+
+
+def check_lines(options: BatchOptions, flags: Any, ui: Ui) -> tuple[CheckResult, Any]:
+    """Check every line before anything is sent: exit 2 with the list, or skip them."""
+    from get3w_cli.batch.lines import LineDefaults, check_file
+    from get3w_cli.cli.context import settings_from
+    from get3w_cli.errors import UsageError
+
+    defaults = LineDefaults(provider=flags.provider, api=options.api, fallback_provider=settings_from(flags).provider)
+    result = check_file(options.path, defaults)
+    for problem in result.problems:
+        ui.err.print(str(problem), markup=False, highlight=False)
+    if result.invalid > len(result.problems):
+        ui.err.print(f"... and {result.invalid - len(result.problems)} more invalid lines", markup=False)
+    if result.invalid and not options.skip_invalid:
+        raise UsageError(f"{result.invalid} invalid line(s) in {options.file}; nothing was submitted",
+                         hint="fix them, or pass --skip-invalid to submit the valid lines only")
+    if result.invalid:
+        ui.warn(f"skipping {result.invalid} invalid line(s)")
+    if not result.valid:
+        raise UsageError(f"{options.file} has no task lines", hint='one JSON object a line: {"model": ..., "input": {...}}')
+    return result, defaults
+
+
+def check_changed(journal: Journal, name: str, lines: Iterable[BatchLine], options: BatchOptions, ui: Ui) -> None:
+    """Lines edited since they were submitted: listed, then exit 2 before anything is sent,
+    unless --resubmit-changed (then they are submitted as new tasks, and said so)."""
+    from get3w_cli.batch.identity import changed_lines
+    from get3w_cli.errors import UsageError
+
+    changed = changed_lines(journal, name, lines)
+    if not changed.count:
+        return
+    what = "submitting it again as a new task" if options.resubmit_changed else "changed since it was submitted"
+    for line in changed.shown:
+        key = f" (key {line.key})" if line.key is not None else ""
+        ui.err.print(f"line {line.number}{key}: {what}", markup=False, highlight=False)
+    if len(changed.shown) < changed.count:
+        ui.err.print(f"... and {changed.count - len(changed.shown)} more changed lines", markup=False)
+    if not options.resubmit_changed:
+        raise UsageError(f"{changed.count} line(s) of batch {name} changed since they were submitted; "
+                         "nothing was submitted",
+                         hint="pass --resubmit-changed to submit them as new tasks (their earlier tasks stay in "
+                              "the journal), or restore them")
+    ui.warn(f"{changed.count} changed line(s) will be submitted as new tasks")
+
+
+def check_out(options: BatchOptions) -> None:
+    """--out naming a file the batch reads (the input, the journal, the config) would empty it
+    before it is read: exit 2 before anything is written or sent."""
+    from get3w_cli.cli.context import JOURNAL_FILE, config_path, environ
+    from get3w_cli.config import default_state_dir
+    from get3w_cli.errors import UsageError
+
+    if not options.out or options.out == "-":
+        return
+    state = default_state_dir(environ())
+    reads = [("the batch's input", options.path), ("the config file", config_path()),
+             ("the sandbox's state", state / "sandbox-state.json"),  # where open_services keeps --sandbox's tasks
+             *(("the journal", state / f"{JOURNAL_FILE}{suffix}") for suffix in ("", "-wal", "-shm"))]
+    for what, path in reads:
+        if _same_file(Path(options.out), path):
+            raise UsageError(f"--out {options.out} is {what}; nothing was written or sent",
+                             hint="write the records to another file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through links), existing or not."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
