@@ -136,8 +136,7 @@ async def run_flow(flags: Flags, route: Route, inputs: Inputs, request: WaitRequ
         plan = dataclasses.replace(request.plan, mode=WEBHOOK if channel else POLL)
         if plan.on_timeout == "cancel":
             tracker.cancel_requested.add(task.id)
-        outcome = await wait_for(adapter, task, plan, inbox=channel.inbox if channel else None,
-                                 notify=ui.notify, via_if_done=SYNC if mode == SYNC else None)
+        outcome = await wait_for(adapter, task, plan, inbox=channel.inbox if channel else None, notify=ui.notify)
         await stack.aclose()
         return await finish(services, outcome, values, started, output_dir=request.output_dir, ui=ui,
                             tracker=tracker, created_at=created_at)
