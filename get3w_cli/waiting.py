@@ -44,7 +44,7 @@ class CallbackSource(Protocol):
 
     async def next(self, task_id: str) -> Delivery: ...
 
-    async def rejection(self) -> None: ...
+    def rejection_signal(self) -> asyncio.Future[None]: ...
 
     def settle(self, task_id: str, status: Status) -> None: ...
 
@@ -122,7 +122,7 @@ class _Waiter:
                         continue
                     pending = asyncio.ensure_future(self.inbox.next(self.task.id))
                 if self.inbox is not None and alarm is None and "secret" not in self.said:
-                    alarm = asyncio.ensure_future(self.inbox.rejection())
+                    alarm = self.inbox.rejection_signal()  # shared: never cancelled here
                 done = await self._until(min(self._due(), self.deadline) - now, pending, alarm)
                 if alarm is not None and alarm in done:
                     alarm = None
@@ -134,9 +134,8 @@ class _Waiter:
                 elif self.loop.time() >= self._due() and (final := await self._due_get()) is not None:
                     return final
         finally:
-            for future in (pending, alarm):
-                if future is not None:
-                    future.cancel()
+            if pending is not None:
+                pending.cancel()
             if self.inbox is not None:
                 self.inbox.forget(self.task.id)
 

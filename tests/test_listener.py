@@ -554,3 +554,30 @@ def test_inbox_rejects_delivery_without_task():
     """A delivery with no parsed task cannot be routed."""
     with pytest.raises(ValueError):
         Inbox().put(Delivery(0.0, None, None, False, {}, b"", {}))
+
+
+def test_inbox_rejection_signal_is_shared_and_done_once_a_signature_was_rejected():
+    """signature_rejected() resolves the one signal every waiter watches, before or after it is asked for."""
+
+    async def main():
+        inbox = Inbox()
+        signal = inbox.rejection_signal()
+        assert not signal.done() and inbox.rejection_signal() is signal
+        inbox.signature_rejected()
+        assert signal.done() and inbox.rejected_signatures == 1
+        later = Inbox()
+        later.signature_rejected()
+        assert later.rejection_signal().done()
+
+    asyncio.run(main())
+
+
+def test_inbox_a_delivery_verified_for_another_provider_never_masks_the_genuine_one():
+    """De-duplication is per provider: a delivery verified by Abstrakt's secret for a Get3W task's id
+    does not make the Get3W-verified one a duplicate."""
+    inbox = Inbox()
+    task = Task(id="pred_m", provider="abstrakt", api="v1", model="m", status=Status.COMPLETED)
+    assert inbox.put(Delivery(time.time(), "abstrakt", task, True, {}, b"{}", {}))
+    assert inbox.put(delivery("pred_m", Status.COMPLETED, verified=True))
+    assert not inbox.put(delivery("pred_m", Status.COMPLETED, verified=True))
+    assert inbox.pending("pred_m") == 2

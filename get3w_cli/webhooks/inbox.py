@@ -9,8 +9,8 @@ Rules (CONTRACT.md section 5):
   so a forged unverified one never masks a genuine one;
 - once the waiter settles a terminal status, later deliveries for that task are dropped;
 - the listener reports every delivery it rejected for its signature (``signature_rejected``):
-  waiters hear of it through ``rejection()`` and check their task at once, since a wrong
-  secret would otherwise leave them waiting for ``--fallback-after``.
+  waiters hear of it through ``rejection_signal()`` and check their task at once, since a
+  wrong secret would otherwise leave them waiting for ``--fallback-after``.
 Every operation is O(1) (amortized); memory is bounded by the constants above.
 """
 
@@ -51,7 +51,7 @@ class Inbox:
         self._wakeups: dict[str, asyncio.Future[None]] = {}
         self._dedupe = Deduper()  # unverified deliveries never count: the waiter confirms them
         self.rejected_signatures = 0  # deliveries the listener answered 401
-        self._alarms: list[asyncio.Future[None]] = []
+        self._rejection: asyncio.Future[None] | None = None  # shared by every waiter
 
     def put(self, delivery: Delivery) -> bool:
         """Queue ``delivery`` for its task; return False when it was a duplicate or stale (ignored).
@@ -85,24 +85,19 @@ class Inbox:
         return NEW
 
     def signature_rejected(self) -> None:
-        """The listener answered a delivery 401: wake every ``rejection()`` waiter."""
+        """The listener answered a delivery 401: resolve the rejection signal."""
         self.rejected_signatures += 1
-        alarms, self._alarms = self._alarms, []
-        for alarm in alarms:
-            if not alarm.done():
-                alarm.set_result(None)
+        if self._rejection is not None and not self._rejection.done():
+            self._rejection.set_result(None)
 
-    async def rejection(self) -> None:
-        """Return once the listener has rejected a delivery for its signature (at once if it has)."""
-        if self.rejected_signatures:
-            return
-        alarm = asyncio.get_running_loop().create_future()
-        self._alarms.append(alarm)
-        try:
-            await alarm
-        finally:
-            if alarm in self._alarms:
-                self._alarms.remove(alarm)
+    def rejection_signal(self) -> asyncio.Future[None]:
+        """A future done once the listener has rejected a delivery for its signature (done already
+        if it has). One future shared by every waiter, so a waiter must not cancel it."""
+        if self._rejection is None:
+            self._rejection = asyncio.get_running_loop().create_future()
+            if self.rejected_signatures:
+                self._rejection.set_result(None)
+        return self._rejection
 
     def take(self, task_id: str) -> Delivery | None:
         """The next not-yet-taken delivery for ``task_id`` if one is here already, else None.

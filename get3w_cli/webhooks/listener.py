@@ -171,7 +171,7 @@ class CallbackListener:
             self.stats.rejected_signature += 1
             self.inbox.signature_rejected()
             log.debug("webhook rejected (401): %s", examined.reason)
-            return _reply(401, error="invalid signature")
+            return _reply(401, error=examined.reason)
         if examined.delivery is None:
             return self._reject(examined.status, examined.reason)
         verdict = self.inbox.offer(examined.delivery)
