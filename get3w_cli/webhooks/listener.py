@@ -31,10 +31,10 @@ from get3w_cli.constants import (
     WEBHOOK_TOKEN_BYTES,
 )
 from get3w_cli.errors import ListenerError, TunnelError
+from get3w_cli.webhooks.delivery import NEW, STALE, Classifier
 from get3w_cli.webhooks.http_common import json_reply as _reply
 from get3w_cli.webhooks.http_common import catch_all, line_logger, read_body
 from get3w_cli.webhooks.http_common import url_host as _url_host
-from get3w_cli.webhooks.delivery import NEW, STALE, Classifier
 from get3w_cli.webhooks.inbox import Inbox
 
 log = logging.getLogger("g3w.webhooks")
@@ -177,7 +177,9 @@ class CallbackListener:
         verdict = self.inbox.offer(examined.delivery)
         if verdict != NEW:
             self.stats.duplicates += 1
-            return _reply(200, received=True, stale=True) if verdict == STALE else _reply(200, received=True, duplicate=True)
+            if verdict == STALE:
+                return _reply(200, received=True, stale=True)
+            return _reply(200, received=True, duplicate=True)
         self.stats.accepted += 1
         return _reply(200, received=True)
 

@@ -36,11 +36,10 @@ from get3w_cli.constants import (
 )
 from get3w_cli.errors import ListenerError
 from get3w_cli.records import Task
-from get3w_cli.webhooks.delivery import DUPLICATE, NEW, STALE, Classifier, Deduper, Delivery
+from get3w_cli.webhooks.delivery import DUPLICATE, NEW, Classifier, Deduper, Delivery
 from get3w_cli.webhooks.http_common import NoteLimiter, catch_all, json_reply, line_logger, one_line, read_body, url_host
 
-__all__ = ["DUPLICATE", "NEW", "STALE", "Event", "NoteLimiter", "RawDelivery", "Received", "Receiver",
-           "ReceiverConfig", "iso_utc"]
+__all__ = ["Event", "NoteLimiter", "RawDelivery", "Received", "Receiver", "ReceiverConfig", "iso_utc"]
 
 
 def iso_utc(timestamp: float) -> str:
