@@ -224,7 +224,7 @@ class _Waiter:
     def _secret_rejected(self) -> None:
         """A delivery was rejected for its signature: say so once, and check the task now."""
         self.said.add("secret")
-        why = ("a callback was rejected: its signature matches no configured webhook secret (check "
+        why = ("a callback was rejected for its signature: the webhook secret looks wrong (check "
                "--webhook-secret, GET3W_WEBHOOK_SECRET or ABSTRAKT_WEBHOOK_SECRET)")
         if self.polling:
             self.notify("note", why)

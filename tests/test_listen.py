@@ -58,7 +58,7 @@ class Listen:
 
     def __init__(self, *args: str, port: int | None = None, env: dict[str, str] | None = None,
                  cwd: Path | None = None) -> None:
-        self.port = port or free_port()
+        self.port = free_port() if port is None else port  # port=0: the listener picks one
         full_env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "get3w_cli", "listen", "--port", str(self.port), "--print-url", *args],
@@ -71,6 +71,8 @@ class Listen:
         for thread in self._threads:
             thread.start()
         self.url = self.line(timeout=10)
+        if self.port == 0:
+            self.port = int(self.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 
     @staticmethod
     def _pump(stream: Any, sink: Any) -> None:
@@ -123,7 +125,7 @@ class Target:
     """A local app for --forward-to: records each request (thread server, started on demand)."""
 
     def __init__(self, port: int | None = None, status: int = 200) -> None:
-        self.port = port or free_port()
+        self.port = free_port() if port is None else port  # port=0: bound at start()
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.status = status
         self._server: http.server.ThreadingHTTPServer | None = None
@@ -147,6 +149,7 @@ class Target:
                 self.end_headers()
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
@@ -502,7 +505,7 @@ def test_the_verifying_secret_decides_the_provider_of_an_event():
 def test_for_is_not_fooled_by_a_forgery_claiming_the_other_provider(listen):
     """listen --provider get3w --secret S --for ID: a forged unsigned 'completed' labelled Abstrakt gets 401
     and neither ends the command nor runs --exec; the signed one does."""
-    proc = listen("--json", "--provider", "get3w", "--secret", SECRET, "--for", "pred_for", "--exec", "cat >&2")
+    proc = listen("--json", "--provider", "get3w", "--secret", SECRET, "--for", "pred_for", "--exec", "cat >&2", port=0)
     forged = get3w_body("pred_for")
     labelled = {"X-Abstrakt-Timestamp": str(int(time.time())), "X-Abstrakt-Signature": "0" * 64}
     assert httpx.post(proc.url, content=forged, headers=labelled).status_code == 401
@@ -521,7 +524,7 @@ def test_replay_with_secret_resigns_only_what_was_verified_when_saved(listen, tm
     """--save records 'verified'; --replay --secret re-signs a verified delivery, and sends a rejected
     forgery (or an older file that does not say) as it was saved, with one line saying why."""
     saved = tmp_path / "saved"
-    proc = listen("--count", "1", "--secret", SECRET, "--save", str(saved))
+    proc = listen("--count", "1", "--secret", SECRET, "--save", str(saved), port=0)
     forged, genuine = abstrakt_body("job_forged"), abstrakt_body("job_real")
     stale = {"X-Abstrakt-Timestamp": "1", "X-Abstrakt-Signature": "0" * 64}
     now = str(int(time.time()))
@@ -534,7 +537,7 @@ def test_replay_with_secret_resigns_only_what_was_verified_when_saved(listen, tm
     assert (verified["answered"], verified["verified"]) == (200, True)
     older = tmp_path / "older.json"
     older.write_text(json.dumps({k: v for k, v in verified.items() if k != "verified"}))
-    target = Target().start()
+    target = Target(port=0).start()
     try:
         for path in [*sorted(saved.glob("*.json")), older]:
             result = g3w("listen", "--replay", str(path), "--forward-to", target.url, "--secret", SECRET, timeout=20)

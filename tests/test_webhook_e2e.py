@@ -75,7 +75,6 @@ def test_forged_callback_with_a_secret_gets_401_and_changes_nothing() -> None:
         proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=1.5", "--via", "webhook", "--json",
                          env={"GET3W_WEBHOOK_SECRET": SECRET})
         url, _ = wait_for_submit(sb)
-        time.sleep(0.3)
         task_id = next(t for t in sb.call(_task_ids(sb)))
         bad = httpx.post(url, content=forged(task_id), headers={"X-Get3W-Signature": "0" * 64})
         unsigned = httpx.post(url, content=forged(task_id))
@@ -84,7 +83,7 @@ def test_forged_callback_with_a_secret_gets_401_and_changes_nothing() -> None:
         code, record, err = finish(proc)
     assert (bad.status_code, unsigned.status_code, claims_abstrakt.status_code) == (401, 401, 401)
     assert code == 0 and record is not None and "evil" not in json.dumps(record["outputs"])
-    assert err.count("matches no configured webhook secret") == 1
+    assert err.count("the webhook secret looks wrong") == 1
     assert "g3w.webhooks" not in err  # the listener itself prints nothing
 
 
@@ -100,7 +99,7 @@ def test_a_wrong_webhook_secret_costs_no_fallback_wait() -> None:
     assert result.code == 0, result.stderr
     assert result.json()["status"] == "completed" and result.json()["via"] == "poll"
     assert rejected and set(rejected) == {401}
-    assert result.stderr.count("matches no configured webhook secret") == 1
+    assert result.stderr.count("the webhook secret looks wrong") == 1
     assert "g3w.webhooks" not in result.stderr and "Traceback" not in result.stderr
     assert elapsed < 15  # generous: nowhere near the 60 s fallback, nor the 20 s timeout
 
