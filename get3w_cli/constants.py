@@ -67,11 +67,14 @@ POLL_BACKOFF_FACTOR = 1.5
 # Default fallback-after is max(FALLBACK_MIN, FALLBACK_FACTOR * estimated_duration).
 FALLBACK_MIN = 60.0
 FALLBACK_FACTOR = 2.0
-# Time allowed for a best-effort cancel when leaving on timeout or Ctrl-C.
+# Time allowed for a best-effort cancel when leaving on timeout or Ctrl-C (the look at the task
+# that comes first included).
 CANCEL_ON_EXIT_BUDGET = 10.0
 # After Ctrl-C or SIGTERM, a submit POST already sent gets this long to answer, so that the
 # task's id reaches the user and the journal instead of leaving it "unknown".
 SUBMIT_ANSWER_GRACE = 10.0
+# A status word g3w does not know is repeated on stderr: cut to one short line.
+STATUS_WORD_MAX_CHARS = 40
 
 # --- Webhooks ----------------------------------------------------------------
 WEBHOOK_TOKEN_BYTES = 24  # 192 random bits; the contract asks for at least 128

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from get3w_cli.records import Status, Task, TaskError, normalize_status
+from get3w_cli.records import Status, Task, TaskError, parse_status
 
 GET3W = "get3w"
 ABSTRAKT = "abstrakt"
@@ -48,7 +48,7 @@ def get3w_task(obj: object, *, api: str, model: str | None = None) -> Task:
     """Parse a Get3W task object (v1 bare object, v3 ``data``, or either webhook body)."""
     if not isinstance(obj, Mapping) or not obj.get("id"):
         raise PayloadError("not a Get3W task object (no id)")
-    status = normalize_status(obj.get("status"))
+    status, unknown = parse_status(obj.get("status"))
     outputs = obj.get("outputs") or []
     error = _error(obj.get("code"), obj.get("error")) if status is not Status.COMPLETED else None
     if status is Status.FAILED and error is None:
@@ -65,6 +65,7 @@ def get3w_task(obj: object, *, api: str, model: str | None = None) -> Task:
         completed_at=_str_or_none(obj.get("completed_at")),
         estimated_duration=_number_or_none(obj.get("estimated_duration")),
         raw=dict(obj),
+        unknown_status=unknown,
     )
 
 
@@ -89,7 +90,7 @@ def abstrakt_job(obj: object, *, model: str | None = None) -> Task:
     job_id = obj.get("job_id") or obj.get("request_id") or obj.get("id")
     if not job_id:
         raise PayloadError("not an Abstrakt job object (no job_id)")
-    status = normalize_status(obj.get("status"))
+    status, unknown = parse_status(obj.get("status"))
     error = _error(None, obj.get("error")) if status is not Status.COMPLETED else None
     if status is Status.FAILED and error is None:
         error = TaskError(code=None, message="the provider reported the job as failed")
@@ -105,6 +106,7 @@ def abstrakt_job(obj: object, *, model: str | None = None) -> Task:
         completed_at=_str_or_none(obj.get("completed_at")),
         estimated_duration=_number_or_none(obj.get("estimated_duration")),
         raw=dict(obj),
+        unknown_status=unknown,
     )
 
 

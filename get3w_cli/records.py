@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Mapping
 
+from get3w_cli.constants import STATUS_WORD_MAX_CHARS
+
 
 class Status(str, Enum):
     """The contract's status vocabulary (CONTRACT.md section 1)."""
@@ -33,17 +35,37 @@ _STATUS_WORDS = {
     "success": Status.COMPLETED,
     "failed": Status.FAILED,
     "error": Status.FAILED,
+    "timeout": Status.FAILED,
+    "expired": Status.FAILED,
+    "aborted": Status.FAILED,
     "cancelled": Status.CANCELLED,
     "canceled": Status.CANCELLED,
     "deleted": Status.CANCELLED,
 }
 
 
+def parse_status(word: object) -> tuple[Status, str | None]:
+    """Map a provider's status word onto the vocabulary, and return the word when it is unknown.
+
+    Unknown words count as processing (CONTRACT.md section 1); the second item is the word,
+    made printable and short, so that the waiter can say it did not know it. A missing status
+    (None or "") is not a word: processing, and nothing to say.
+    """
+    if word is None or word == "":
+        return Status.PROCESSING, None
+    if isinstance(word, str):
+        known = _STATUS_WORDS.get(word.strip().lower())
+        if known is not None:
+            return known, None
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(word))
+    if len(text) > STATUS_WORD_MAX_CHARS:
+        text = text[: STATUS_WORD_MAX_CHARS - 1] + "…"
+    return Status.PROCESSING, text
+
+
 def normalize_status(word: object) -> Status:
     """Map a provider's status word onto the vocabulary; unknown words count as processing."""
-    if isinstance(word, str):
-        return _STATUS_WORDS.get(word.strip().lower(), Status.PROCESSING)
-    return Status.PROCESSING
+    return parse_status(word)[0]
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,8 @@ class Task:
     completed_at: str | None = None
     estimated_duration: float | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # The provider's status word when it is not one g3w knows (``status`` is then processing).
+    unknown_status: str | None = None
 
     def record(
         self,

@@ -2,12 +2,17 @@
 
 ``run``, ``wait`` and ``batch`` all wait through ``wait_for``. The rules:
 
-- webhook mode: wait for a trusted final callback; a signed (verified) one is trusted as is,
-  an unsigned one only after one confirming GET. No callback within ``fallback_after``: poll,
-  and keep listening.
+- webhook mode: wait for a trusted final callback: one the secret of the task's provider
+  verified. Any other is a hint, believed after a confirming GET; at most one such GET per
+  poll interval (a hint inside it moves the next GET to its end), so forged hints cannot
+  multiply API calls. No callback within ``fallback_after``: poll, and keep listening. A
+  callback rejected for its signature (a wrong secret?) is said once, and the task is
+  checked at once and then polled, instead of waiting out ``fallback_after``.
 - poll mode: first poll near the provider's estimated duration, then back off to ``poll_max``.
   Transient poll failures are retried until the deadline; they never end a paid wait early.
-- on the deadline, or on cancellation (Ctrl-C), cancel the task only if asked to.
+- a status word g3w does not know counts as processing; the waiter says so once per word.
+- on the deadline, or on cancellation (Ctrl-C), cancel the task only if asked to, and only
+  when a look shows it unfinished (a Get3W v3 DELETE of a finished task deletes its outputs).
 """
 
 from __future__ import annotations
@@ -15,11 +20,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from get3w_cli import constants as C
-from get3w_cli.errors import NetworkError, TransientError, UsageError, WaitTimeoutError
-from get3w_cli.records import Task
+from get3w_cli.errors import (
+    G3wError,
+    NetworkError,
+    TransientError,
+    UsageError,
+    WaitTimeoutError,
+)
+from get3w_cli.records import Status, Task
 
 if TYPE_CHECKING:
     from get3w_cli.providers import Adapter
@@ -33,7 +44,9 @@ class CallbackSource(Protocol):
 
     async def next(self, task_id: str) -> Delivery: ...
 
-    def settle(self, task_id: str, status: object) -> None: ...
+    def rejection_signal(self) -> asyncio.Future[None]: ...
+
+    def settle(self, task_id: str, status: Status) -> None: ...
 
     def forget(self, task_id: str) -> None: ...
 
@@ -82,81 +95,158 @@ class _Waiter:
         self.deadline = self.start + plan.timeout
         self.interval = first_poll_delay(task, plan)
         self.polling = inbox is None
+        # The next poll; until polling starts, the moment the fallback starts it.
         self.next_poll = self.start + (self.interval if self.polling else plan.fallback_for(task))
-        self.on_poll: Callable[[Task], None] = lambda task: None  # told each unfinished snapshot polled
+        self.confirm_at: float | None = None  # a hint that came too soon after a GET is confirmed then
+        self.last_get: float | None = None
+        self.said: set[str] = set()  # what was said once for this task
+        self.on_poll: Callable[[Task], None] = lambda task: None  # told each unfinished snapshot
 
     def outcome(self, task: Task, via: str) -> Outcome:
         return Outcome(task=task, via=via, elapsed=self.loop.time() - self.start)
 
     async def run(self) -> Outcome:
         self.notify("phase", "waiting for callback" if self.inbox else "polling")
+        self._observe(self.task)
         pending: asyncio.Future[Delivery] | None = None
+        alarm: asyncio.Future[None] | None = None
         try:
             while True:
                 now = self.loop.time()
                 if now >= self.deadline:
-                    raise await self._timed_out()
+                    return await self._deadline_passed()
                 if self.inbox is not None and pending is None:
                     here = self.inbox.take(self.task.id)  # no task and no timer when it is here
                     if here is not None:
-                        final = await self._trusted(here)
-                        if final is not None:
-                            return self.outcome(final, WEBHOOK)
+                        if (final := await self._on_delivery(here)) is not None:
+                            return final
                         continue
                     pending = asyncio.ensure_future(self.inbox.next(self.task.id))
-                wait = min(self.next_poll, self.deadline) - now
-                if pending is not None:
-                    done, _ = await asyncio.wait({pending}, timeout=max(wait, 0))
-                    if done:
-                        delivery, pending = pending.result(), None
-                        final = await self._trusted(delivery)
-                        if final is not None:
-                            return self.outcome(final, WEBHOOK)
-                        continue
-                else:
-                    await asyncio.sleep(max(wait, 0))
-                if self.loop.time() >= self.next_poll:
-                    final = await self._poll_once()
-                    if final is not None:
-                        return self.outcome(final, POLL)
+                if self.inbox is not None and alarm is None and "secret" not in self.said:
+                    alarm = self.inbox.rejection_signal()  # shared: never cancelled here
+                done = await self._until(min(self._due(), self.deadline) - now, pending, alarm)
+                if alarm is not None and alarm in done:
+                    alarm = None
+                    self._secret_rejected()
+                if pending is not None and pending in done:
+                    delivery, pending = pending.result(), None
+                    if (final := await self._on_delivery(delivery)) is not None:
+                        return final
+                elif self.loop.time() >= self._due() and (final := await self._due_get()) is not None:
+                    return final
         finally:
             if pending is not None:
                 pending.cancel()
             if self.inbox is not None:
                 self.inbox.forget(self.task.id)
 
-    async def _trusted(self, delivery: Delivery) -> Task | None:
-        """The final task a delivery proves, or None when it proves nothing yet."""
+    @staticmethod
+    async def _until(wait: float, *futures: asyncio.Future[Any] | None) -> set[asyncio.Future[Any]]:
+        """Sleep ``wait`` seconds, or less when one of ``futures`` is done first; return the done ones."""
+        waiting = {f for f in futures if f is not None}
+        if not waiting:
+            await asyncio.sleep(max(wait, 0))
+            return set()
+        done, _ = await asyncio.wait(waiting, timeout=max(wait, 0), return_when=asyncio.FIRST_COMPLETED)
+        return done
+
+    def _due(self) -> float:
+        """When the next GET is due: the next poll (or fallback), or a hint's confirmation."""
+        return self.next_poll if self.confirm_at is None else min(self.next_poll, self.confirm_at)
+
+    async def _on_delivery(self, delivery: Delivery) -> Outcome | None:
+        """The outcome a delivery proves (at once, or after a confirming GET), or None."""
         claimed = delivery.task
-        if claimed is None or not claimed.status.terminal:
+        if claimed is None:
             return None
-        if delivery.verified:
-            trusted = dataclasses.replace(
-                claimed, provider=self.adapter.provider, api=self.adapter.api, model=claimed.model or self.task.model
-            )
-        else:
-            # Anyone who can reach the URL can post; without a signature, ask the provider.
-            try:
-                trusted = await self._get()
-            except (TransientError, NetworkError) as exc:
+        if delivery.trusted_for(self.adapter.provider):
+            self._observe(claimed)
+            if not claimed.status.terminal:
+                return None
+            trusted = dataclasses.replace(claimed, provider=self.adapter.provider, api=self.adapter.api,
+                                          model=claimed.model or self.task.model)
+            self._settle(trusted.status)
+            return self.outcome(trusted, WEBHOOK)
+        if not claimed.status.terminal:
+            return None
+        # A hint: anyone who can reach the URL can post one. Ask the provider, but at most
+        # once an interval, so that a flood of forged hints costs no more than polling would.
+        now = self.loop.time()
+        if self.last_get is not None and now < self.last_get + self.interval:
+            due = self.last_get + self.interval
+            self.confirm_at = due if self.confirm_at is None else min(self.confirm_at, due)
+            return None
+        return await self._fetch(hint=True)
+
+    async def _due_get(self) -> Outcome | None:
+        """The GET whose time has come: a hint's confirmation, or a poll."""
+        hint = self.confirm_at is not None and self.loop.time() >= self.confirm_at
+        if not hint:
+            self._start_polling(f"no callback within {self.plan.fallback_for(self.task):g}s; polling")
+        return await self._fetch(hint=hint)
+
+    async def _fetch(self, *, hint: bool) -> Outcome | None:
+        """One GET (``hint``: to confirm a callback); the outcome when the task has ended."""
+        self.last_get, self.confirm_at = self.loop.time(), None  # any GET answers every hint so far
+        try:
+            task = await self._get()
+        except (TransientError, NetworkError) as exc:
+            if hint and not self.polling:
                 # The callback hints the task is done: keep waiting by polling, not by failing.
                 self._start_polling(f"could not confirm a callback ({exc.message}); polling")
-                self.next_poll = min(self.next_poll, self.loop.time() + self.interval)
-                return None
-            if trusted is None:
-                return None  # the deadline passed during the GET; the loop reports the timeout
-            if not trusted.status.terminal:
-                self.notify("note", f"ignored an unconfirmed callback claiming {claimed.status.value}")
-                return None
-        assert self.inbox is not None
-        self.inbox.settle(self.task.id, trusted.status)
-        return trusted
+            else:
+                self.notify("note", f"poll failed ({exc.message}); retrying")
+            self._after_get(max(self.interval, getattr(exc, "retry_after", None) or 0.0))
+            return None
+        if task is None:
+            return None  # the deadline passed during the GET; the loop reports the timeout
+        self._observe(task)
+        if task.status.terminal:
+            self._settle(task.status)
+            return self.outcome(task, WEBHOOK if hint else POLL)
+        if hint:
+            self._say_once("hint", f"ignored an unconfirmed callback: the provider says {task.status.value}")
+        self.task = dataclasses.replace(task, estimated_duration=self.task.estimated_duration)
+        self.on_poll(self.task)
+        self._after_get(self.interval)
+        return None
+
+    def _after_get(self, delay: float) -> None:
+        """Schedule the next poll (when polling) ``delay`` from now, and back the interval off."""
+        if self.polling:
+            self.next_poll = self.loop.time() + delay
+        self.interval = min(self.interval * C.POLL_BACKOFF_FACTOR, max(self.plan.poll_max, C.POLL_MIN))
 
     def _start_polling(self, why: str) -> None:
         if not self.polling:
             self.polling = True
             self.notify("note", why)
             self.notify("phase", "polling")
+
+    def _secret_rejected(self) -> None:
+        """A delivery was rejected for its signature: say so once, and check the task now."""
+        self.said.add("secret")
+        why = ("a callback was rejected for its signature: the webhook secret looks wrong (check "
+               "--webhook-secret, GET3W_WEBHOOK_SECRET or ABSTRAKT_WEBHOOK_SECRET)")
+        if self.polling:
+            self.notify("note", why)
+        else:
+            self._start_polling(f"{why}; checking the task now, then polling")
+            self.next_poll = self.loop.time()
+
+    def _observe(self, task: Task) -> None:
+        if task.unknown_status:
+            self._say_once(f"status {task.unknown_status}", f"task {task.id}: unknown status "
+                           f"{task.unknown_status!r} from {self.adapter.provider}; counting it as processing")
+
+    def _say_once(self, key: str, text: str) -> None:
+        if key not in self.said:
+            self.said.add(key)
+            self.notify("note", text)
+
+    def _settle(self, status: Status) -> None:
+        if self.inbox is not None:
+            self.inbox.settle(self.task.id, status)
 
     async def _get(self) -> Task | None:
         """One GET of the task, cut short at the deadline (None then): --timeout bounds the whole
@@ -167,47 +257,52 @@ class _Waiter:
         except asyncio.TimeoutError:
             return None
 
-    async def _poll_once(self) -> Task | None:
-        self._start_polling(f"no callback within {self.plan.fallback_for(self.task):g}s; polling")
-        delay = self.interval
-        try:
-            task = await self._get()
-        except (TransientError, NetworkError) as exc:
-            self.notify("note", f"poll failed ({exc.message}); retrying")
-            retry_after = getattr(exc, "retry_after", None)
-            delay = max(delay, retry_after or 0.0)
-        else:
-            if task is not None and task.status.terminal:
-                return task
-            if task is not None:
-                self.task = dataclasses.replace(task, estimated_duration=self.task.estimated_duration)
-                self.on_poll(self.task)
-        self.next_poll = self.loop.time() + delay
-        self.interval = min(self.interval * C.POLL_BACKOFF_FACTOR, max(self.plan.poll_max, C.POLL_MIN))
-        return None
-
-    async def _timed_out(self) -> WaitTimeoutError:
+    async def _deadline_passed(self) -> Outcome:
+        """The wait ran out: raise WaitTimeoutError (cancelling first when asked). A look before
+        cancelling that finds the task finished returns it instead: that paid result is kept."""
         cancelled = False
         if self.plan.on_timeout == "cancel":
-            cancelled = await cancel_quietly(self.adapter, self.task.id, self.notify)
-        return WaitTimeoutError(self.task.id, cancelled=cancelled, task=self.task)
+            cancelled, finished = await _cancel_within_budget(self.adapter, self.task.id, self.notify)
+            if finished is not None:
+                return self.outcome(finished, POLL)
+        raise WaitTimeoutError(self.task.id, cancelled=cancelled, task=self.task)
 
 
 async def cancel_quietly(adapter: Adapter, task_id: str, notify: Notify = _ignore) -> bool:
-    """Best-effort cancel when leaving early; report, never raise (the exit code is about the wait)."""
+    """Best-effort cancel when leaving early, only of a task a GET shows unfinished (a Get3W v3
+    DELETE of a finished one deletes its outputs); report, never raise: the exit code is the wait's."""
+    cancelled, _ = await _cancel_within_budget(adapter, task_id, notify)
+    return cancelled
+
+
+async def _cancel_within_budget(adapter: Adapter, task_id: str, notify: Notify) -> tuple[bool, Task | None]:
+    """(whether a cancel was sent, the task when the look found it finished)."""
     if not adapter.can_cancel:
         notify("note", f"{adapter.provider} {adapter.api} cannot cancel tasks; task {task_id} keeps running")
-        return False
+        return False, None
     try:
-        await asyncio.wait_for(adapter.cancel(task_id), C.CANCEL_ON_EXIT_BUDGET)
+        return await asyncio.wait_for(_look_then_cancel(adapter, task_id, notify), C.CANCEL_ON_EXIT_BUDGET)
     except (asyncio.TimeoutError, UsageError, NetworkError, TransientError) as exc:
-        notify("note", f"could not cancel task {task_id}: {exc}")
-        return False
+        notify("note", f"could not cancel task {task_id}: {exc or 'no answer in time'}")
+        return False, None
     except Exception as exc:  # noqa: BLE001 - any provider refusal is reported, not raised
         notify("note", f"could not cancel task {task_id}: {exc}")
-        return False
+        return False, None
+
+
+async def _look_then_cancel(adapter: Adapter, task_id: str, notify: Notify) -> tuple[bool, Task | None]:
+    try:
+        current = await adapter.get(task_id)
+    except G3wError as exc:
+        # Not knowing whether it finished, leave it: cancelling could delete a paid result.
+        notify("note", f"could not look at task {task_id} before cancelling it ({exc.message}); left as it is")
+        return False, None
+    if current.status.terminal:
+        notify("note", f"task {task_id} already {current.status.value}; not cancelling it")
+        return False, current
+    await adapter.cancel(task_id)
     notify("note", f"cancelled task {task_id}")
-    return True
+    return True, None
 
 
 async def wait_for(
@@ -218,25 +313,39 @@ async def wait_for(
     inbox: CallbackSource | None = None,
     notify: Notify = _ignore,
     via_if_done: str | None = None,
-    on_poll: Callable[[Task], None] = lambda task: None,
+    on_poll: Callable[[Task], None] | None = None,
 ) -> Outcome:
     """Wait until ``task`` is terminal; return it with the path that delivered it.
 
-    ``task`` is the latest known snapshot (the submit answer); when it is already terminal
-    (a sync answer) it is returned at once with ``via_if_done``. Cancellation (Ctrl-C)
-    cancels the task at the provider only when ``plan.on_timeout == "cancel"``.
+    ``task`` is the latest snapshot. Already terminal, it is returned at once with ``via_if_done``
+    (POLL: it came from a GET), else as a submit answer: ``webhook`` when its callback is already
+    in ``inbox``, else ``sync``. Ctrl-C cancels the task only when ``plan.on_timeout == "cancel"``.
 
     Raises:
         WaitTimeoutError: the deadline passed first.
         AuthError, RejectedError: polling was refused for good.
     """
     if task.status.terminal:
-        return Outcome(task=task, via=via_if_done, elapsed=0.0)
+        return Outcome(task=task, via=via_if_done or _answer_via(task, inbox), elapsed=0.0)
     waiter = _Waiter(adapter, task, plan, inbox if plan.mode == WEBHOOK else None, notify)
-    waiter.on_poll = on_poll
+    if on_poll is not None:
+        waiter.on_poll = on_poll
     try:
         return await waiter.run()
     except asyncio.CancelledError:
         if plan.on_timeout == "cancel":
             await asyncio.shield(cancel_quietly(adapter, task.id, notify))
         raise
+
+
+def _answer_via(task: Task, inbox: CallbackSource | None) -> str:
+    """The path of a submit answer that is already final: webhook when a callback saying the
+    same already arrived (signed, or confirmed by the answer itself), else sync."""
+    if inbox is None:
+        return SYNC
+    via = SYNC
+    while (delivery := inbox.take(task.id)) is not None:
+        if delivery.task is not None and delivery.task.status is task.status:
+            via = WEBHOOK
+    inbox.settle(task.id, task.status)
+    return via

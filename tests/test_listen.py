@@ -58,7 +58,7 @@ class Listen:
 
     def __init__(self, *args: str, port: int | None = None, env: dict[str, str] | None = None,
                  cwd: Path | None = None) -> None:
-        self.port = port or free_port()
+        self.port = free_port() if port is None else port  # port=0: the listener picks one
         full_env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "get3w_cli", "listen", "--port", str(self.port), "--print-url", *args],
@@ -71,6 +71,8 @@ class Listen:
         for thread in self._threads:
             thread.start()
         self.url = self.line(timeout=10)
+        if self.port == 0:
+            self.port = int(self.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 
     @staticmethod
     def _pump(stream: Any, sink: Any) -> None:
@@ -123,7 +125,7 @@ class Target:
     """A local app for --forward-to: records each request (thread server, started on demand)."""
 
     def __init__(self, port: int | None = None, status: int = 200) -> None:
-        self.port = port or free_port()
+        self.port = free_port() if port is None else port  # port=0: bound at start()
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.status = status
         self._server: http.server.ThreadingHTTPServer | None = None
@@ -147,6 +149,7 @@ class Target:
                 self.end_headers()
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
@@ -448,7 +451,8 @@ def test_signatures_are_checked_for_both_providers():
 
 
 def test_unverified_deliveries_only_dedupe_when_no_secret_is_configured():
-    """Without any secret, repeats are duplicates; with one configured, unverified repeats are never."""
+    """Without any secret, repeats are duplicates; with one configured, unverified ones are never events
+    (401, whatever provider they claim), so they can neither count nor mask a verified one."""
 
     async def without(receiver, notes):
         for _ in range(2):
@@ -457,11 +461,96 @@ def test_unverified_deliveries_only_dedupe_when_no_secret_is_configured():
 
     async def with_get3w_secret(receiver, notes):
         for _ in range(2):
-            assert (await post(receiver.local_url, abstrakt_body()))[0] == 200
-        assert [i.event.verified for i in drain(receiver)] == [False, False] and receiver.stats.duplicates == 0
+            assert (await post(receiver.local_url, abstrakt_body()))[0] == 401
+        body = get3w_body("g1")
+        signed = {"X-Get3W-Signature": sign_get3w(SECRET, body)}
+        assert (await post(receiver.local_url, body, signed))[0] == 200
+        assert (await post(receiver.local_url, body, signed)) == (200, {"received": True, "duplicate": True})
+        assert [(i.event.task.id, i.event.verified) for i in drain(receiver)] == [("g1", True)]
+        assert (receiver.stats.rejected, receiver.stats.duplicates) == (2, 1)
 
     serve(without)
     serve(with_get3w_secret, secrets={"get3w": SECRET})
+
+
+@pytest.mark.parametrize("provider", [None, "get3w"])
+@pytest.mark.parametrize("headers", [{}, {"X-Abstrakt-Timestamp": "1", "X-Abstrakt-Signature": "x"}])
+def test_a_secret_is_never_bypassed_by_claiming_the_other_provider(headers, provider):
+    """With only a Get3W secret (with or without --provider), unsigned deliveries shaped or labelled as
+    Abstrakt are 401."""
+
+    async def scenario(receiver, notes):
+        for body in (abstrakt_body("job_f"), get3w_body("pred_f")):
+            status, reply = await post(receiver.local_url, body, headers)
+            assert status == 401 and "error" in reply
+        assert drain(receiver) == [] and receiver.stats.rejected == 2
+
+    serve(scenario, secrets={"get3w": SECRET}, provider=provider)
+
+
+def test_the_verifying_secret_decides_the_provider_of_an_event():
+    """An Abstrakt-signed delivery whose body also looks like Get3W's is an Abstrakt event, even with --provider get3w."""
+
+    async def scenario(receiver, notes):
+        body = json.dumps({"id": "both_1", "job_id": "both_1", "status": "completed"}).encode()
+        now = str(int(time.time()))
+        signed = {"X-Abstrakt-Timestamp": now, "X-Abstrakt-Signature": sign_abstrakt("abstrakt-secret", body, now)}
+        assert (await post(receiver.local_url, body, signed))[0] == 200
+        [item] = drain(receiver)
+        assert (item.event.provider, item.event.verified, item.raw.verified) == ("abstrakt", True, True)
+
+    serve(scenario, secrets={"get3w": SECRET, "abstrakt": "abstrakt-secret"}, provider="get3w")
+
+
+def test_for_is_not_fooled_by_a_forgery_claiming_the_other_provider(listen):
+    """listen --provider get3w --secret S --for ID: a forged unsigned 'completed' labelled Abstrakt gets 401
+    and neither ends the command nor runs --exec; the signed one does."""
+    proc = listen("--json", "--provider", "get3w", "--secret", SECRET, "--for", "pred_for", "--exec", "cat >&2", port=0)
+    forged = get3w_body("pred_for")
+    labelled = {"X-Abstrakt-Timestamp": str(int(time.time())), "X-Abstrakt-Signature": "0" * 64}
+    assert httpx.post(proc.url, content=forged, headers=labelled).status_code == 401
+    assert httpx.post(proc.url, content=abstrakt_body("pred_for")).status_code == 401
+    assert proc.proc.poll() is None
+    genuine = get3w_body("pred_for")
+    assert httpx.post(proc.url, content=genuine, headers={"X-Get3W-Signature": sign_get3w(SECRET, genuine)}).status_code == 200
+    event = proc.event()
+    assert (event["id"], event["verified"], event["provider"]) == ("pred_for", True, "get3w")
+    assert proc.wait() == 0
+    executed = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert proc.lines.empty() and [(e["id"], e["verified"]) for e in executed] == [("pred_for", True)]  # --exec: once
+
+
+def test_replay_with_secret_resigns_only_what_was_verified_when_saved(listen, tmp_path):
+    """--save records 'verified'; --replay --secret re-signs a verified delivery, and sends a rejected
+    forgery (or an older file that does not say) as it was saved, with one line saying why."""
+    saved = tmp_path / "saved"
+    proc = listen("--count", "1", "--secret", SECRET, "--save", str(saved), port=0)
+    forged, genuine = abstrakt_body("job_forged"), abstrakt_body("job_real")
+    stale = {"X-Abstrakt-Timestamp": "1", "X-Abstrakt-Signature": "0" * 64}
+    now = str(int(time.time()))
+    assert httpx.post(proc.url, content=forged, headers=stale).status_code == 401
+    signed = {"X-Abstrakt-Timestamp": now, "X-Abstrakt-Signature": sign_abstrakt(SECRET, genuine, now)}
+    assert httpx.post(proc.url, content=genuine, headers=signed).status_code == 200
+    assert proc.wait() == 0
+    rejected, verified = [json.loads(f.read_text()) for f in sorted(saved.glob("*.json"))]
+    assert (rejected["answered"], rejected["verified"]) == (401, False)
+    assert (verified["answered"], verified["verified"]) == (200, True)
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps({k: v for k, v in verified.items() if k != "verified"}))
+    target = Target(port=0).start()
+    try:
+        for path in [*sorted(saved.glob("*.json")), older]:
+            result = g3w("listen", "--replay", str(path), "--forward-to", target.url, "--secret", SECRET, timeout=20)
+            assert result.code == 0, result.stderr
+            said = [line for line in result.stderr.splitlines() if "not re-signed" in line]
+            assert len(said) == (0 if path.name != older.name and "job_real" in path.read_text() else 1), said
+    finally:
+        target.stop()
+    (_, got_forged, body_f), (_, got_real, body_r), (_, got_older, body_o) = target.requests
+    assert body_f == forged and got_forged["X-Abstrakt-Signature"] == "0" * 64  # as saved: still invalid
+    assert not verify_delivery("abstrakt", SECRET, got_forged, forged)
+    assert body_r == genuine and verify_delivery("abstrakt", SECRET, got_real, genuine)  # re-signed, fresh
+    assert body_o == genuine and got_older["X-Abstrakt-Signature"] == signed["X-Abstrakt-Signature"]
 
 
 def test_late_processing_after_final_is_acknowledged_not_emitted():

@@ -203,18 +203,64 @@ def test_bad_abstrakt_signature_is_401():
 
 
 def test_unsigned_delivery_without_secret_is_unverified():
-    """Without a secret a delivery is accepted, but marked unverified."""
+    """Without any secret a delivery is accepted, but marked unverified."""
 
     async def scenario(listener, inbox):
         assert (await post(listener.local_url, abstrakt_body("job_9"), {"X-Whatever": "1"}))[0] == 200
         delivery = await inbox.next("job_9")
-        assert delivery.verified is False
+        assert delivery.verified is False and delivery.verified_by == frozenset()
         assert delivery.provider == "abstrakt"
         assert delivery.payload == json.loads(abstrakt_body("job_9"))
         assert delivery.headers["X-Whatever"] == "1"
         assert delivery.received_at == pytest.approx(time.time(), abs=5)
 
+    serve(scenario)
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Abstrakt-Timestamp": "1"}, {"X-Abstrakt-Signature": "x"},
+                                     {"X-Get3W-Signature": "0" * 64}])
+def test_a_configured_secret_is_never_bypassed_by_claiming_the_other_provider(headers):
+    """With only a Get3W secret, an unsigned 'completed' shaped or labelled as Abstrakt is 401, not a hint."""
+
+    async def scenario(listener, inbox):
+        for body in (abstrakt_body("job_f"), get3w_body("pred_f")):
+            assert (await post(listener.local_url, body, headers))[0] == 401
+        assert inbox.pending("job_f") == 0 and inbox.pending("pred_f") == 0
+        assert listener.stats.rejected_signature == 2 and inbox.rejected_signatures == 2
+
     serve(scenario, secrets={"get3w": SECRET})
+
+
+def test_a_delivery_verified_by_one_provider_is_attributed_to_it():
+    """The secret that verifies a delivery decides its provider: an Abstrakt-signed body shaped like
+    a Get3W task is Abstrakt's (verified_by names it), whatever provider_hint says."""
+
+    async def scenario(listener, inbox):
+        body = json.dumps({"id": "pred_x", "job_id": "pred_x", "status": "completed"}).encode()
+        now = str(int(time.time()))
+        signed = {"X-Abstrakt-Timestamp": now, "X-Abstrakt-Signature": sign_abstrakt("abstrakt-secret", body, now)}
+        assert (await post(listener.local_url, body, signed))[0] == 200
+        delivery = await inbox.next("pred_x")
+        assert delivery.provider == "abstrakt" and delivery.verified_by == frozenset({"abstrakt"})
+        assert delivery.trusted_for("abstrakt") and not delivery.trusted_for("get3w")
+
+    serve(scenario, secrets={"get3w": SECRET, "abstrakt": "abstrakt-secret"}, provider_hint="get3w")
+
+
+def test_rejections_are_not_logged_above_debug(caplog):
+    """The listener never prints: 401s and other rejections are counted, logged at debug level only."""
+
+    async def scenario(listener, inbox):
+        assert (await post(listener.local_url, get3w_body(), {"X-Get3W-Signature": "0" * 64}))[0] == 401
+        assert (await post(listener.local_url, b"not json"))[0] == 400
+        not_a_task = b'{"hello": 1}'
+        assert (await post(listener.local_url, not_a_task, {"X-Get3W-Signature": sign_get3w(SECRET, not_a_task)}))[0] == 422
+        assert listener.stats.rejected_signature == 1 and listener.stats.rejected_other == 2
+
+    with caplog.at_level(logging.DEBUG, logger="g3w.webhooks"):
+        serve(scenario, secrets={"get3w": SECRET})
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert sum("rejected" in r.getMessage() for r in caplog.records) == 3
 
 
 def test_provider_hint_applies_when_headers_are_silent():
@@ -316,7 +362,7 @@ def test_forged_unverified_does_not_mask_genuine():
 
 
 class ExplodingInbox(Inbox):
-    def put(self, delivery: Delivery) -> bool:
+    def offer(self, delivery: Delivery) -> str:
         raise RuntimeError("boom")
 
 
@@ -419,7 +465,8 @@ def test_inbox_verified_duplicate_but_unverified_never():
     assert inbox.put(delivery("a", Status.COMPLETED, verified=True))
     assert not inbox.put(delivery("a", Status.COMPLETED, verified=True))
     assert inbox.put(delivery("a", Status.COMPLETED, verified=False))  # verified ones don't mask it
-    assert inbox.put(delivery("a", Status.PROCESSING, verified=True))
+    assert not inbox.put(delivery("a", Status.PROCESSING, verified=True))  # stale: after the final one
+    assert inbox.put(delivery("a", Status.FAILED, verified=True))
     assert inbox.pending("a") == 5
 
 
@@ -507,3 +554,30 @@ def test_inbox_rejects_delivery_without_task():
     """A delivery with no parsed task cannot be routed."""
     with pytest.raises(ValueError):
         Inbox().put(Delivery(0.0, None, None, False, {}, b"", {}))
+
+
+def test_inbox_rejection_signal_is_shared_and_done_once_a_signature_was_rejected():
+    """signature_rejected() resolves the one signal every waiter watches, before or after it is asked for."""
+
+    async def main():
+        inbox = Inbox()
+        signal = inbox.rejection_signal()
+        assert not signal.done() and inbox.rejection_signal() is signal
+        inbox.signature_rejected()
+        assert signal.done() and inbox.rejected_signatures == 1
+        later = Inbox()
+        later.signature_rejected()
+        assert later.rejection_signal().done()
+
+    asyncio.run(main())
+
+
+def test_inbox_a_delivery_verified_for_another_provider_never_masks_the_genuine_one():
+    """De-duplication is per provider: a delivery verified by Abstrakt's secret for a Get3W task's id
+    does not make the Get3W-verified one a duplicate."""
+    inbox = Inbox()
+    task = Task(id="pred_m", provider="abstrakt", api="v1", model="m", status=Status.COMPLETED)
+    assert inbox.put(Delivery(time.time(), "abstrakt", task, True, {}, b"{}", {}))
+    assert inbox.put(delivery("pred_m", Status.COMPLETED, verified=True))
+    assert not inbox.put(delivery("pred_m", Status.COMPLETED, verified=True))
+    assert inbox.pending("pred_m") == 2

@@ -8,12 +8,14 @@ import hmac
 import pytest
 
 from get3w_cli.webhooks.signatures import (
+    SCHEMES,
     sign_abstrakt,
     sign_get3w,
     signature_headers,
     verify_abstrakt,
     verify_delivery,
     verify_get3w,
+    verifying_providers,
 )
 
 SECRET = "whsec_test_123"
@@ -139,3 +141,28 @@ def test_signature_headers_unknown_provider():
     """An unknown provider is a programming error."""
     with pytest.raises(ValueError):
         signature_headers("nope", SECRET, BODY)
+
+
+def test_verifying_providers_tries_every_configured_secret_whatever_the_headers_claim():
+    """The secret that verifies a delivery decides: headers claiming the other provider change nothing."""
+    secrets = {"get3w": SECRET, "abstrakt": "abstrakt-secret"}
+    assert verifying_providers(secrets, {"X-Get3W-Signature": GET3W_SIG}, BODY, now=NOW) == {"get3w"}
+    claims_abstrakt = {"X-Get3W-Signature": GET3W_SIG, "X-Abstrakt-Timestamp": TS}
+    assert verifying_providers(secrets, claims_abstrakt, BODY, now=NOW) == {"get3w"}
+    signed_a = {"X-Abstrakt-Signature": _hex("abstrakt-secret", TS.encode() + b"." + BODY), "X-Abstrakt-Timestamp": TS}
+    assert verifying_providers(secrets, signed_a, BODY, now=NOW) == {"abstrakt"}
+    assert verifying_providers(secrets, {}, BODY, now=NOW) == frozenset()
+    assert verifying_providers(secrets, {"X-Abstrakt-Signature": GET3W_SIG}, BODY, now=NOW) == frozenset()
+
+
+def test_one_secret_for_both_providers_verifies_under_each_providers_schemes():
+    """The same secret configured for both: a delivery is verified by every provider whose scheme it satisfies."""
+    both = {"get3w": SECRET, "abstrakt": SECRET}
+    body_only = {"X-Get3W-Signature": GET3W_SIG, "X-Abstrakt-Signature": ABSTRAKT_BODY_ONLY}
+    assert verifying_providers(both, body_only, BODY, now=NOW) == {"get3w", "abstrakt"}
+    assert verifying_providers({"get3w": "", "abstrakt": SECRET}, body_only, BODY, now=NOW) == {"abstrakt"}
+
+
+def test_every_provider_has_its_schemes_listed():
+    """verify_delivery goes through SCHEMES: the one place a new signing scheme is added."""
+    assert set(SCHEMES) == {"get3w", "abstrakt"} and all(SCHEMES.values())

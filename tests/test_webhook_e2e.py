@@ -69,20 +69,39 @@ def test_forged_unsigned_completion_is_confirmed_and_ignored(tmp_path: Path) -> 
 
 
 def test_forged_callback_with_a_secret_gets_401_and_changes_nothing() -> None:
-    """With a secret, a callback with a bad signature is answered 401 and the wait goes on."""
+    """With a secret, a callback no configured secret verifies is 401, whatever provider it claims; the
+    run says once that a signature was rejected, checks the task itself, and ends with the real result."""
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
         proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=1.5", "--via", "webhook", "--json",
                          env={"GET3W_WEBHOOK_SECRET": SECRET})
         url, _ = wait_for_submit(sb)
-        time.sleep(0.3)
         task_id = next(t for t in sb.call(_task_ids(sb)))
         bad = httpx.post(url, content=forged(task_id), headers={"X-Get3W-Signature": "0" * 64})
         unsigned = httpx.post(url, content=forged(task_id))
-        code, record, _ = finish(proc)
-    assert (bad.status_code, unsigned.status_code) == (401, 401)
+        claims_abstrakt = httpx.post(url, content=forged(task_id),
+                                     headers={"X-Abstrakt-Timestamp": str(int(time.time())), "X-Abstrakt-Signature": "0"})
+        code, record, err = finish(proc)
+    assert (bad.status_code, unsigned.status_code, claims_abstrakt.status_code) == (401, 401, 401)
     assert code == 0 and record is not None and "evil" not in json.dumps(record["outputs"])
-    gets = [r for r in sb.sandbox.requests if r.method == "GET" and "/predictions/" in r.path]
-    assert gets == []  # the genuine signed callback needed no confirming GET
+    assert err.count("the webhook secret looks wrong") == 1
+    assert "g3w.webhooks" not in err  # the listener itself prints nothing
+
+
+def test_a_wrong_webhook_secret_costs_no_fallback_wait() -> None:
+    """A wrong --webhook-secret: the genuine callback gets 401, g3w says so once and polls at once,
+    instead of waiting out --fallback-after (60 s by default) with log lines over the progress."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
+        started = time.monotonic()
+        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--json", "--webhook-secret", "not-it",
+                     "--timeout", "20s", env=sandbox_env(sb), timeout=40)
+        elapsed = time.monotonic() - started
+        rejected = [d.status_code for d in sb.sandbox.deliveries]
+    assert result.code == 0, result.stderr
+    assert result.json()["status"] == "completed" and result.json()["via"] == "poll"
+    assert rejected and set(rejected) == {401}
+    assert result.stderr.count("the webhook secret looks wrong") == 1
+    assert "g3w.webhooks" not in result.stderr and "Traceback" not in result.stderr
+    assert elapsed < 15  # generous: nowhere near the 60 s fallback, nor the 20 s timeout
 
 
 def test_wrong_token_gets_404_during_a_run() -> None:

@@ -20,7 +20,7 @@ from get3w_cli.batch.lines import BatchLine
 from get3w_cli.downloads import download_outputs
 from get3w_cli.errors import DownloadError, G3wError, WaitTimeoutError
 from get3w_cli.records import Status, Task
-from get3w_cli.waiting import POLL, SYNC, WEBHOOK, CallbackSource, Outcome, WaitPlan, wait_for
+from get3w_cli.waiting import POLL, WEBHOOK, CallbackSource, Outcome, WaitPlan, wait_for
 
 if TYPE_CHECKING:
     from get3w_cli.http import HttpSession
@@ -44,8 +44,7 @@ class Finisher:
         plan = dataclasses.replace(self.plan, mode=WEBHOOK if webhook else POLL,
                                    timeout=self.plan.timeout if timeout is None else timeout)
         try:
-            outcome = await wait_for(adapter, task, plan, inbox=self.inbox if webhook else None,
-                                     via_if_done=SYNC if sync else done_via)
+            outcome = await wait_for(adapter, task, plan, inbox=self.inbox if webhook else None, via_if_done=done_via)
         except G3wError as exc:
             latest = await _latest(adapter, task)
             if not latest.status.terminal:

@@ -113,7 +113,8 @@ Secret = Annotated[Optional[str], _opt(
     "--secret", "Verify signatures; bad ones get 401 (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).",
     panel=LISTEN, metavar="SECRET", show_default=False)]
 Provider = Annotated[Optional[O.ProviderName], _opt(
-    "--provider", "Provider of deliveries whose headers do not tell (default: from the payload shape).", panel=LISTEN)]
+    "--provider", "Provider of unverified deliveries (default: from the payload shape); with a secret, the "
+    "secret that verifies a delivery decides.", panel=LISTEN)]
 PrintUrl = Annotated[bool, _opt("--print-url", "Print the callback URL on stdout first (for scripts).", panel=O.OUT)]
 JsonLines = Annotated[bool, _opt("--json", "One JSON object per unique event on stdout.", panel=O.OUT)]
 ForwardTo = Annotated[Optional[str], _opt(
@@ -124,7 +125,8 @@ Exec = Annotated[Optional[str], _opt(
 Save = Annotated[Optional[str], _opt("--save", "Write every delivery (headers and raw body) to DIR as JSON.",
                                      metavar="DIR")]
 Replay = Annotated[Optional[str], _opt(
-    "--replay", "Send a --save FILE to --forward-to again, then exit (no listener).", metavar="FILE")]
+    "--replay", "Send a --save FILE to --forward-to again, then exit (no listener); with --secret, a delivery "
+    "saved as verified is re-signed.", metavar="FILE")]
 ForId = Annotated[Optional[str], _opt(
     "--for", "Exit after task ID's final event (0 completed, 1 failed or cancelled).", metavar="ID")]
 Count = Annotated[Optional[int], _opt("--count", "Exit 0 after N unique final events.", metavar="N", min=1)]
@@ -280,7 +282,8 @@ async def _replay(ui: Ui, file: str, forward_to: Optional[str], secret: Optional
         raise UsageError("--replay needs --forward-to URL",
                          hint="g3w listen --replay FILE --forward-to http://localhost:8000/hook")
     url = _check_url(forward_to, "--forward-to")
-    result = await replay(Path(file), url, secret=secret, provider=provider.value if provider else None)
+    result = await replay(Path(file), url, secret=secret, provider=provider.value if provider else None,
+                          on_not_resigned=lambda why: ui.warn(f"{file} was sent as saved, not re-signed: {why}"))
     if not result.ok:
         raise NetworkError(f"could not replay {file} to {url}: {result.describe()}",
                            hint="check that the app is running and accepts the delivery")

@@ -1,8 +1,9 @@
 """The receiving side of webhooks: signatures, routing of deliveries to waiters, the
 local listeners (aiohttp) and the public tunnel to them (ngrok via pyngrok).
 
-    signatures.py   pure HMAC checks for Get3W and Abstrakt deliveries
-    inbox.py        Delivery records; routes them to the waiter of their task, de-duplicated
+    signatures.py   pure HMAC checks for Get3W and Abstrakt deliveries (every secret, every scheme)
+    delivery.py     the one classification of a delivery (parse, attribute, verify) and de-duplication
+    inbox.py        routes deliveries to the waiter of their task, de-duplicated; signature rejections
     listener.py     CallbackListener (the ephemeral server of run/batch) and check_reachable()
     receiver.py     Receiver: the `g3w listen` server (any path, verify, de-duplicate, queue)
     listen_loop.py  the `g3w listen` loop: print, exec, forward, save; the stop rules

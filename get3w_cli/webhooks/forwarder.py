@@ -6,8 +6,10 @@
   429, 5xx); a 4xx other than 429 is the app's answer and is not retried. Redirects are not
   followed, so a body never goes anywhere the user did not name.
 - ``run_exec`` runs a shell command with the event JSON on its stdin.
-- ``save_delivery`` writes one delivery as JSON (headers + body); ``replay`` sends one again
-  (re-signed with a fresh timestamp when a secret is given, since Abstrakt's expire).
+- ``save_delivery`` writes one delivery as JSON (headers + body, and whether a configured
+  secret verified it); ``replay`` sends one again, re-signed with a fresh timestamp when a
+  secret is given (Abstrakt's expire) but only when it was saved as verified: re-signing a
+  saved forgery would turn it into a validly signed delivery.
 aiohttp is used as the client here because webhooks/ must not import get3w_cli.http; its
 exceptions never leave this module.
 """
@@ -154,12 +156,13 @@ async def run_exec(command: str, data: bytes, *, stdout: int | None = None) -> i
 
 
 def saved_record(received_at: str, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
-                 answered: int) -> dict[str, object]:
+                 answered: int, *, verified: bool = False) -> dict[str, object]:
     """The JSON written by --save: the body as text when it is UTF-8, else base64."""
     record: dict[str, object] = {
         "received_at": received_at, "method": method, "path": path, "query": query, "answered": answered,
         "headers": {k: v for k, v in headers.items() if k.lower() not in UNSAVED_HEADERS},
     }
+    record["verified"] = verified  # --replay --secret re-signs only what was verified
     try:
         record["body"] = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -181,8 +184,16 @@ def save_delivery(directory: Path, name: str, record: Mapping[str, object]) -> P
     return target
 
 
-def load_saved(path: Path) -> tuple[dict[str, str], bytes]:
-    """Read a --save file back as (headers, raw body).
+@dataclass(frozen=True)
+class SavedDelivery:
+    headers: dict[str, str]
+    body: bytes
+    verified: bool | None  # None: saved by a g3w that did not record it
+    answered: object  # the HTTP status the listener answered, as saved
+
+
+def read_saved(path: Path) -> SavedDelivery:
+    """Read a --save file back.
 
     Raises:
         UsageError: the file is missing or is not a saved delivery.
@@ -197,7 +208,30 @@ def load_saved(path: Path) -> tuple[dict[str, str], bytes]:
                          hint="give a file written by g3w listen --save DIR") from exc
     if not isinstance(headers, dict):
         raise UsageError(f"cannot replay {path}: headers is not an object")
-    return {str(k): str(v) for k, v in headers.items()}, body
+    verified = record.get("verified")
+    return SavedDelivery({str(k): str(v) for k, v in headers.items()}, body,
+                         verified if isinstance(verified, bool) else None, record.get("answered"))
+
+
+def load_saved(path: Path) -> tuple[dict[str, str], bytes]:
+    """Read a --save file back as (headers, raw body).
+
+    Raises:
+        UsageError: the file is missing or is not a saved delivery.
+    """
+    saved = read_saved(path)
+    return saved.headers, saved.body
+
+
+def _not_resigned_reason(saved: SavedDelivery) -> str | None:
+    """Why a saved delivery must be sent as it was saved, not re-signed (None: it may be re-signed)."""
+    if saved.verified is True:
+        return None
+    if saved.verified is None:
+        return "the file does not say whether it was verified (saved by an older g3w)"
+    if saved.answered == 401:
+        return "it was rejected for its signature when it was saved"
+    return "it was not verified when it was saved"
 
 
 def resign(headers: Mapping[str, str], body: bytes, secret: str, provider: str | None = None) -> dict[str, str]:
@@ -215,14 +249,23 @@ def resign(headers: Mapping[str, str], body: bytes, secret: str, provider: str |
 
 
 async def replay(path: Path, url: str, *, secret: str | None = None, provider: str | None = None,
-                 max_attempts: int = FORWARD_REPLAY_ATTEMPTS) -> ForwardResult:
+                 max_attempts: int = FORWARD_REPLAY_ATTEMPTS,
+                 on_not_resigned: Callable[[str], None] | None = None) -> ForwardResult:
     """Send a --save file to ``url`` again (a few attempts while the target is down).
+
+    With ``secret``, a delivery saved as verified is re-signed; anything else is sent as it was
+    saved, and ``on_not_resigned`` hears why.
 
     Raises:
         UsageError: the file is not a saved delivery.
     """
-    headers, body = load_saved(path)
+    saved = read_saved(path)
+    headers, body = saved.headers, saved.body
     if secret:
-        headers = resign(headers, body, secret, provider)
+        reason = _not_resigned_reason(saved)
+        if reason is None:
+            headers = resign(headers, body, secret, provider)
+        elif on_not_resigned is not None:
+            on_not_resigned(reason)
     async with Forwarder(url, max_attempts=max_attempts) as forwarder:
         return await forwarder.send(headers, body)

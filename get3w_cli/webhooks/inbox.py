@@ -4,10 +4,13 @@ Rules (CONTRACT.md section 5):
 - a delivery that arrives before anyone waits for its task is held (``early_hold`` seconds,
   at most ``early_max`` of them, oldest dropped first), since a callback can beat the submit
   answer that tells us the task id;
-- repeated deliveries of the same (task id, status) are one, but only deliveries that were
-  verified (signature checked) or confirmed by the waiter (``settle``) count: an unverified
-  delivery is never a duplicate of anything, so a forged one cannot mask a genuine one;
-- once the waiter settles a terminal status, later deliveries for that task are dropped.
+- repeated deliveries are de-duplicated by ``delivery.Deduper`` (the one de-duplication of
+  both servers): only verified deliveries and those the waiter confirmed (``settle``) count,
+  so a forged unverified one never masks a genuine one;
+- once the waiter settles a terminal status, later deliveries for that task are dropped;
+- the listener reports every delivery it rejected for its signature (``signature_rejected``):
+  waiters hear of it through ``rejection_signal()`` and check their task at once, since a
+  wrong secret would otherwise leave them waiting for ``--fallback-after``.
 Every operation is O(1) (amortized); memory is bounded by the constants above.
 """
 
@@ -17,41 +20,13 @@ import asyncio
 import itertools
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable
 
-from get3w_cli.constants import WEBHOOK_DEDUPE_MAX, WEBHOOK_EARLY_HOLD, WEBHOOK_EARLY_MAX
-from get3w_cli.records import Status, Task
+from get3w_cli.constants import WEBHOOK_EARLY_HOLD, WEBHOOK_EARLY_MAX
+from get3w_cli.records import Status
+from get3w_cli.webhooks.delivery import NEW, Deduper, Delivery
 
-
-@dataclass(frozen=True)
-class Delivery:
-    """One webhook request that passed the listener's checks."""
-
-    received_at: float  # time.time()
-    provider: str | None  # "get3w" | "abstrakt" | None (unknown)
-    task: Task | None  # parsed with payloads.callback_task; None if unparseable
-    verified: bool  # True only when a secret was known and the signature matched
-    headers: Mapping[str, str]
-    body: bytes
-    payload: object  # parsed JSON
-
-
-_Key = tuple[str, Status]
-
-
-class _Bounded(OrderedDict):  # type: ignore[type-arg]
-    """An insertion-ordered dict that forgets its oldest entries beyond ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def remember(self, key: object, value: object) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
+__all__ = ["Delivery", "Inbox"]
 
 
 class Inbox:
@@ -74,12 +49,20 @@ class Inbox:
         self._seq = itertools.count()
         self._queues: dict[str, deque[Delivery]] = {}  # tasks someone waits for
         self._wakeups: dict[str, asyncio.Future[None]] = {}
-        # (id, status) -> True when confirmed by the waiter, False when only verified.
-        self._seen = _Bounded(WEBHOOK_DEDUPE_MAX)
-        self._settled = _Bounded(WEBHOOK_DEDUPE_MAX)  # id -> terminal Status
+        self._dedupe = Deduper()  # unverified deliveries never count: the waiter confirms them
+        self.rejected_signatures = 0  # deliveries the listener answered 401
+        self._rejection: asyncio.Future[None] | None = None  # shared by every waiter
 
     def put(self, delivery: Delivery) -> bool:
-        """Queue ``delivery`` for its task; return False when it was a duplicate (ignored).
+        """Queue ``delivery`` for its task; return False when it was a duplicate or stale (ignored).
+
+        Raises:
+            ValueError: the delivery has no parsed task.
+        """
+        return self.offer(delivery) == NEW
+
+    def offer(self, delivery: Delivery) -> str:
+        """Like ``put``, but return the verdict: ``NEW`` (queued), ``DUPLICATE`` or ``STALE``.
 
         Raises:
             ValueError: the delivery has no parsed task.
@@ -88,8 +71,9 @@ class Inbox:
         if task is None:
             raise ValueError("a delivery without a task cannot be routed")
         self._expire()
-        if self._is_duplicate(task.id, task.status, delivery.verified):
-            return False
+        verdict = self._dedupe.classify(delivery)
+        if verdict != NEW:
+            return verdict
         if task.id in self._queues:
             self._queues[task.id].append(delivery)
             self._wake(task.id)
@@ -98,21 +82,22 @@ class Inbox:
             self._early[seq] = (self._clock(), delivery)
             self._early_ids.setdefault(task.id, deque()).append(seq)
             self._expire()
-        return True
+        return NEW
 
-    def _is_duplicate(self, task_id: str, status: Status, verified: bool) -> bool:
-        if task_id in self._settled:
-            return True
-        key: _Key = (task_id, status)
-        confirmed = self._seen.get(key)
-        if confirmed:
-            return True
-        if not verified:
-            return False
-        if confirmed is not None:  # an earlier verified delivery of the same status
-            return True
-        self._seen.remember(key, False)
-        return False
+    def signature_rejected(self) -> None:
+        """The listener answered a delivery 401: resolve the rejection signal."""
+        self.rejected_signatures += 1
+        if self._rejection is not None and not self._rejection.done():
+            self._rejection.set_result(None)
+
+    def rejection_signal(self) -> asyncio.Future[None]:
+        """A future done once the listener has rejected a delivery for its signature (done already
+        if it has). One future shared by every waiter, so a waiter must not cancel it."""
+        if self._rejection is None:
+            self._rejection = asyncio.get_running_loop().create_future()
+            if self.rejected_signatures:
+                self._rejection.set_result(None)
+        return self._rejection
 
     def take(self, task_id: str) -> Delivery | None:
         """The next not-yet-taken delivery for ``task_id`` if one is here already, else None.
@@ -141,9 +126,8 @@ class Inbox:
 
         A pending ``next(task_id)`` is not woken by a terminal settle: cancel it.
         """
-        self._seen.remember((task_id, status), True)
+        self._dedupe.confirm(task_id, status)
         if status.terminal:
-            self._settled.remember(task_id, status)
             self._drop(task_id)
 
     def forget(self, task_id: str) -> None:

@@ -199,7 +199,7 @@ class _Session:
         self.saved += 1
         stamp = iso_utc(raw.received_at).replace("-", "").replace(":", "")
         record = saved_record(iso_utc(raw.received_at), raw.method, raw.path, raw.query, raw.headers, raw.body,
-                              raw.answered)
+                              raw.answered, verified=raw.verified)
         try:
             await asyncio.to_thread(save_delivery, directory, f"{stamp}-{self.saved:06d}.json", record)
         except OSError as exc:

@@ -1,8 +1,11 @@
 """The local webhook listener (an aiohttp server) and the end-to-end reachability probe.
 
 The callback URL carries an unguessable token; anything without it gets 404 and changes
-nothing. The handler only checks and queues (answering at once); the waiter behind the
-``Inbox`` does the slow work (confirming unverified deliveries with a GET, downloading).
+nothing. The handler only checks (``delivery.Classifier``, the same checks as ``g3w listen``)
+and queues, answering at once; the waiter behind the ``Inbox`` does the slow work (confirming
+unverified deliveries with a GET, downloading). It never prints: rejections are counted in
+``stats`` (and logged at debug level), and a signature rejection is reported to the inbox,
+whose waiters say so through their own ``notify``.
 This module and the sandbox are the only places that import aiohttp.
 """
 
@@ -10,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import secrets
 import time
@@ -29,12 +31,11 @@ from get3w_cli.constants import (
     WEBHOOK_TOKEN_BYTES,
 )
 from get3w_cli.errors import ListenerError, TunnelError
-from get3w_cli.payloads import PayloadError, callback_task, infer_provider
+from get3w_cli.webhooks.delivery import NEW, STALE, Classifier
 from get3w_cli.webhooks.http_common import json_reply as _reply
 from get3w_cli.webhooks.http_common import catch_all, line_logger, read_body
 from get3w_cli.webhooks.http_common import url_host as _url_host
-from get3w_cli.webhooks.inbox import Delivery, Inbox
-from get3w_cli.webhooks.signatures import verify_delivery
+from get3w_cli.webhooks.inbox import Inbox
 
 log = logging.getLogger("g3w.webhooks")
 
@@ -47,7 +48,7 @@ class ListenerStats:
 
     received: int = 0  # POSTs at the token path, before any check
     accepted: int = 0  # queued in the inbox
-    duplicates: int = 0  # acknowledged, not queued
+    duplicates: int = 0  # acknowledged, not queued (duplicate or stale)
     rejected_signature: int = 0  # 401
     rejected_other: int = 0  # 400, 405, 413, 422, 500
 
@@ -72,7 +73,7 @@ class CallbackListener:
         self.provider_hint = provider_hint
         self.stats = ListenerStats()
         self.probes: set[str] = set()
-        self._secrets = {k: v for k, v in (secrets or {}).items() if v}
+        self._classifier = Classifier(secrets, provider=provider_hint)
         self._runner: web.AppRunner | None = None
 
     def __repr__(self) -> str:  # the token is a credential: keep it out of logs
@@ -165,36 +166,27 @@ class CallbackListener:
         body = await read_body(request, WEBHOOK_MAX_BODY_BYTES)
         if body is None:
             return self._reject(413, "body too large")
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            return self._reject(400, "body is not JSON")
-        if not isinstance(payload, dict):
-            return self._reject(400, "body is not a JSON object")
-        headers = dict(request.headers)
-        provider = infer_provider(headers, {}) or self.provider_hint or infer_provider(headers, payload)
-        secret = self._secrets.get(provider) if provider else None
-        verified = bool(secret) and verify_delivery(provider or "", secret or "", headers, body)
-        if secret and not verified:
+        examined = self._classifier.examine(dict(request.headers), body, received_at=time.time())
+        if examined.status == 401:
             self.stats.rejected_signature += 1
-            log.warning("webhook rejected: bad or missing %s signature", provider)
-            return _reply(401, error="invalid signature")
-        try:
-            task = callback_task(payload, provider=provider) if provider else None
-        except PayloadError:
-            task = None
-        if task is None:
-            return self._reject(422, "not a task payload")
-        delivery = Delivery(time.time(), provider, task, verified, headers, body, payload)
-        if not self.inbox.put(delivery):
+            self.inbox.signature_rejected()
+            log.debug("webhook rejected (401): %s", examined.reason)
+            return _reply(401, error=examined.reason)
+        if examined.delivery is None:
+            return self._reject(examined.status, examined.reason)
+        verdict = self.inbox.offer(examined.delivery)
+        if verdict != NEW:
             self.stats.duplicates += 1
+            if verdict == STALE:
+                return _reply(200, received=True, stale=True)
             return _reply(200, received=True, duplicate=True)
         self.stats.accepted += 1
         return _reply(200, received=True)
 
     def _reject(self, status: int, reason: str) -> web.Response:
         self.stats.rejected_other += 1
-        log.warning("webhook rejected (%s): %s", status, reason)
+        # Not a warning: it would be printed over the progress display of the run.
+        log.debug("webhook rejected (%s): %s", status, reason)
         return _reply(status, error=reason)
 
 

@@ -10,16 +10,17 @@ non-final status after the task's final one); 401 bad signature; 400 not JSON; 4
 path; 405 not POST; 413 over WEBHOOK_MAX_BODY_BYTES; 422 JSON that is not a task; 503 when
 the queue is full (the provider retries; the delivery was not counted, so the retry is not
 a "duplicate"); 500 for a bug (one line, no traceback). Each rejection is one rate-limited
-note. Duplicates count only among verified deliveries, or among unverified ones when no
-secret is configured at all: a forged delivery can never mask a genuine one.
+note. Parsing, attribution, verification and de-duplication are ``delivery.Classifier`` and
+``delivery.Deduper``, shared with the ephemeral listener: with any secret configured, a
+delivery that no configured secret verifies is 401 whatever provider it claims; duplicates
+count only among verified deliveries, or among unverified ones when no secret is configured
+at all (there is nothing to confirm them with): a forged delivery can never mask a genuine one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
@@ -30,19 +31,15 @@ from get3w_cli.constants import (
     LISTEN_DEFAULT_PORT,
     LISTEN_QUEUE_MAX,
     LISTEN_RETRY_AFTER_S,
-    WEBHOOK_DEDUPE_MAX,
     WEBHOOK_MAX_BODY_BYTES,
     WEBHOOK_SHUTDOWN_TIMEOUT,
 )
 from get3w_cli.errors import ListenerError
-from get3w_cli.payloads import PayloadError, callback_task, infer_provider
-from get3w_cli.records import Status, Task
+from get3w_cli.records import Task
+from get3w_cli.webhooks.delivery import DUPLICATE, NEW, Classifier, Deduper, Delivery
 from get3w_cli.webhooks.http_common import NoteLimiter, catch_all, json_reply, line_logger, one_line, read_body, url_host
-from get3w_cli.webhooks.signatures import verify_delivery
 
-NEW, DUPLICATE, STALE = "new", "duplicate", "stale"
 __all__ = ["Event", "NoteLimiter", "RawDelivery", "Received", "Receiver", "ReceiverConfig", "iso_utc"]
-_Parsed = tuple[str, Task, bool, dict[str, Any]]
 
 
 def iso_utc(timestamp: float) -> str:
@@ -62,6 +59,7 @@ class RawDelivery:
     headers: Mapping[str, str]
     body: bytes
     answered: int  # the HTTP status we answered
+    verified: bool = False  # whether a configured secret verified it (--save records it)
 
 
 @dataclass(frozen=True)
@@ -116,34 +114,6 @@ class ReceiverStats:
     rejected: int = 0
 
 
-class Deduper:
-    """Classifies a task delivery as new, duplicate or stale (bounded memory, oldest forgotten)."""
-
-    def __init__(self, limit: int = WEBHOOK_DEDUPE_MAX) -> None:
-        self._limit = limit
-        self._seen: OrderedDict[tuple[str, Status], None] = OrderedDict()
-        self._final: OrderedDict[str, Status] = OrderedDict()
-
-    def classify(self, task: Task, *, counts: bool) -> str:
-        """``counts``: the delivery is trusted enough to be remembered (see the module doc)."""
-        if task.id in self._final and not task.status.terminal:
-            return STALE
-        if not counts:
-            return NEW
-        key = (task.id, task.status)
-        if key in self._seen:
-            return DUPLICATE
-        self._remember(self._seen, key, None)
-        if task.status.terminal:
-            self._remember(self._final, task.id, task.status)
-        return NEW
-
-    def _remember(self, store: OrderedDict[Any, Any], key: Any, value: Any) -> None:
-        store[key] = value
-        while len(store) > self._limit:
-            store.popitem(last=False)
-
-
 class Receiver:
     """The ``g3w listen`` HTTP server; unique events (and raw deliveries) go to ``queue``."""
 
@@ -153,9 +123,10 @@ class Receiver:
         self.port = config.port
         self.stats = ReceiverStats()
         self.queue: asyncio.Queue[Received] = asyncio.Queue(config.queue_max)
-        self._secrets = {k: v for k, v in config.secrets.items() if v}
+        self._classifier = Classifier(config.secrets, provider=config.provider)
         self._path = _normalize_path(config.path) if config.path else None
-        self._dedupe = Deduper()
+        # Without any secret there is nothing to confirm an event with: unverified ones count.
+        self._dedupe = Deduper(count_unverified=not self._classifier.has_secrets)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -214,50 +185,31 @@ class Receiver:
         if body is None:
             return self._reject(413, "too_large", f"body over {WEBHOOK_MAX_BODY_BYTES // (1024 * 1024)} MiB")
         headers = dict(request.headers)
-        status, reason, parsed = self._examine(headers, body)
-        raw = RawDelivery(received_at, request.method, request.path, request.query_string, headers, body, status)
+        examined = self._classifier.examine(headers, body, received_at=received_at)
+        raw = RawDelivery(received_at, request.method, request.path, request.query_string, headers, body,
+                          examined.status, examined.verified)
+        parsed = examined.delivery
         if parsed is None:
             self._keep(Received(raw, None))
-            return self._reject(status, _KINDS[status], reason)
+            return self._reject(examined.status, _KINDS[examined.status], examined.reason)
         if self.queue.full():  # checked before the dedupe memory changes: the retry must count
             return self._reject(503, "busy", "too many deliveries waiting; asked the sender to retry",
                                 headers={"Retry-After": str(LISTEN_RETRY_AFTER_S)})
-        return self._accept(raw, *parsed)
+        return self._accept(raw, parsed)
 
-    def _examine(self, headers: Mapping[str, str], body: bytes) -> tuple[int, str, _Parsed | None]:
-        """(HTTP status, reason, and (provider, task, verified, payload) when acceptable)."""
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            return 400, "body is not JSON", None
-        if not isinstance(payload, dict):
-            return 400, "body is not a JSON object", None
-        provider = infer_provider(headers, {}) or self.config.provider or infer_provider(headers, payload)
-        if provider is None:
-            return 422, "not a task payload (no id and status, or job_id)", None
-        secret = self._secrets.get(provider)
-        verified = bool(secret) and verify_delivery(provider, secret or "", headers, body)
-        if secret and not verified:
-            return 401, f"bad or missing {provider} signature", None
-        try:
-            task = callback_task(payload, provider=provider)
-        except PayloadError as exc:
-            return 422, f"not a {provider} task payload: {exc}", None
-        return 200, "ok", (provider, task, verified, payload)
-
-    def _accept(self, raw: RawDelivery, provider: str, task: Task, verified: bool,
-                payload: dict[str, Any]) -> web.Response:
-        verdict = self._dedupe.classify(task, counts=verified or not self._secrets)
+    def _accept(self, raw: RawDelivery, delivery: Delivery) -> web.Response:
+        verdict = self._dedupe.classify(delivery)
         if verdict == NEW:
             self.stats.events += 1
-            self.queue.put_nowait(Received(raw, Event(provider, task, verified, payload, raw)))
+            event = Event(delivery.provider or "", _task_of(delivery), delivery.verified, _payload_of(delivery), raw)
+            self.queue.put_nowait(Received(raw, event))
             return json_reply(200, received=True)
+        self._keep(Received(raw, None))
         if verdict == DUPLICATE:
             self.stats.duplicates += 1
-        else:
-            self.stats.stale += 1
-        self._keep(Received(raw, None))
-        return json_reply(200, received=True, **{verdict: True})
+            return json_reply(200, received=True, duplicate=True)
+        self.stats.stale += 1
+        return json_reply(200, received=True, stale=True)
 
     def _keep(self, item: Received) -> None:
         """Queue a delivery that is not an event, for --save only, and only if there is room."""
@@ -271,6 +223,16 @@ class Receiver:
 
 
 _KINDS = {400: "not_json", 401: "signature", 422: "unknown_shape"}
+
+
+def _task_of(delivery: Delivery) -> Task:
+    assert delivery.task is not None  # an accepted delivery always has its task
+    return delivery.task
+
+
+def _payload_of(delivery: Delivery) -> Mapping[str, Any]:
+    payload = delivery.payload
+    return payload if isinstance(payload, dict) else {}
 
 
 def _normalize_path(path: str) -> str:

@@ -4,6 +4,10 @@ Get3W signs the raw body (``X-Get3W-Signature``). Abstrakt's docs show two schem
 are accepted: ``<X-Abstrakt-Timestamp>.<raw body>`` and the raw body alone
 (``X-Abstrakt-Signature``). Signatures are lower-case hex; a ``sha256=`` prefix and
 upper-case hex are tolerated. Every comparison is constant-time.
+
+Verification is "every configured secret, every scheme of its provider" (``verifying_providers``):
+``SCHEMES`` lists each provider's schemes, so supporting another one (the Standard Webhooks
+headers, say) is one function and one entry there.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import hashlib
 import hmac
 import math
 import time
-from typing import Mapping
+from typing import Callable, Mapping
 
 from get3w_cli.constants import WEBHOOK_TIMESTAMP_MS_THRESHOLD, WEBHOOK_TIMESTAMP_TOLERANCE
 from get3w_cli.payloads import ABSTRAKT, GET3W
@@ -92,6 +96,41 @@ def verify_abstrakt(
     return _matches(_mac(secret, body), signature)
 
 
+# A scheme checks one secret against a delivery: (secret, headers with lower-case names, raw body,
+# now as time.time()) -> whether the delivery carries a valid signature made with that secret.
+Scheme = Callable[[str, Mapping[str, str], bytes, float], bool]
+
+
+def _get3w_body_hmac(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> bool:
+    return verify_get3w(secret, body, headers.get(GET3W_SIGNATURE_HEADER.lower()))
+
+
+def _abstrakt_hmac(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> bool:
+    return verify_abstrakt(
+        secret,
+        body,
+        headers.get(ABSTRAKT_SIGNATURE_HEADER.lower()),
+        headers.get(ABSTRAKT_TIMESTAMP_HEADER.lower()),
+        now=now,
+    )
+
+
+# Every scheme each provider signs with. A delivery is verified by a provider's secret when any
+# of that provider's schemes accepts it; a new scheme is one more entry in a provider's tuple.
+SCHEMES: Mapping[str, tuple[Scheme, ...]] = {
+    GET3W: (_get3w_body_hmac,),
+    ABSTRAKT: (_abstrakt_hmac,),
+}
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _verifies(provider: str, secret: str, lower: Mapping[str, str], body: bytes, now: float) -> bool:
+    return bool(secret) and any(scheme(secret, lower, body, now) for scheme in SCHEMES.get(provider, ()))
+
+
 def verify_delivery(
     provider: str,
     secret: str,
@@ -100,19 +139,24 @@ def verify_delivery(
     *,
     now: float | None = None,
 ) -> bool:
-    """Check a delivery's signature headers (names compared case-insensitively)."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    if provider == GET3W:
-        return verify_get3w(secret, body, lower.get(GET3W_SIGNATURE_HEADER.lower()))
-    if provider == ABSTRAKT:
-        return verify_abstrakt(
-            secret,
-            body,
-            lower.get(ABSTRAKT_SIGNATURE_HEADER.lower()),
-            lower.get(ABSTRAKT_TIMESTAMP_HEADER.lower()),
-            now=now,
-        )
-    return False
+    """Check a delivery against one provider's secret, under every scheme of that provider."""
+    return _verifies(provider, secret, _lower(headers), body, time.time() if now is None else now)
+
+
+def verifying_providers(
+    secrets: Mapping[str, str],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+) -> frozenset[str]:
+    """The providers (keys of ``secrets``) whose secret verifies the delivery under one of their schemes.
+
+    Every configured secret is tried, whatever provider the headers or the body claim: the
+    sender does not get to choose which secret applies.
+    """
+    lower, current = _lower(headers), time.time() if now is None else now
+    return frozenset(p for p, secret in secrets.items() if _verifies(p, secret, lower, body, current))
 
 
 def signature_headers(
