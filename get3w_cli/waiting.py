@@ -30,6 +30,7 @@ from get3w_cli.errors import (
     UsageError,
     WaitTimeoutError,
 )
+from get3w_cli.timeouts import within
 from get3w_cli.records import Status, Task
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ class _Waiter:
         wait, even when the HTTP layer is sleeping out a long Retry-After."""
         remaining = max(self.deadline - self.loop.time(), 0.0)
         try:
-            return await asyncio.wait_for(self.adapter.get(self.task.id), remaining)
+            return await within(self.adapter.get(self.task.id), remaining)
         except asyncio.TimeoutError:
             return None
 
@@ -281,7 +282,7 @@ async def _cancel_within_budget(adapter: Adapter, task_id: str, notify: Notify) 
         notify("note", f"{adapter.provider} {adapter.api} cannot cancel tasks; task {task_id} keeps running")
         return False, None
     try:
-        return await asyncio.wait_for(_look_then_cancel(adapter, task_id, notify), C.CANCEL_ON_EXIT_BUDGET)
+        return await within(_look_then_cancel(adapter, task_id, notify), C.CANCEL_ON_EXIT_BUDGET)
     except (asyncio.TimeoutError, UsageError, NetworkError, TransientError) as exc:
         notify("note", f"could not cancel task {task_id}: {exc or 'no answer in time'}")
         return False, None

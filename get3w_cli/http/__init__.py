@@ -39,6 +39,7 @@ from get3w_cli.errors import ConfigError, DownloadError, error_for_status
 from get3w_cli.http.download import download_once
 from get3w_cli.http.failures import Failure as _Failure
 from get3w_cli.http.failures import deadline_failure, host, network_failure, one_line
+from get3w_cli.timeouts import within
 from get3w_cli.retry import CONNECT, LOST, parse_retry_after, retry_delay
 
 __all__ = ["AIOHTTP", "BACKENDS", "CONNECT", "HTTPCORE", "LOST", "ApiClient", "ErrorParser", "HttpSession",
@@ -272,7 +273,7 @@ async def _within(seconds: float, work: Awaitable[_T]) -> _T:
     if sys.version_info >= (3, 11):
         async with asyncio.timeout(seconds):  # no task of its own: a batch makes thousands of requests
             return await work
-    return await asyncio.wait_for(work, seconds)
+    return await within(work, seconds)  # not wait_for: before 3.12 it can lose a cancellation
 
 
 @functools.lru_cache(maxsize=HTTP_PARSED_URLS)

@@ -21,6 +21,7 @@ from typing import Awaitable, Callable
 
 from get3w_cli.constants import LISTEN_OUTPUT_BACKOFF as OUTPUT_BACKOFF
 from get3w_cli.constants import LISTEN_QUEUE_MAX
+from get3w_cli.timeouts import within
 from get3w_cli.webhooks.forwarder import Forwarder, run_exec, save_delivery, saved_record
 from get3w_cli.webhooks.http_common import one_line
 from get3w_cli.webhooks.receiver import Event, RawDelivery, Received, Receiver, iso_utc
@@ -230,7 +231,7 @@ async def listen(receiver: Receiver, rules: StopRules, actions: Actions, *,
         stack.push_async_callback(session.exec_worker.close)
         stack.push_async_callback(session.forward_worker.close)
         try:
-            outcome = await asyncio.wait_for(session.consume(), rules.timeout)
+            outcome = await within(session.consume(), rules.timeout)
         except asyncio.TimeoutError:
             return ListenOutcome(TIMED_OUT, None, session.finals)
         await session.exec_worker.drain()
