@@ -38,7 +38,7 @@ _g3w() {
     "cancel")
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--delete-outputs --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
     "listen")
       case "$prev" in --tunnel) COMPREPLY=($(compgen -W "auto ngrok none" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
