@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from get3w_cli.callbacks import Channel, ChannelOptions, open_channel, setup_failed_message, webhook_possible
-from get3w_cli.constants import HTTP_SYNC_READ_TIMEOUT, SUBMIT_ANSWER_GRACE
+from get3w_cli.constants import HTTP_SYNC_REQUEST_DEADLINE, SUBMIT_ANSWER_GRACE
 from get3w_cli.downloads import download_outputs
 from get3w_cli.errors import (
     DownloadError,
@@ -100,7 +100,7 @@ def choose_mode(via: str, adapter: Adapter, channel: ChannelOptions, notify: Cal
     if via == SYNC and not adapter.has_sync:
         notify("note", f"{adapter.provider} {adapter.api} has no sync mode; polling instead")
         return POLL
-    if via == SYNC and timeout < HTTP_SYNC_READ_TIMEOUT:
+    if via == SYNC and timeout < HTTP_SYNC_REQUEST_DEADLINE:
         # A sync request cannot be cut short at --timeout without losing the task id (exit 4
         # must print it), and the provider may hold it this long: poll, which --timeout bounds.
         notify("note", f"--timeout {timeout:g}s is shorter than a sync request may take; polling instead")
