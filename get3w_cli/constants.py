@@ -94,6 +94,11 @@ FORWARD_REPLAY_ATTEMPTS = 3
 # receiver answers 503 so that the provider retries later instead of the event being lost.
 LISTEN_OUTPUT_BACKOFF = 0.005  # how often a full output queue is retried
 LISTEN_QUEUE_MAX = 1_000
+# ... and bounded in bytes too (bodies and headers, from the read until printed, saved, run by
+# --exec and forwarded): 80 deliveries of 8 MiB behind a slow consumer once took 1.3 GiB. Room
+# for six deliveries of the largest size (it must exceed WEBHOOK_MAX_BODY_BYTES, or one could
+# never fit); typical callbacks are a few KiB, so for them the count bound comes first.
+LISTEN_QUEUE_MAX_BYTES = 64 * 1024 * 1024
 # Each kind of rejection note (404, 405, 413, bad JSON, ...) prints at most once per interval;
 # the rest are counted into the next note, so a flood cannot flood the terminal.
 LISTEN_NOTE_INTERVAL = 1.0
@@ -102,6 +107,13 @@ LISTEN_RETRY_AFTER_S = 1  # Retry-After of the 503 answered while the queue is f
 WEBHOOK_DEDUPE_MAX = 100_000
 # Grace given to in-flight requests when the listener closes.
 WEBHOOK_SHUTDOWN_TIMEOUT = 1.0
+# A connection gets this long to send a request's complete headers, counted from its start and
+# again from each answer (so it is also the keep-alive idle time); then it is closed. A provider
+# sends its headers at once; a stranger trickling them must not hold file descriptors forever.
+WEBHOOK_HEADER_TIMEOUT = 5.0
+# Running out of file descriptors makes asyncio retry accept() every second; one note per this
+# long says so (the rest are counted into the next note).
+WEBHOOK_ACCEPT_NOTE_INTERVAL = 30.0
 WEBHOOK_PROBE_NONCE_BYTES = 16
 WEBHOOK_PROBES_MAX = 1_000
 # An Abstrakt timestamp this large is in milliseconds (as seconds it would be year 33658).

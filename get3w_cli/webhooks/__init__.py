@@ -8,7 +8,8 @@ local listeners (aiohttp) and the public tunnel to them (ngrok via pyngrok).
     receiver.py     Receiver: the `g3w listen` server (any path, verify, de-duplicate, queue)
     listen_loop.py  the `g3w listen` loop: print, exec, forward, save; the stop rules
     forwarder.py    --forward-to with backoff, --exec, --save and --replay
-    http_common.py  small aiohttp helpers shared by the two servers
+    http_common.py  small aiohttp helpers shared by the two servers; serve_app() with their limits
+    budget.py       ByteBudget: the bytes of deliveries `g3w listen` holds, under a limit
     tunnel.py       open_ngrok() -> Tunnel (the only module that imports pyngrok)
     ngrok_config.py the agent's private config (the authtoken); removes those killed runs left
 

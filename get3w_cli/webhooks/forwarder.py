@@ -48,8 +48,15 @@ from get3w_cli.webhooks.signatures import (
 )
 
 FORWARDED_HEADERS = ("Content-Type", GET3W_SIGNATURE_HEADER, ABSTRAKT_SIGNATURE_HEADER, ABSTRAKT_TIMESTAMP_HEADER)
-# Headers never written to --save files: credentials a stranger (or a proxy) might send.
-UNSAVED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+# Headers never written to --save files: credentials a stranger (or a proxy) might send, that
+# is these and any name containing one of UNSAVED_NAME_PARTS (X-Auth-Token, Client-Secret, ...).
+UNSAVED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
+UNSAVED_NAME_PARTS = ("token", "secret", "key")
+# ... except the signature headers, which --replay needs (none of them carries a secret).
+SAVED_SIGNATURE_HEADERS = frozenset({
+    GET3W_SIGNATURE_HEADER.lower(), ABSTRAKT_SIGNATURE_HEADER.lower(), ABSTRAKT_TIMESTAMP_HEADER.lower(),
+    "webhook-id", "webhook-timestamp", "webhook-signature",  # Standard Webhooks (CONTRACT.md section 5)
+})
 _RETRY_STATUSES = frozenset({408, 425, 429})
 
 
@@ -160,7 +167,7 @@ def saved_record(received_at: str, method: str, path: str, query: str, headers: 
     """The JSON written by --save: the body as text when it is UTF-8, else base64."""
     record: dict[str, object] = {
         "received_at": received_at, "method": method, "path": path, "query": query, "answered": answered,
-        "headers": {k: v for k, v in headers.items() if k.lower() not in UNSAVED_HEADERS},
+        "headers": {k: v for k, v in headers.items() if not carries_credential(k)},
     }
     record["verified"] = verified  # --replay --secret re-signs only what was verified
     try:
@@ -168,6 +175,14 @@ def saved_record(received_at: str, method: str, path: str, query: str, headers: 
     except UnicodeDecodeError:
         record["body_base64"] = base64.b64encode(body).decode("ascii")
     return record
+
+
+def carries_credential(name: str) -> bool:
+    """Whether a header named ``name`` may carry a credential (and so is never saved)."""
+    lower = name.lower()
+    if lower in SAVED_SIGNATURE_HEADERS:
+        return False
+    return lower in UNSAVED_HEADERS or any(part in lower for part in UNSAVED_NAME_PARTS)
 
 
 def save_delivery(directory: Path, name: str, record: Mapping[str, object]) -> Path:

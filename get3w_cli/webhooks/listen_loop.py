@@ -6,6 +6,10 @@ report it (``on_event``: the stderr line and the ``--json`` line), queue ``--exe
 the provider's 2xx nor the next event's line, and each keeps the events' order), and check
 the stop rules (``--for``, ``--count``). ``--timeout`` bounds the wait for events; on a
 rule's stop the workers finish what they hold first. Every path closes what it opened.
+
+A delivery's bytes stay charged to the receiver's budget until all of that is done with it:
+the output thread, each worker and the loop itself hold its claim and let go when finished,
+so a stalled stdout, a slow command or a slow app makes the receiver answer 503.
 """
 
 from __future__ import annotations
@@ -52,28 +56,36 @@ class ListenOutcome:
     finals: int = 0  # unique final events seen
 
 
+def _nothing() -> None:
+    pass
+
+
 class SerialWorker:
     """Runs queued jobs one at a time, in order; a failing job is reported, never fatal."""
 
     def __init__(self, note: Note, *, limit: int = LISTEN_QUEUE_MAX) -> None:
         self._note = note
-        self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue(limit)
+        self._jobs: asyncio.Queue[tuple[Callable[[], Awaitable[None]], Callable[[], None]]] = asyncio.Queue(limit)
         self._task: asyncio.Task[None] | None = None
 
-    async def put(self, job: Callable[[], Awaitable[None]]) -> None:
-        """Queue ``job``; waits while the queue is full (which backs up to the receiver's 503)."""
+    async def put(self, job: Callable[[], Awaitable[None]], done: Callable[[], None] = _nothing) -> None:
+        """Queue ``job``; waits while the queue is full (which backs up to the receiver's 503).
+
+        ``done`` is called once the job has run (whatever its outcome).
+        """
         if self._task is None:
             self._task = asyncio.create_task(self._run())
-        await self._jobs.put(job)
+        await self._jobs.put((job, done))
 
     async def _run(self) -> None:
         while True:
-            job = await self._jobs.get()
+            job, done = await self._jobs.get()
             try:
                 await job()
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the others
                 self._note(f"internal error in a background job: {type(exc).__name__}: {exc}")
             finally:
+                done()
                 self._jobs.task_done()
 
     async def drain(self) -> None:
@@ -98,7 +110,7 @@ class OutputPump:
 
     def __init__(self, callback: Callable[[Event], None], *, limit: int = LISTEN_QUEUE_MAX) -> None:
         self._callback = callback
-        self._jobs: queue.Queue[Event | None] = queue.Queue(limit)
+        self._jobs: queue.Queue[tuple[Event, Callable[[], None]] | None] = queue.Queue(limit)
         self._failure: BaseException | None = None
         self._loop = asyncio.get_running_loop()
         self.failed: asyncio.Future[None] = self._loop.create_future()
@@ -106,13 +118,16 @@ class OutputPump:
         self._thread.start()
 
     def _run(self) -> None:
-        while (event := self._jobs.get()) is not None:
+        while (job := self._jobs.get()) is not None:
+            event, done = job
             try:
                 self._callback(event)
             except BaseException as exc:  # noqa: BLE001 - handed to the event loop, raised there
                 self._failure = exc
                 self._loop.call_soon_threadsafe(self._fail, exc)
                 return
+            finally:
+                done()  # thread-safe (Claim.release)
 
     def _fail(self, exc: BaseException) -> None:
         if not self.failed.done():
@@ -122,11 +137,15 @@ class OutputPump:
         if self._failure is not None:
             raise self._failure
 
-    async def put(self, event: Event | None) -> None:
+    async def put(self, event: Event, done: Callable[[], None] = _nothing) -> None:
+        """Queue ``event`` for the callback; ``done`` is called (on the thread) once it ran."""
+        await self._put((event, done))
+
+    async def _put(self, job: tuple[Event, Callable[[], None]] | None) -> None:
         while True:
             self._check()
             try:
-                self._jobs.put_nowait(event)
+                self._jobs.put_nowait(job)
                 return
             except queue.Full:
                 await asyncio.sleep(OUTPUT_BACKOFF)
@@ -134,7 +153,7 @@ class OutputPump:
     async def close(self) -> None:
         """Print what is queued, then stop the thread."""
         if self._thread.is_alive():
-            await self.put(None)
+            await self._put(None)
             await asyncio.to_thread(self._thread.join)
         if self.failed.done():
             self.failed.exception()  # retrieved here: the failure is raised just below
@@ -156,18 +175,23 @@ class _Session:
         self.saved = 0
 
     async def consume(self) -> ListenOutcome:
+        # Each item's bytes are let go by the loop once it has handed the item on (an exception
+        # ends the session, so what it leaves held no longer matters); the output thread and
+        # the workers hold their own share until their work on it is done.
         while True:
             item = await self._next()
             if self.actions.save_dir is not None:
                 await self._save(self.actions.save_dir, item.raw)
             event = item.event
             if event is None:
+                item.release()
                 continue
-            await self.output.put(event)
+            await self.output.put(event, _hold(item))
             if self.actions.exec_command:
-                await self.exec_worker.put(lambda e=event: self._exec(e))
+                await self.exec_worker.put(lambda e=event: self._exec(e), _hold(item))
             if self.forwarder is not None:
-                await self.forward_worker.put(lambda e=event: self._forward(e))
+                await self.forward_worker.put(lambda e=event: self._forward(e), _hold(item))
+            item.release()
             outcome = self._stop_after(event)
             if outcome is not None:
                 return outcome
@@ -237,6 +261,11 @@ async def listen(receiver: Receiver, rules: StopRules, actions: Actions, *,
         await session.exec_worker.drain()
         await session.forward_worker.drain()
         return outcome
+
+
+def _hold(item: Received) -> Callable[[], None]:
+    """One more holder of ``item``'s bytes; returns what lets go of them."""
+    return item.claim.hold() if item.claim is not None else _nothing
 
 
 def _what(event: Event) -> str:

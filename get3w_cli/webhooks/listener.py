@@ -24,16 +24,16 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from get3w_cli.constants import (
     TUNNEL_PROBE_TIMEOUT,
+    WEBHOOK_HEADER_TIMEOUT,
     WEBHOOK_MAX_BODY_BYTES,
     WEBHOOK_PROBE_NONCE_BYTES,
     WEBHOOK_PROBES_MAX,
-    WEBHOOK_SHUTDOWN_TIMEOUT,
     WEBHOOK_TOKEN_BYTES,
 )
 from get3w_cli.errors import ListenerError, TunnelError
 from get3w_cli.webhooks.delivery import NEW, STALE, Classifier
 from get3w_cli.webhooks.http_common import json_reply as _reply
-from get3w_cli.webhooks.http_common import catch_all, line_logger, read_body
+from get3w_cli.webhooks.http_common import Served, line_logger, read_body, serve_app
 from get3w_cli.webhooks.http_common import url_host as _url_host
 from get3w_cli.webhooks.inbox import Inbox
 
@@ -65,6 +65,7 @@ class CallbackListener:
         secrets: Mapping[str, str] | None = None,  # provider -> webhook secret
         token: str | None = None,
         provider_hint: str | None = None,
+        header_timeout: float = WEBHOOK_HEADER_TIMEOUT,  # to send a request's headers, or idle
     ) -> None:
         self.inbox = inbox
         self.host = host
@@ -74,7 +75,8 @@ class CallbackListener:
         self.stats = ListenerStats()
         self.probes: set[str] = set()
         self._classifier = Classifier(secrets, provider=provider_hint)
-        self._runner: web.AppRunner | None = None
+        self._header_timeout = header_timeout
+        self._served: Served | None = None
 
     def __repr__(self) -> str:  # the token is a credential: keep it out of logs
         return f"<CallbackListener {self.host}:{self.port}>"
@@ -95,29 +97,26 @@ class CallbackListener:
         Raises:
             ListenerError: the address cannot be bound (port taken, bad host, ...).
         """
-        if self._runner is not None:
+        if self._served is not None:
             return
-        app = web.Application(client_max_size=WEBHOOK_MAX_BODY_BYTES, middlewares=[catch_all(self._internal_error)])
-        app.router.add_route("*", "/{tail:.*}", self._handle)
         # Malformed HTTP from a stranger becomes one debug line, not aiohttp's traceback on stderr.
         server_log = line_logger("g3w.webhooks.http", lambda text: log.debug("bad request: %s", text))
-        runner = web.AppRunner(app, access_log=None, logger=server_log, shutdown_timeout=WEBHOOK_SHUTDOWN_TIMEOUT)
-        await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            self._served = await serve_app(self._handle, host=self.host, port=self.port,
+                                           on_error=self._internal_error, logger=server_log,
+                                           warn=lambda text: log.warning("%s", text),
+                                           header_timeout=self._header_timeout)
         except (OSError, OverflowError, ValueError) as exc:
-            await runner.cleanup()
             reason = getattr(exc, "strerror", None) or str(exc)
             raise ListenerError(f"cannot listen on {self.host}:{self.port}: {reason}") from exc
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self.port = self._served.port
         log.debug("webhook listener on %s:%s", self.host, self.port)
 
     async def close(self) -> None:
         """Stop serving and free the port (idempotent)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        served, self._served = self._served, None
+        if served is not None:
+            await served.close()
 
     async def __aenter__(self) -> CallbackListener:
         await self.start()

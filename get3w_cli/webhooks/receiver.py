@@ -15,6 +15,10 @@ note. Parsing, attribution, verification and de-duplication are ``delivery.Class
 delivery that no configured secret verifies is 401 whatever provider it claims; duplicates
 count only among verified deliveries, or among unverified ones when no secret is configured
 at all (there is nothing to confirm them with): a forged delivery can never mask a genuine one.
+
+The queue is bounded in bytes too: a delivery's bytes are charged to ``budget`` as they are
+read and stay charged until it is completely handled (see budget.py); a delivery that would
+go over ``queue_max_bytes`` gets the same 503 as a full queue.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import chain
 from typing import Any, Callable, Mapping
 
 from aiohttp import web
@@ -30,14 +35,17 @@ from aiohttp import web
 from get3w_cli.constants import (
     LISTEN_DEFAULT_PORT,
     LISTEN_QUEUE_MAX,
+    LISTEN_QUEUE_MAX_BYTES,
     LISTEN_RETRY_AFTER_S,
+    WEBHOOK_HEADER_TIMEOUT,
     WEBHOOK_MAX_BODY_BYTES,
-    WEBHOOK_SHUTDOWN_TIMEOUT,
 )
 from get3w_cli.errors import ListenerError
 from get3w_cli.records import Task
+from get3w_cli.webhooks.budget import ByteBudget, Claim, NoRoom
 from get3w_cli.webhooks.delivery import DUPLICATE, NEW, Classifier, Deduper, Delivery
-from get3w_cli.webhooks.http_common import NoteLimiter, catch_all, json_reply, line_logger, one_line, read_body, url_host
+from get3w_cli.webhooks.http_common import NoteLimiter, Served, json_reply, line_logger, one_line, read_body, serve_app
+from get3w_cli.webhooks.http_common import url_host
 
 __all__ = ["Event", "NoteLimiter", "RawDelivery", "Received", "Receiver", "ReceiverConfig", "iso_utc"]
 
@@ -89,10 +97,20 @@ class Event:
 
 @dataclass(frozen=True)
 class Received:
-    """One item of the receiver's queue: the raw delivery, and its event when unique."""
+    """One item of the receiver's queue: the raw delivery, and its event when unique.
+
+    ``claim`` holds the delivery's bytes in the receiver's budget: whoever takes the item from
+    the queue calls ``release()`` once done with it (``claim.hold()`` first for each further
+    holder, such as a worker that runs later).
+    """
 
     raw: RawDelivery
     event: Event | None
+    claim: Claim | None = None
+
+    def release(self) -> None:
+        if self.claim is not None:
+            self.claim.release()
 
 
 @dataclass(frozen=True)
@@ -104,6 +122,8 @@ class ReceiverConfig:
     provider: str | None = None  # used when the headers do not tell
     keep_raw: bool = False  # queue every read delivery (for --save), not only unique events
     queue_max: int = LISTEN_QUEUE_MAX
+    queue_max_bytes: int = LISTEN_QUEUE_MAX_BYTES
+    header_timeout: float = WEBHOOK_HEADER_TIMEOUT
 
 
 @dataclass
@@ -127,7 +147,8 @@ class Receiver:
         self._path = _normalize_path(config.path) if config.path else None
         # Without any secret there is nothing to confirm an event with: unverified ones count.
         self._dedupe = Deduper(count_unverified=not self._classifier.has_secrets)
-        self._runner: web.AppRunner | None = None
+        self.budget = ByteBudget(config.queue_max_bytes)
+        self._served: Served | None = None
 
     @property
     def local_url(self) -> str:
@@ -148,26 +169,23 @@ class Receiver:
         Raises:
             ListenerError: the address cannot be bound (port taken, bad host, ...).
         """
-        app = web.Application(client_max_size=WEBHOOK_MAX_BODY_BYTES, middlewares=[catch_all(self._internal_error)])
-        app.router.add_route("*", "/{tail:.*}", self._handle)
         server_log = line_logger("g3w.listen.http", lambda text: self.notes.note("http", f"bad request: {text}"))
-        runner = web.AppRunner(app, access_log=None, logger=server_log, shutdown_timeout=WEBHOOK_SHUTDOWN_TIMEOUT)
-        await runner.setup()
         try:
-            await web.TCPSite(runner, self.config.host, self.config.port).start()
+            self._served = await serve_app(self._handle, host=self.config.host, port=self.config.port,
+                                           on_error=self._internal_error, logger=server_log,
+                                           warn=lambda text: self.notes.note("accept-failure", text),
+                                           header_timeout=self.config.header_timeout)
         except (OSError, OverflowError, ValueError) as exc:
-            await runner.cleanup()
             reason = getattr(exc, "strerror", None) or str(exc)
             raise ListenerError(f"cannot listen on {self.config.host}:{self.config.port}: {reason}",
                                 hint="choose another --port, or stop what is using it") from exc
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self.port = self._served.port
 
     async def close(self) -> None:
         """Stop serving and free the port (idempotent)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        served, self._served = self._served, None
+        if served is not None:
+            await served.close()
 
     def _internal_error(self, exc: Exception) -> None:
         self.stats.rejected += 1
@@ -180,8 +198,24 @@ class Receiver:
         if request.method != "POST":
             return self._reject(405, "method", f"{one_line(request.method)} {one_line(request.path)}: only POST",
                                 headers={"Allow": "POST"})
+        claim = self.budget.claim()  # this handler's hold; each queued item takes its own
+        try:
+            return await self._read(request, claim)
+        except NoRoom:
+            return self._busy()
+        finally:
+            claim.release()
+
+    async def _read(self, request: web.Request, claim: Claim) -> web.Response:
+        """Read and examine a POST at the listening path, charging its bytes to ``claim``.
+
+        Raises:
+            NoRoom: the receiver holds too many bytes already (answer 503).
+        """
+        if not claim.grow(sum(map(len, chain.from_iterable(request.raw_headers)))):  # the headers' bytes
+            raise NoRoom
         received_at = time.time()
-        body = await read_body(request, WEBHOOK_MAX_BODY_BYTES)
+        body = await read_body(request, WEBHOOK_MAX_BODY_BYTES, claim)
         if body is None:
             return self._reject(413, "too_large", f"body over {WEBHOOK_MAX_BODY_BYTES // (1024 * 1024)} MiB")
         headers = dict(request.headers)
@@ -190,21 +224,20 @@ class Receiver:
                           examined.status, examined.verified)
         parsed = examined.delivery
         if parsed is None:
-            self._keep(Received(raw, None))
+            self._keep(Received(raw, None, claim))
             return self._reject(examined.status, _KINDS[examined.status], examined.reason)
         if self.queue.full():  # checked before the dedupe memory changes: the retry must count
-            return self._reject(503, "busy", "too many deliveries waiting; asked the sender to retry",
-                                headers={"Retry-After": str(LISTEN_RETRY_AFTER_S)})
-        return self._accept(raw, parsed)
+            return self._busy()
+        return self._accept(raw, parsed, claim)
 
-    def _accept(self, raw: RawDelivery, delivery: Delivery) -> web.Response:
+    def _accept(self, raw: RawDelivery, delivery: Delivery, claim: Claim) -> web.Response:
         verdict = self._dedupe.classify(delivery)
         if verdict == NEW:
             self.stats.events += 1
             event = Event(delivery.provider or "", _task_of(delivery), delivery.verified, _payload_of(delivery), raw)
-            self.queue.put_nowait(Received(raw, event))
+            self._queue(Received(raw, event, claim))
             return json_reply(200, received=True)
-        self._keep(Received(raw, None))
+        self._keep(Received(raw, None, claim))
         if verdict == DUPLICATE:
             self.stats.duplicates += 1
             return json_reply(200, received=True, duplicate=True)
@@ -214,7 +247,16 @@ class Receiver:
     def _keep(self, item: Received) -> None:
         """Queue a delivery that is not an event, for --save only, and only if there is room."""
         if self.config.keep_raw and not self.queue.full():
-            self.queue.put_nowait(item)
+            self._queue(item)
+
+    def _queue(self, item: Received) -> None:
+        if item.claim is not None:
+            item.claim.hold()  # released by the consumer once the item is completely handled
+        self.queue.put_nowait(item)
+
+    def _busy(self) -> web.Response:
+        return self._reject(503, "busy", "too many deliveries waiting; asked the sender to retry",
+                            headers={"Retry-After": str(LISTEN_RETRY_AFTER_S)})
 
     def _reject(self, status: int, kind: str, reason: str, *, headers: dict[str, str] | None = None) -> web.Response:
         self.stats.rejected += 1
