@@ -11,20 +11,23 @@ from __future__ import annotations
 import ipaddress
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Mapping
 from urllib.parse import urlsplit
 
 from get3w_cli.errors import TunnelError, WebhookSetupError
+from get3w_cli.names import TunnelKind
 from get3w_cli.redaction import register
-from get3w_cli.webhooks.inbox import Inbox
-from get3w_cli.webhooks.listener import CallbackListener, check_reachable
+
+if TYPE_CHECKING:
+    from get3w_cli.webhooks.inbox import Inbox
+    from get3w_cli.webhooks.listener import CallbackListener
 
 
 @dataclass(frozen=True)
 class ChannelOptions:
     listen_host: str = "127.0.0.1"
     listen_port: int = 0
-    tunnel: str = "auto"  # auto | ngrok | none
+    tunnel: str = TunnelKind.AUTO
     public_url: str | None = None
     ngrok_authtoken: str | None = field(default=None, repr=False)
     ngrok_path: str | None = None
@@ -52,7 +55,7 @@ def is_local_url(url: str) -> bool:
 
 
 def wants_tunnel(options: ChannelOptions) -> bool:
-    return options.tunnel == "ngrok" or (options.tunnel == "auto" and bool(options.ngrok_authtoken))
+    return options.tunnel == TunnelKind.NGROK or (options.tunnel == TunnelKind.AUTO and bool(options.ngrok_authtoken))
 
 
 def webhook_possible(options: ChannelOptions) -> bool:
@@ -69,6 +72,10 @@ async def open_channel(options: ChannelOptions, *, notify: Callable[[str, str], 
     Raises:
         ListenerError, TunnelError, WebhookSetupError: the channel cannot be set up.
     """
+    # Imported here: deciding whether webhooks are possible must not load the server (aiohttp).
+    from get3w_cli.webhooks.inbox import Inbox
+    from get3w_cli.webhooks.listener import CallbackListener, check_reachable
+
     async with AsyncExitStack() as stack:
         inbox = Inbox()
         listener = CallbackListener(inbox, host=options.listen_host, port=options.listen_port, secrets=options.secrets)

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 from get3w_cli import constants as C
 from get3w_cli.errors import ConfigError, UsageError
+from get3w_cli.names import FACTS, Provider, Via, provider_named
 
-VIA_CHOICES = ("auto", "webhook", "poll", "sync")
+VIA_CHOICES = tuple(via.value for via in Via)
 SECRET_KEYS = frozenset(
     {"get3w.api_key", "get3w.webhook_secret", "abstrakt.api_key", "abstrakt.webhook_secret", "ngrok.authtoken"}
 )
@@ -37,15 +38,11 @@ CONFIG_KEYS = (
 # Environment variables for each setting (CONTRACT.md sections 1 and 7).
 ENV_NAMES = {
     "provider": "G3W_PROVIDER",
-    "get3w.api_key": "GET3W_API_KEY",
-    "get3w.base_url": "GET3W_BASE_URL",
-    "get3w.webhook_secret": "GET3W_WEBHOOK_SECRET",
-    "abstrakt.api_key": "ABSTRAKT_API_KEY",
-    "abstrakt.base_url": "ABSTRAKT_BASE_URL",
-    "abstrakt.webhook_secret": "ABSTRAKT_WEBHOOK_SECRET",
+    **{f"{p}.api_key": f.key_env for p, f in FACTS.items()},
+    **{f"{p}.base_url": f.base_url_env for p, f in FACTS.items()},
+    **{f"{p}.webhook_secret": f.secret_env for p, f in FACTS.items()},
     "ngrok.authtoken": "NGROK_AUTHTOKEN",
 }
-DEFAULT_BASE_URLS = {"get3w": C.GET3W_BASE_URL, "abstrakt": C.ABSTRAKT_BASE_URL}
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
@@ -180,7 +177,7 @@ def check_config_value(key: str, value: str) -> Any:
     """
     if key not in CONFIG_KEYS:
         raise UsageError(f"unknown config key {key!r}", hint="keys: " + ", ".join(CONFIG_KEYS))
-    if key == "provider" and value not in DEFAULT_BASE_URLS:
+    if key == "provider" and provider_named(value) is None:
         raise UsageError(f"unknown provider {value!r}", hint="use get3w or abstrakt")
     if key.endswith(".base_url"):
         return check_base_url(value)
@@ -216,7 +213,7 @@ class Settings:
     output: str | None = None
 
     def for_provider(self, provider: str) -> ProviderSettings:
-        return self.abstrakt if provider == "abstrakt" else self.get3w
+        return self.abstrakt if provider == Provider.ABSTRAKT else self.get3w
 
 
 def load_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values: Mapping[str, Any]) -> Settings:
@@ -238,9 +235,9 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values:
         value = file_values.get(key)
         return None if value == "" else value
 
-    def provider_settings(name: str) -> ProviderSettings:
+    def provider_settings(name: Provider) -> ProviderSettings:
         return ProviderSettings(
-            base_url=check_base_url(pick(f"{name}.base_url") or DEFAULT_BASE_URLS[name]),
+            base_url=check_base_url(pick(f"{name}.base_url") or FACTS[name].base_url),
             api_key=pick(f"{name}.api_key"),
             webhook_secret=pick(f"{name}.webhook_secret"),
         )
@@ -251,8 +248,8 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values:
     timeout = pick("defaults.timeout")
     return Settings(
         provider=pick("provider"),
-        get3w=provider_settings("get3w"),
-        abstrakt=provider_settings("abstrakt"),
+        get3w=provider_settings(Provider.GET3W),
+        abstrakt=provider_settings(Provider.ABSTRAKT),
         ngrok_authtoken=pick("ngrok.authtoken"),
         via=via,
         timeout=C.DEFAULT_WAIT_TIMEOUT if timeout is None else parse_duration(timeout),

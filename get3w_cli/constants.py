@@ -6,8 +6,6 @@ Durations are in seconds unless the name says otherwise.
 from __future__ import annotations
 
 # --- Providers ---------------------------------------------------------------
-GET3W_BASE_URL = "https://api.get3w.com"
-ABSTRAKT_BASE_URL = "https://api.abstrakt.one"
 # Abstrakt's GET /v1/models allows at most 100 models a page; one page is the whole list today.
 ABSTRAKT_MODELS_LIMIT = 100
 
@@ -143,9 +141,6 @@ BATCH_THROTTLE_BACKOFF_CAP = 30.0
 # A submit whose connection never opened is retried this many times before the line is
 # reported as not submitted (resume submits it again).
 BATCH_SUBMIT_MAX_ATTEMPTS = 5
-# After Ctrl-C, POSTs already sent get this long to answer, so their task ids reach the
-# journal instead of leaving the line "unknown".
-BATCH_INTERRUPT_GRACE = 10.0
 # Invalid lines listed one by one; beyond this only their count is given.
 BATCH_INVALID_SHOWN = 50
 # The batch name derived from the file: this many hex digits of its SHA-256.

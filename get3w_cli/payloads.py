@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from get3w_cli.names import Provider
 from get3w_cli.records import Status, Task, TaskError, parse_status
-
-GET3W = "get3w"
-ABSTRAKT = "abstrakt"
 
 
 class PayloadError(ValueError):
@@ -55,7 +53,7 @@ def get3w_task(obj: object, *, api: str, model: str | None = None) -> Task:
         error = TaskError(code=None, message="the provider reported the task as failed")
     return Task(
         id=str(obj["id"]),
-        provider=GET3W,
+        provider=Provider.GET3W,
         api=api,
         model=_str_or_none(obj.get("model")) or model or "",
         status=status,
@@ -96,7 +94,7 @@ def abstrakt_job(obj: object, *, model: str | None = None) -> Task:
         error = TaskError(code=None, message="the provider reported the job as failed")
     return Task(
         id=str(job_id),
-        provider=ABSTRAKT,
+        provider=Provider.ABSTRAKT,
         api="v1",
         model=_str_or_none(obj.get("model_id") or obj.get("model")) or model or "",
         status=status,
@@ -114,20 +112,20 @@ def infer_provider(headers: Mapping[str, str], payload: object) -> str | None:
     """Guess which provider sent a webhook, from its signature headers, else its shape."""
     lower = {k.lower() for k in headers}
     if "x-abstrakt-signature" in lower or "x-abstrakt-timestamp" in lower:
-        return ABSTRAKT
+        return Provider.ABSTRAKT
     if "x-get3w-signature" in lower:
-        return GET3W
+        return Provider.GET3W
     if isinstance(payload, Mapping):
         if "job_id" in payload or ("event" in payload and "data" in payload):
-            return ABSTRAKT
+            return Provider.ABSTRAKT
         if "id" in payload and "status" in payload:
-            return GET3W
+            return Provider.GET3W
     return None
 
 
 def callback_task(payload: object, *, provider: str, api: str | None = None) -> Task:
     """Parse a webhook payload from ``provider``; ``api`` is the Get3W API when known."""
-    if provider == ABSTRAKT:
+    if provider == Provider.ABSTRAKT:
         return abstrakt_job(payload)
     if api is None:
         # v1 model ids have three segments (provider/model/task), v3 two (owner/name).

@@ -1,9 +1,12 @@
-"""The retry policy, as pure functions: when to retry a request, and how long to wait first.
+"""The retry policy, as pure functions: when to retry, and how long to wait first.
 
-Like stamina: a budget of attempts *and* of time, exponential backoff with full jitter, and the
-provider's own advice (``Retry-After``, Abstrakt's ``error.retry_after``) taking precedence.
-A POST is retried only when the provider cannot have created anything (429, 503, a connection
-that never opened), so a task is never submitted twice. ``http.HttpSession`` runs the loop.
+``backoff`` is the one back-off computation of g3w (HTTP retries, webhook forwards, the batch's
+pacer and submits, the poller's growing interval all call it). ``retry_delay`` decides whether
+and when an HTTP request is tried again. Like stamina: a budget of attempts *and* of time,
+exponential backoff with full jitter, and the provider's own advice (``Retry-After``,
+Abstrakt's ``error.retry_after``) taking precedence. A POST is retried only when the provider
+cannot have created anything (429, 503, a connection that never opened), so a task is never
+submitted twice. ``http.HttpSession`` runs the loop.
 """
 
 from __future__ import annotations
@@ -15,12 +18,34 @@ import time
 from datetime import timezone
 from typing import Callable
 
-from get3w_cli.constants import RETRY_AFTER_MAX, RETRY_BACKOFF_BASE, RETRY_BACKOFF_CAP, RETRY_BUDGET, RETRY_MAX_ATTEMPTS
+from get3w_cli.constants import (
+    RETRY_AFTER_MAX,
+    RETRY_BACKOFF_BASE,
+    RETRY_BACKOFF_CAP,
+    RETRY_BUDGET,
+    RETRY_MAX_ATTEMPTS,
+)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 # Network-level failure kinds: "connect" = the request never left (safe to resend even a POST);
 # "lost" = it may have reached the server.
 CONNECT, LOST = "connect", "lost"
+# How a back-off is spread out: FULL draws from [0, delay] (clients that failed together do not
+# retry together), NARROW from [0.75 delay, delay] (a steady pace, still not in lock-step),
+# NONE keeps the delay as it is (a poller's interval).
+FULL, NARROW, NONE = "full", "narrow", "none"
+
+
+def backoff(attempt: int, *, base: float, cap: float, factor: float = 2.0, jitter: str = FULL,
+            rand: Callable[[], float] = random.random) -> float:
+    """The pause before try ``attempt + 1`` (``attempt`` >= 1): ``base * factor ** (attempt - 1)``,
+    at most ``cap``, spread by ``jitter``."""
+    delay = min(cap, base * factor ** min(max(attempt, 1) - 1, 64))
+    if jitter == FULL:
+        return rand() * delay
+    if jitter == NARROW:
+        return delay * (0.75 + 0.25 * rand())
+    return delay
 
 
 def retry_delay(
@@ -53,8 +78,7 @@ def retry_delay(
         if wait > RETRY_AFTER_MAX:
             return None
     else:
-        ceiling = min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2 ** min(attempt - 1, 32))
-        wait = rand() * ceiling  # full jitter: spreads out clients that failed together
+        wait = backoff(attempt, base=RETRY_BACKOFF_BASE, cap=RETRY_BACKOFF_CAP, rand=rand)
     return wait if wait <= remaining else None
 
 

@@ -30,14 +30,14 @@ from get3w_cli.errors import (
     UsageError,
     WaitTimeoutError,
 )
-from get3w_cli.timeouts import within
+from get3w_cli.names import Via
 from get3w_cli.records import Status, Task
+from get3w_cli.retry import NONE, backoff
+from get3w_cli.timeouts import within
 
 if TYPE_CHECKING:
     from get3w_cli.providers import Adapter
     from get3w_cli.webhooks.inbox import Delivery
-
-WEBHOOK, POLL, SYNC = "webhook", "poll", "sync"
 
 
 class CallbackSource(Protocol):
@@ -56,7 +56,7 @@ class CallbackSource(Protocol):
 class WaitPlan:
     """How to wait: ``mode`` is webhook, poll or sync (``auto`` is resolved before)."""
 
-    mode: str = POLL
+    mode: str = Via.POLL
     timeout: float = C.DEFAULT_WAIT_TIMEOUT
     fallback_after: float | None = None
     poll_max: float = C.POLL_MAX_DEFAULT
@@ -94,7 +94,8 @@ class _Waiter:
         self.loop = asyncio.get_running_loop()
         self.start = self.loop.time()
         self.deadline = self.start + plan.timeout
-        self.interval = first_poll_delay(task, plan)
+        self.first_interval = self.interval = first_poll_delay(task, plan)
+        self.gets = 0  # GETs made: the poll interval backs off with them
         self.polling = inbox is None
         # The next poll; until polling starts, the moment the fallback starts it.
         self.next_poll = self.start + (self.interval if self.polling else plan.fallback_for(task))
@@ -167,7 +168,7 @@ class _Waiter:
             trusted = dataclasses.replace(claimed, provider=self.adapter.provider, api=self.adapter.api,
                                           model=claimed.model or self.task.model)
             self._settle(trusted.status)
-            return self.outcome(trusted, WEBHOOK)
+            return self.outcome(trusted, Via.WEBHOOK)
         if not claimed.status.terminal:
             return None
         # A hint: anyone who can reach the URL can post one. Ask the provider, but at most
@@ -204,7 +205,7 @@ class _Waiter:
         self._observe(task)
         if task.status.terminal:
             self._settle(task.status)
-            return self.outcome(task, WEBHOOK if hint else POLL)
+            return self.outcome(task, Via.WEBHOOK if hint else Via.POLL)
         if hint:
             self._say_once("hint", f"ignored an unconfirmed callback: the provider says {task.status.value}")
         self.task = dataclasses.replace(task, estimated_duration=self.task.estimated_duration)
@@ -216,7 +217,9 @@ class _Waiter:
         """Schedule the next poll (when polling) ``delay`` from now, and back the interval off."""
         if self.polling:
             self.next_poll = self.loop.time() + delay
-        self.interval = min(self.interval * C.POLL_BACKOFF_FACTOR, max(self.plan.poll_max, C.POLL_MIN))
+        self.gets += 1
+        self.interval = backoff(self.gets + 1, base=self.first_interval, cap=max(self.plan.poll_max, C.POLL_MIN),
+                                factor=C.POLL_BACKOFF_FACTOR, jitter=NONE)
 
     def _start_polling(self, why: str) -> None:
         if not self.polling:
@@ -265,7 +268,7 @@ class _Waiter:
         if self.plan.on_timeout == "cancel":
             cancelled, finished = await _cancel_within_budget(self.adapter, self.task.id, self.notify)
             if finished is not None:
-                return self.outcome(finished, POLL)
+                return self.outcome(finished, Via.POLL)
         raise WaitTimeoutError(self.task.id, cancelled=cancelled, task=self.task)
 
 
@@ -319,7 +322,7 @@ async def wait_for(
     """Wait until ``task`` is terminal; return it with the path that delivered it.
 
     ``task`` is the latest snapshot. Already terminal, it is returned at once with ``via_if_done``
-    (POLL: it came from a GET), else as a submit answer: ``webhook`` when its callback is already
+    (Via.POLL: it came from a GET), else as a submit answer: ``webhook`` when its callback is already
     in ``inbox``, else ``sync``. Ctrl-C cancels the task only when ``plan.on_timeout == "cancel"``.
 
     Raises:
@@ -328,7 +331,7 @@ async def wait_for(
     """
     if task.status.terminal:
         return Outcome(task=task, via=via_if_done or _answer_via(task, inbox), elapsed=0.0)
-    waiter = _Waiter(adapter, task, plan, inbox if plan.mode == WEBHOOK else None, notify)
+    waiter = _Waiter(adapter, task, plan, inbox if plan.mode == Via.WEBHOOK else None, notify)
     if on_poll is not None:
         waiter.on_poll = on_poll
     try:
@@ -343,10 +346,10 @@ def _answer_via(task: Task, inbox: CallbackSource | None) -> str:
     """The path of a submit answer that is already final: webhook when a callback saying the
     same already arrived (signed, or confirmed by the answer itself), else sync."""
     if inbox is None:
-        return SYNC
-    via = SYNC
+        return Via.SYNC
+    via = Via.SYNC
     while (delivery := inbox.take(task.id)) is not None:
         if delivery.task is not None and delivery.task.status is task.status:
-            via = WEBHOOK
+            via = Via.WEBHOOK
     inbox.settle(task.id, task.status)
     return via

@@ -17,6 +17,7 @@ from get3w_cli.config import (
     check_config_value, default_config_path, load_settings, mask, parse_duration, read_config, write_config,
 )
 from get3w_cli.errors import ConfigError, UsageError
+from get3w_cli.names import FACTS, Provider
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,7 +34,7 @@ DEAD_URL = "http://127.0.0.1:9"  # discard port: nothing listens there
 @pytest.mark.parametrize(
     ("flag", "env", "file", "expected"),
     [
-        (None, None, None, C.GET3W_BASE_URL),
+        (None, None, None, FACTS[Provider.GET3W].base_url),
         (None, None, "http://file:1", "http://file:1"),
         (None, "http://env:2", "http://file:1", "http://env:2"),
         ("http://flag:3", "http://env:2", "http://file:1", "http://flag:3"),
@@ -47,7 +48,7 @@ def test_base_url_precedence(flag: str | None, env: str | None, file: str | None
     files = {} if file is None else {"get3w.base_url": file}
     settings = load_settings({"get3w.base_url": flag}, envs, files)
     assert settings.get3w.base_url == expected
-    assert settings.abstrakt.base_url == C.ABSTRAKT_BASE_URL
+    assert settings.abstrakt.base_url == FACTS[Provider.ABSTRAKT].base_url
 
 
 @pytest.mark.parametrize(
@@ -200,7 +201,7 @@ def test_environment_beats_config_file_in_the_cli(tmp_path: Path) -> None:
     env = {"G3W_CONFIG": str(config), "GET3W_BASE_URL": "http://env.example:2"}
     checks = {row["check"]: row for row in json.loads(invoke("doctor", "--json", env=env).stdout)}
     assert checks["get3w base URL"]["detail"] == "http://env.example:2"
-    assert checks["abstrakt base URL"]["detail"] == C.ABSTRAKT_BASE_URL
+    assert checks["abstrakt base URL"]["detail"] == FACTS[Provider.ABSTRAKT].base_url
     assert checks["abstrakt key"]["ok"] and checks["abstrakt key"]["detail"] == "****cdef"
     assert not checks["get3w key"]["ok"]
 

@@ -10,20 +10,28 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from get3w_cli.constants import ABSTRAKT_BASE_URL, GET3W_BASE_URL
-from get3w_cli.errors import AuthError, RejectedError, SubmitUnknownError, TransientError, UsageError
+from get3w_cli.errors import (
+    AuthError,
+    RejectedError,
+    SubmitUnknownError,
+    TransientError,
+    UsageError,
+)
 from get3w_cli.http import HttpSession
+from get3w_cli.names import FACTS, Provider
 from get3w_cli.providers import (
     Account,
     Adapter,
     ModelLister,
+    abstrakt,
     default_base_url,
-    id_segment,
+    get3w_v1,
+    get3w_v3,
     make_adapter,
     open_adapter,
     resolve_route,
 )
-from get3w_cli.providers import abstrakt, get3w_v1, get3w_v3
+from get3w_cli.providers.common import id_segment
 from get3w_cli.records import Status, Task
 from get3w_cli.sandbox import Sandbox, SandboxOptions
 
@@ -429,7 +437,8 @@ def test_make_adapter_picks_the_api() -> None:
                 make_adapter(("abstrakt", "v3"), client)
 
     asyncio.run(main())
-    assert default_base_url("get3w") == GET3W_BASE_URL and default_base_url("abstrakt") == ABSTRAKT_BASE_URL
+    assert default_base_url("get3w") == FACTS[Provider.GET3W].base_url == "https://api.get3w.com"
+    assert default_base_url("abstrakt") == FACTS[Provider.ABSTRAKT].base_url == "https://api.abstrakt.one"
     with pytest.raises(UsageError):
         default_base_url("other")
 

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "get3w_cli"
 # Imports point down: a unit may import only units of a strictly lower rank (or itself).
 # webhooks/, http and sandbox/ share a rank so that none of them can import another.
 RANKS = {
-    "__init__": 0, "errors": 0, "constants": 0, "redaction": 0, "timeouts": 0,
+    "__init__": 0, "errors": 0, "constants": 0, "redaction": 0, "timeouts": 0, "names": 0,
     "records": 1,
     "payloads": 2, "config": 2, "journal": 2, "retry": 2,
     "http": 3, "webhooks": 3, "sandbox": 3,
@@ -35,7 +35,7 @@ OWNERS = {
     "pyngrok": ("webhooks/tunnel.py",),
     "aiohttp": ("webhooks/", "sandbox/", "http/aio.py"),
 }
-WEBHOOKS_MAY_IMPORT = {"records", "errors", "payloads", "constants", "webhooks", "timeouts", "__init__"}
+WEBHOOKS_MAY_IMPORT = {"records", "errors", "payloads", "constants", "names", "retry", "webhooks", "timeouts", "__init__"}
 
 
 @dataclass(frozen=True)

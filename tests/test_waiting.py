@@ -12,10 +12,22 @@ import aiohttp
 import pytest
 
 from get3w_cli import constants as C
-from get3w_cli.errors import NetworkError, RejectedError, TransientError, WaitTimeoutError
+from get3w_cli.errors import (
+    NetworkError,
+    RejectedError,
+    TransientError,
+    WaitTimeoutError,
+)
+from get3w_cli.names import Via
 from get3w_cli.payloads import abstrakt_job, get3w_task
 from get3w_cli.records import Status, Task
-from get3w_cli.waiting import POLL, SYNC, WEBHOOK, Outcome, WaitPlan, cancel_quietly, first_poll_delay, wait_for
+from get3w_cli.waiting import (
+    Outcome,
+    WaitPlan,
+    cancel_quietly,
+    first_poll_delay,
+    wait_for,
+)
 from get3w_cli.webhooks.inbox import Delivery, Inbox
 from get3w_cli.webhooks.listener import CallbackListener
 from get3w_cli.webhooks.signatures import sign_abstrakt, sign_get3w
@@ -104,11 +116,11 @@ def test_signed_callback_is_trusted_without_a_get() -> None:
     async def main() -> tuple[Outcome, FakeAdapter]:
         adapter, inbox = FakeAdapter(done_after=100), Inbox()
         later(0.05, lambda: inbox.put(delivery(Status.COMPLETED, verified=True, outputs=("https://cb/x.png",))))
-        plan = WaitPlan(mode=WEBHOOK, timeout=5, fallback_after=5)
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=5)
         return await wait_for(adapter, submitted(), plan, inbox=inbox), adapter
 
     outcome, adapter = run(main)
-    assert outcome.via == WEBHOOK
+    assert outcome.via == Via.WEBHOOK
     assert outcome.task.status is Status.COMPLETED
     assert outcome.task.outputs == ("https://cb/x.png",)
     assert (outcome.task.provider, outcome.task.api) == ("get3w", "v3")
@@ -121,11 +133,11 @@ def test_unsigned_callback_is_confirmed_with_exactly_one_get() -> None:
     async def main() -> tuple[Outcome, FakeAdapter]:
         adapter, inbox = FakeAdapter(done_after=0), Inbox()
         later(0.02, lambda: inbox.put(delivery(Status.COMPLETED, verified=False, outputs=("https://evil/x",))))
-        plan = WaitPlan(mode=WEBHOOK, timeout=5, fallback_after=5)
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=5)
         return await wait_for(adapter, submitted(), plan, inbox=inbox), adapter
 
     outcome, adapter = run(main)
-    assert outcome.via == WEBHOOK
+    assert outcome.via == Via.WEBHOOK
     assert len(adapter.gets) == 1
     assert outcome.task.outputs == (REAL_OUTPUT,)
 
@@ -138,11 +150,11 @@ def test_forged_unsigned_completion_while_running_is_ignored() -> None:
         adapter, inbox = FakeAdapter(done_after=100), Inbox()
         later(0.02, lambda: inbox.put(delivery(Status.COMPLETED, verified=False, outputs=("https://evil/x",))))
         later(0.15, lambda: inbox.put(delivery(Status.COMPLETED, verified=True, outputs=("https://cb/ok.png",))))
-        plan = WaitPlan(mode=WEBHOOK, timeout=5, fallback_after=5)
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=5)
         return await wait_for(adapter, submitted(), plan, inbox=inbox, notify=notes), adapter
 
     outcome, adapter = run(main)
-    assert outcome.via == WEBHOOK
+    assert outcome.via == Via.WEBHOOK
     assert outcome.task.outputs == ("https://cb/ok.png",)
     assert outcome.elapsed >= 0.14
     assert len(adapter.gets) == 1
@@ -155,11 +167,11 @@ def test_no_callback_falls_back_to_polling_after_fallback_after() -> None:
 
     async def main() -> tuple[Outcome, FakeAdapter]:
         adapter = FakeAdapter(done_after=0)
-        plan = WaitPlan(mode=WEBHOOK, timeout=5, fallback_after=0.2)
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=0.2)
         return await wait_for(adapter, submitted(), plan, inbox=Inbox(), notify=notes), adapter
 
     outcome, adapter = run(main)
-    assert outcome.via == POLL
+    assert outcome.via == Via.POLL
     assert outcome.task.status is Status.COMPLETED
     assert len(adapter.gets) == 1 and 0.19 <= adapter.gets[0] < 1.0
     assert "no callback within 0.2s; polling" in notes.text()
@@ -168,7 +180,7 @@ def test_no_callback_falls_back_to_polling_after_fallback_after() -> None:
 
 def test_default_fallback_is_at_least_a_minute_or_twice_the_estimate() -> None:
     """--fallback-after defaults to max(60s, 2 x estimated_duration)."""
-    plan = WaitPlan(mode=WEBHOOK)
+    plan = WaitPlan(mode=Via.WEBHOOK)
     assert plan.fallback_for(submitted()) == C.FALLBACK_MIN
     assert plan.fallback_for(submitted(estimated=100)) == 200
     assert WaitPlan(fallback_after=3).fallback_for(submitted(estimated=100)) == 3
@@ -178,7 +190,7 @@ def test_first_poll_waits_for_the_estimated_duration() -> None:
     """The first poll comes near the provider's estimate, not at once."""
     async def main() -> FakeAdapter:
         adapter = FakeAdapter(done_after=0)
-        await wait_for(adapter, submitted(estimated=0.3), WaitPlan(mode=POLL, timeout=5, poll_max=10))
+        await wait_for(adapter, submitted(estimated=0.3), WaitPlan(mode=Via.POLL, timeout=5, poll_max=10))
         return adapter
 
     adapter = run(main)
@@ -199,7 +211,7 @@ def test_polling_backs_off_up_to_poll_max(fast_polls: None) -> None:
     """Intervals grow by the back-off factor and never exceed --poll-max."""
     async def main() -> FakeAdapter:
         adapter = FakeAdapter(done_after=0.6)
-        await wait_for(adapter, submitted(estimated=0.02), WaitPlan(mode=POLL, timeout=5, poll_max=0.1))
+        await wait_for(adapter, submitted(estimated=0.02), WaitPlan(mode=Via.POLL, timeout=5, poll_max=0.1))
         return adapter
 
     adapter = run(main)
@@ -217,11 +229,11 @@ def test_transient_poll_errors_do_not_end_the_wait(fast_polls: None) -> None:
     async def main() -> tuple[Outcome, FakeAdapter]:
         errors: list[Exception] = [TransientError("HTTP 503", status=503), NetworkError("connection reset")]
         adapter = FakeAdapter(done_after=0, errors=errors)
-        plan = WaitPlan(mode=POLL, timeout=5, poll_max=0.05)
+        plan = WaitPlan(mode=Via.POLL, timeout=5, poll_max=0.05)
         return await wait_for(adapter, submitted(estimated=0.01), plan, notify=notes), adapter
 
     outcome, adapter = run(main)
-    assert outcome.task.status is Status.COMPLETED and outcome.via == POLL
+    assert outcome.task.status is Status.COMPLETED and outcome.via == Via.POLL
     assert len(adapter.gets) == 3
     assert notes.text().count("poll failed") == 2
 
@@ -230,7 +242,7 @@ def test_retry_after_of_a_failed_poll_is_honoured(fast_polls: None) -> None:
     """A poll answered 429 with retry_after waits at least that long before the next poll."""
     async def main() -> FakeAdapter:
         adapter = FakeAdapter(done_after=0, errors=[TransientError("HTTP 429", status=429, retry_after=0.3)])
-        await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=POLL, timeout=5, poll_max=0.05))
+        await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=Via.POLL, timeout=5, poll_max=0.05))
         return adapter
 
     adapter = run(main)
@@ -242,7 +254,7 @@ def test_refused_poll_ends_the_wait(fast_polls: None) -> None:
     """A 404 while polling is final: the error is raised, not retried forever."""
     async def main() -> None:
         adapter = FakeAdapter(errors=[RejectedError("HTTP 404", status=404)])
-        await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=POLL, timeout=5))
+        await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=Via.POLL, timeout=5))
 
     with pytest.raises(RejectedError):
         run(main)
@@ -254,7 +266,7 @@ def test_timeout_detaches_by_default() -> None:
 
     async def main() -> None:
         adapters.append(FakeAdapter(done_after=100))
-        await wait_for(adapters[0], submitted(estimated=0.05), WaitPlan(mode=POLL, timeout=0.3, poll_max=0.05))
+        await wait_for(adapters[0], submitted(estimated=0.05), WaitPlan(mode=Via.POLL, timeout=0.3, poll_max=0.05))
 
     started = time.monotonic()
     with pytest.raises(WaitTimeoutError) as info:
@@ -271,7 +283,7 @@ def test_timeout_with_on_timeout_cancel_cancels_the_task() -> None:
 
     async def main() -> None:
         adapters.append(FakeAdapter(done_after=100))
-        plan = WaitPlan(mode=POLL, timeout=0.2, poll_max=0.05, on_timeout="cancel")
+        plan = WaitPlan(mode=Via.POLL, timeout=0.2, poll_max=0.05, on_timeout="cancel")
         await wait_for(adapters[0], submitted(estimated=0.05), plan)
 
     with pytest.raises(WaitTimeoutError) as info:
@@ -284,7 +296,7 @@ def test_timeout_cuts_a_hanging_poll_short() -> None:
     """--timeout bounds the whole wait, even while a poll request is stuck (long Retry-After)."""
     async def main() -> None:
         adapter = FakeAdapter(hang=True)
-        await wait_for(adapter, submitted(estimated=0.05), WaitPlan(mode=POLL, timeout=0.3))
+        await wait_for(adapter, submitted(estimated=0.05), WaitPlan(mode=Via.POLL, timeout=0.3))
 
     started = time.monotonic()
     with pytest.raises(WaitTimeoutError):
@@ -299,11 +311,11 @@ def test_unconfirmable_callback_falls_back_to_polling() -> None:
     async def main() -> tuple[Outcome, FakeAdapter]:
         adapter, inbox = FakeAdapter(done_after=0, errors=[TransientError("HTTP 429", status=429)]), Inbox()
         later(0.02, lambda: inbox.put(delivery(Status.COMPLETED, verified=False)))
-        plan = WaitPlan(mode=WEBHOOK, timeout=5, fallback_after=60, poll_max=0.2)
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=60, poll_max=0.2)
         return await wait_for(adapter, submitted(estimated=0.05), plan, inbox=inbox, notify=notes), adapter
 
     outcome, adapter = run(main)
-    assert outcome.task.status is Status.COMPLETED and outcome.via == POLL
+    assert outcome.task.status is Status.COMPLETED and outcome.via == Via.POLL
     assert len(adapter.gets) == 2
     assert outcome.elapsed < 1
     assert "could not confirm a callback" in notes.text()
@@ -314,7 +326,7 @@ def test_interrupting_the_wait_cancels_the_task_only_when_asked(on_timeout: str,
     """Ctrl-C (task cancellation) cancels at the provider only with --on-timeout cancel."""
     async def main() -> FakeAdapter:
         adapter = FakeAdapter(done_after=100)
-        plan = WaitPlan(mode=POLL, timeout=5, poll_max=0.05, on_timeout=on_timeout)
+        plan = WaitPlan(mode=Via.POLL, timeout=5, poll_max=0.05, on_timeout=on_timeout)
         waiter = asyncio.ensure_future(wait_for(adapter, submitted(estimated=0.05), plan))
         await asyncio.sleep(0.1)
         waiter.cancel()
@@ -330,17 +342,17 @@ def test_already_final_task_returns_at_once() -> None:
     async def main() -> tuple[Outcome, FakeAdapter]:
         adapter = FakeAdapter()
         final = Task(id=TASK_ID, provider="get3w", api="v1", model="m", status=Status.COMPLETED, outputs=("u",))
-        return await wait_for(adapter, final, WaitPlan(mode=POLL), via_if_done=SYNC), adapter
+        return await wait_for(adapter, final, WaitPlan(mode=Via.POLL), via_if_done=Via.SYNC), adapter
 
     outcome, adapter = run(main)
-    assert outcome.via == SYNC and outcome.elapsed == 0.0 and adapter.gets == []
+    assert outcome.via == Via.SYNC and outcome.elapsed == 0.0 and adapter.gets == []
 
 
 def test_failed_task_is_returned_not_raised(fast_polls: None) -> None:
     """A failed task is an outcome (the CLI decides the exit code), not an exception."""
     async def main() -> Outcome:
         adapter = FakeAdapter(done_after=0, final=Status.FAILED)
-        return await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=POLL, timeout=5))
+        return await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=Via.POLL, timeout=5))
 
     assert run(main).task.status is Status.FAILED
 
@@ -379,7 +391,7 @@ def test_a_flood_of_forged_hints_costs_at_most_one_get_per_poll_interval() -> No
     async def main() -> tuple[FakeAdapter, int, CallbackListener]:
         adapter, inbox = FakeAdapter(done_after=100), Inbox()
         async with CallbackListener(inbox) as listener:
-            plan = WaitPlan(mode=WEBHOOK, timeout=1.0, fallback_after=60, poll_max=10)
+            plan = WaitPlan(mode=Via.WEBHOOK, timeout=1.0, fallback_after=60, poll_max=10)
             waiter = asyncio.ensure_future(wait_for(adapter, submitted(estimated=0.4), plan, inbox=inbox))
             posts = 0
             async with aiohttp.ClientSession() as session:
@@ -401,7 +413,7 @@ def test_a_genuine_hint_inside_the_interval_is_confirmed_at_the_intervals_end() 
     """After a forged hint's GET, the real (unsigned) callback is not ignored: the next GET confirms it."""
     async def main() -> tuple[Outcome, Watched]:
         adapter, inbox = Watched(done_after=100), Inbox()
-        plan = WaitPlan(mode=WEBHOOK, timeout=5, fallback_after=60, poll_max=10)
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=60, poll_max=10)
         waiter = asyncio.ensure_future(wait_for(adapter, submitted(estimated=0.3), plan, inbox=inbox))
         inbox.put(delivery(Status.COMPLETED, verified=False, outputs=("https://evil/x",)))
         await adapter.got.get()  # the forged hint was checked: still running
@@ -410,7 +422,7 @@ def test_a_genuine_hint_inside_the_interval_is_confirmed_at_the_intervals_end() 
         return await waiter, adapter
 
     outcome, adapter = run(main)
-    assert outcome.via == WEBHOOK and outcome.task.outputs == (REAL_OUTPUT,)
+    assert outcome.via == Via.WEBHOOK and outcome.task.outputs == (REAL_OUTPUT,)
     assert len(adapter.gets) == 2
     assert outcome.elapsed < 3  # within an interval (0.45 s here), far from the 60 s fallback
 
@@ -426,7 +438,7 @@ def test_a_callback_verified_by_another_providers_secret_is_only_a_hint() -> Non
             stamp = str(int(time.time()))
             headers = {"X-Abstrakt-Timestamp": stamp, "X-Abstrakt-Signature": sign_abstrakt("abstrakt-secret", body, stamp)}
             assert await post(listener.local_url, body, headers) == 200  # verified, by Abstrakt's secret
-            plan = WaitPlan(mode=WEBHOOK, timeout=0.5, fallback_after=60)
+            plan = WaitPlan(mode=Via.WEBHOOK, timeout=0.5, fallback_after=60)
             with pytest.raises(WaitTimeoutError):
                 await wait_for(adapter, submitted(), plan, inbox=inbox, notify=notes)
         return adapter
@@ -443,7 +455,7 @@ def test_a_signature_rejection_is_said_once_and_the_task_is_checked_at_once(capl
     async def main() -> tuple[Outcome, Watched]:
         adapter, inbox = Watched(done_after=100), Inbox()
         async with CallbackListener(inbox, secrets={"get3w": SECRET}) as listener:
-            plan = WaitPlan(mode=WEBHOOK, timeout=5, fallback_after=60, poll_max=0.2)
+            plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=60, poll_max=0.2)
             waiter = asyncio.ensure_future(wait_for(adapter, submitted(estimated=0.05), plan, inbox=inbox,
                                                     notify=notes))
             body = completed_body([REAL_OUTPUT])
@@ -456,7 +468,7 @@ def test_a_signature_rejection_is_said_once_and_the_task_is_checked_at_once(capl
 
     with caplog.at_level(logging.WARNING):
         outcome, adapter = run(main)
-    assert outcome.via == POLL and outcome.task.status is Status.COMPLETED
+    assert outcome.via == Via.POLL and outcome.task.status is Status.COMPLETED
     assert notes.text().count("the webhook secret looks wrong") == 1
     assert ("phase", "polling") in notes.items
     assert caplog.records == []  # nothing printed behind the spinner's back
@@ -472,14 +484,14 @@ def test_a_final_submit_answer_is_webhook_when_its_callback_came_first_else_sync
         async with CallbackListener(inbox, secrets={"get3w": SECRET}) as listener:
             body = completed_body([REAL_OUTPUT])
             assert await post(listener.local_url, body, {"X-Get3W-Signature": sign_get3w(SECRET, body)}) == 200
-            early = await wait_for(adapter, final, WaitPlan(mode=WEBHOOK, timeout=5), inbox=inbox)
-        alone = await wait_for(adapter, final, WaitPlan(mode=WEBHOOK, timeout=5), inbox=Inbox())
-        no_channel = await wait_for(adapter, final, WaitPlan(mode=POLL, timeout=5))
-        polled = await wait_for(adapter, final, WaitPlan(mode=POLL, timeout=5), via_if_done=POLL)
+            early = await wait_for(adapter, final, WaitPlan(mode=Via.WEBHOOK, timeout=5), inbox=inbox)
+        alone = await wait_for(adapter, final, WaitPlan(mode=Via.WEBHOOK, timeout=5), inbox=Inbox())
+        no_channel = await wait_for(adapter, final, WaitPlan(mode=Via.POLL, timeout=5))
+        polled = await wait_for(adapter, final, WaitPlan(mode=Via.POLL, timeout=5), via_if_done=Via.POLL)
         return [early.via, alone.via, no_channel.via, polled.via], adapter
 
     vias, adapter = run(main)
-    assert vias == [WEBHOOK, SYNC, SYNC, POLL]
+    assert vias == [Via.WEBHOOK, Via.SYNC, Via.SYNC, Via.POLL]
     assert adapter.gets == []
 
 
@@ -525,11 +537,11 @@ def test_the_waiter_says_once_per_word_that_it_did_not_know_it(fast_polls: None)
 
     async def main() -> Outcome:
         adapter = Words(["warming_up", "warming_up", "rendering", "warming_up"])
-        return await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=POLL, timeout=5, poll_max=0.02),
+        return await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=Via.POLL, timeout=5, poll_max=0.02),
                               notify=notes)
 
     outcome = run(main)
-    assert outcome.task.status is Status.COMPLETED and outcome.via == POLL
+    assert outcome.task.status is Status.COMPLETED and outcome.via == Via.POLL
     assert notes.text().count("'warming_up'") == 1 and notes.text().count("'rendering'") == 1
     assert "counting it as processing" in notes.text()
 
@@ -542,11 +554,11 @@ def test_on_timeout_cancel_looks_first_and_leaves_a_finished_task_alone() -> Non
 
     async def main() -> Outcome:
         adapters.append(FakeAdapter(done_after=0))  # finished, but the first poll is due after the deadline
-        plan = WaitPlan(mode=POLL, timeout=0.3, poll_max=10, on_timeout="cancel")
+        plan = WaitPlan(mode=Via.POLL, timeout=0.3, poll_max=10, on_timeout="cancel")
         return await wait_for(adapters[0], submitted(estimated=10), plan, notify=notes)
 
     outcome = run(main)
-    assert (outcome.task.status, outcome.via) == (Status.COMPLETED, POLL)
+    assert (outcome.task.status, outcome.via) == (Status.COMPLETED, Via.POLL)
     assert adapters[0].cancels == []
     assert len(adapters[0].gets) == 1  # the look
     assert f"task {TASK_ID} already completed; not cancelling it" in notes.text()
@@ -556,7 +568,7 @@ def test_ctrl_c_with_on_timeout_cancel_looks_first_too() -> None:
     """Interrupted with --on-timeout cancel: a finished task is left alone, a running one is cancelled."""
     async def interrupt(done_after: float) -> FakeAdapter:
         adapter, started = FakeAdapter(done_after=done_after), asyncio.Event()
-        plan = WaitPlan(mode=POLL, timeout=5, poll_max=10, on_timeout="cancel")
+        plan = WaitPlan(mode=Via.POLL, timeout=5, poll_max=10, on_timeout="cancel")
         waiter = asyncio.ensure_future(wait_for(adapter, submitted(estimated=10), plan,
                                                 notify=lambda kind, text: started.set()))
         await started.wait()

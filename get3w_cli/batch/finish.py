@@ -19,8 +19,9 @@ from get3w_cli.batch.ledger import Ledger
 from get3w_cli.batch.lines import BatchLine
 from get3w_cli.downloads import download_outputs
 from get3w_cli.errors import DownloadError, G3wError, WaitTimeoutError
+from get3w_cli.names import Via
 from get3w_cli.records import Status, Task
-from get3w_cli.waiting import POLL, WEBHOOK, CallbackSource, Outcome, WaitPlan, wait_for
+from get3w_cli.waiting import CallbackSource, Outcome, WaitPlan, wait_for
 
 if TYPE_CHECKING:
     from get3w_cli.http import HttpSession
@@ -41,7 +42,7 @@ class Finisher:
         """Wait for ``task`` (by callback unless ``sync`` or ``rewait``) for at most ``timeout``
         (what is left of the line's deadline; default the plan's), then write the line's end."""
         webhook = self.inbox is not None and not rewait and not sync
-        plan = dataclasses.replace(self.plan, mode=WEBHOOK if webhook else POLL,
+        plan = dataclasses.replace(self.plan, mode=Via.WEBHOOK if webhook else Via.POLL,
                                    timeout=self.plan.timeout if timeout is None else timeout)
         try:
             outcome = await wait_for(adapter, task, plan, inbox=self.inbox if webhook else None, via_if_done=done_via)
@@ -51,7 +52,7 @@ class Finisher:
                 code = R.TIMEOUT if isinstance(exc, WaitTimeoutError) else R.WAIT_FAILED
                 await self.stuck(line, ref, latest, (code, exc.message), started)
                 return
-            outcome = Outcome(latest, POLL, 0.0)
+            outcome = Outcome(latest, Via.POLL, 0.0)
         await self._finish(line, ref, outcome, started, created_at=task.created_at)
 
     async def _finish(self, line: BatchLine, ref: str, outcome: Outcome, started: float, *,

@@ -15,7 +15,11 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from get3w_cli.constants import BATCH_NAME_HASH_CHARS, JOURNAL_DIR_MODE, JOURNAL_FILE_MODE
+from get3w_cli.constants import (
+    BATCH_NAME_HASH_CHARS,
+    JOURNAL_DIR_MODE,
+    JOURNAL_FILE_MODE,
+)
 from get3w_cli.errors import JournalError, UsageError
 
 try:

@@ -3,7 +3,7 @@
 Never lose, never pay twice (the submit itself is in submit.py):
 - a line is journalled ``submitting`` before its POST, ``submitted`` (with the task id) as
   soon as the answer arrives, then ``done`` / ``failed`` with its final record;
-- on Ctrl-C no new line is submitted; POSTs already sent get BATCH_INTERRUPT_GRACE to answer
+- on Ctrl-C no new line is submitted; POSTs already sent get SUBMIT_ANSWER_GRACE to answer
   so their ids are journalled; waits are dropped (``--resume`` waits again);
 - every line has a deadline, its ``--timeout`` from when a worker takes it, covering the
   submit (429s included) and the wait.
@@ -31,8 +31,9 @@ from get3w_cli.batch.pacing import Pacer
 from get3w_cli.batch.submit import Connection, Notify, Submitter
 from get3w_cli.constants import BATCH_QUEUE_FACTOR
 from get3w_cli.errors import AuthError, G3wError, NetworkError, TransientError
+from get3w_cli.names import Via
 from get3w_cli.records import Status, Task
-from get3w_cli.waiting import POLL, SYNC, WEBHOOK, CallbackSource, WaitPlan
+from get3w_cli.waiting import CallbackSource, WaitPlan
 
 if TYPE_CHECKING:
     from get3w_cli.http import HttpSession
@@ -71,10 +72,10 @@ class BatchRunner:
         self.stats, self.inbox, self.notify, self.clock = ledger.stats, inbox, notify, clock
         self._pacers: dict[str, Pacer] = {}
         self._stopping = False
-        self.submitter = Submitter(ledger, callback_url=config.callback_url if config.mode == WEBHOOK else None,
+        self.submitter = Submitter(ledger, callback_url=config.callback_url if config.mode == Via.WEBHOOK else None,
                                    timeout=config.plan.timeout, clock=clock, notify=notify,
                                    stopping=lambda: self._stopping)
-        self.finisher = Finisher(config.plan, ledger, session, inbox=inbox if config.mode == WEBHOOK else None,
+        self.finisher = Finisher(config.plan, ledger, session, inbox=inbox if config.mode == Via.WEBHOOK else None,
                                  output_dir=config.output_dir)
 
     async def run(self, lines: Iterable[BatchLine]) -> R.Stats:
@@ -158,7 +159,7 @@ class BatchRunner:
     async def _submit_line(self, line: BatchLine) -> None:
         conn = self.connect(line.route)
         pacer = self._pacer(line.route.provider)
-        sync = self.config.mode == SYNC and conn.submit.has_sync
+        sync = self.config.mode == Via.SYNC and conn.submit.has_sync
         deadline = self.clock() + self.config.plan.timeout
         try:
             posted = await self.submitter.submit(line, conn, pacer, sync=sync, deadline=deadline)
@@ -198,7 +199,7 @@ class BatchRunner:
                 snapshot = Task(task_id, route.provider, route.api, route.model, Status.PROCESSING)
                 await self.finisher.stuck(line, ref, snapshot, (R.WAIT_FAILED, exc.message), started)
                 return
-            await self.finisher.wait(line, adapter, task, ref, started, sync=False, rewait=True, done_via=POLL,
+            await self.finisher.wait(line, adapter, task, ref, started, sync=False, rewait=True, done_via=Via.POLL,
                                      timeout=max(0.0, deadline - self.clock()))
         finally:
             pacer.release()

@@ -8,7 +8,7 @@
 - every line has a deadline (its ``--timeout``, from when a worker takes it): a line still
   throttled or unsent then ends with ``error.code`` ``rate_limited`` and stays unjournalled,
   so ``--resume`` submits it;
-- on Ctrl-C a POST already sent gets BATCH_INTERRUPT_GRACE to answer, so its id is journalled.
+- on Ctrl-C a POST already sent gets SUBMIT_ANSWER_GRACE to answer, so its id is journalled.
 """
 
 from __future__ import annotations
@@ -23,17 +23,32 @@ from get3w_cli.batch.ledger import Ledger
 from get3w_cli.batch.lines import BatchLine
 from get3w_cli.batch.pacing import Pacer
 from get3w_cli.constants import (
-    BATCH_INTERRUPT_GRACE, BATCH_SUBMIT_MAX_ATTEMPTS, BATCH_SUBMITS_AT_ONCE, RETRY_BACKOFF_BASE, RETRY_BACKOFF_CAP,
+    BATCH_SUBMIT_MAX_ATTEMPTS,
+    BATCH_SUBMITS_AT_ONCE,
+    RETRY_BACKOFF_BASE,
+    RETRY_BACKOFF_CAP,
+    SUBMIT_ANSWER_GRACE,
 )
 from get3w_cli.errors import (
-    AuthError, G3wError, NetworkError, RejectedError, SubmitUnknownError, TransientError, UsageError,
+    AuthError,
+    G3wError,
+    NetworkError,
+    RejectedError,
+    SubmitUnknownError,
+    TransientError,
+    UsageError,
+)
+from get3w_cli.providers.submitting import (
+    NOTHING_CREATED_STATUSES,
+    nothing_created,
+    submit_task,
 )
 from get3w_cli.records import Status, Task, utc_now_iso
+from get3w_cli.retry import NONE, backoff
 
 if TYPE_CHECKING:
     from get3w_cli.providers import Adapter
 
-_RESEND = (429, 503)  # answers to a POST that prove nothing was created
 Notify = Callable[[str, str], None]
 
 
@@ -91,7 +106,7 @@ class Submitter:
                 if not isinstance(caught, _NotSubmitted):
                     raise
                 exc, ref = caught.error, caught.ref
-            if isinstance(exc, TransientError) and exc.status in _RESEND:
+            if isinstance(exc, TransientError) and exc.status in NOTHING_CREATED_STATUSES:
                 self._throttled(line, pacer, epoch, exc)
                 continue
             if isinstance(exc, NetworkError) and not isinstance(exc, SubmitUnknownError):
@@ -103,14 +118,14 @@ class Submitter:
             return None
 
     async def _post(self, line: BatchLine, conn: Connection, *, sync: bool) -> tuple[str, Task]:
-        """Journal, submit, journal: shielded from Ctrl-C for BATCH_INTERRUPT_GRACE."""
+        """Journal, submit, journal: shielded from Ctrl-C for SUBMIT_ANSWER_GRACE."""
         posting = asyncio.ensure_future(self._post_journalled(line, conn, sync=sync))
         try:
             return await asyncio.shield(posting)
         except asyncio.CancelledError:
             if not posting.done():
                 # The POST may be at the provider already: let its answer reach the journal.
-                await asyncio.wait({posting}, timeout=BATCH_INTERRUPT_GRACE)
+                await asyncio.wait({posting}, timeout=SUBMIT_ANSWER_GRACE)
                 posting.cancel()
             if posting.done() and not posting.cancelled():
                 posting.exception()  # retrieved: it is reported by the journal, not raised
@@ -121,10 +136,10 @@ class Submitter:
         async with self._posting:
             ref = await self.ledger.submitting(line, conn.base_url)
             try:
-                task = await conn.submit.submit(line.route.model, line.input, webhook_url=self.callback_url,
-                                                sync=sync)
+                task = await submit_task(conn.submit, line.route.model, line.input, webhook_url=self.callback_url,
+                                         sync=sync)
             except G3wError as exc:
-                if _nothing_created(exc):
+                if nothing_created(exc):
                     self.ledger.forget(line, ref)  # --resume may send it again
                 raise _NotSubmitted(exc, ref) from exc
         if not task.created_at:
@@ -143,8 +158,8 @@ class Submitter:
     async def _unsent(self, line: BatchLine, exc: NetworkError, failures: int, deadline: float) -> bool:
         """The connection never opened: retry after a backoff (cut at the deadline), or say so."""
         if failures < BATCH_SUBMIT_MAX_ATTEMPTS and not self.stopping():
-            backoff = min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2 ** (failures - 1))
-            await asyncio.sleep(max(0.0, min(backoff, deadline - self.clock())))
+            pause = backoff(failures, base=RETRY_BACKOFF_BASE, cap=RETRY_BACKOFF_CAP, jitter=NONE)
+            await asyncio.sleep(max(0.0, min(pause, deadline - self.clock())))
             return True  # the pacer ends the line if its deadline has passed
         self.ledger.emit(line, R.bare_record(line, Status.FAILED.value, R.SUBMIT_FAILED,
                                              f"not submitted ({exc.message}); --resume will submit it"))
@@ -177,11 +192,3 @@ class _NotSubmitted(Exception):
         super().__init__(error.message)
         self.error, self.ref = error, ref
 
-
-def _nothing_created(exc: G3wError) -> bool:
-    """Whether a failed submit proves that the provider created no task."""
-    if isinstance(exc, TransientError):
-        return exc.status in _RESEND
-    if isinstance(exc, NetworkError):
-        return not isinstance(exc, SubmitUnknownError)  # the connection never opened
-    return isinstance(exc, (RejectedError, AuthError, UsageError))

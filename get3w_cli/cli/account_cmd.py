@@ -13,6 +13,7 @@ from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Flags
 from get3w_cli.cli.render import Ui
 
+
 def _flags(provider: Optional[O.ProviderName], api_key: Optional[str], base_url: Optional[str], sandbox: bool) -> Flags:
     return Flags(provider=provider.value if provider else None, api_key=api_key, base_url=base_url, sandbox=sandbox)
 

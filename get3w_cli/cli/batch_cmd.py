@@ -18,10 +18,16 @@ import typer
 from get3w_cli import constants as C
 from get3w_cli.cli import options as O
 from get3w_cli.cli.app import commands as app
-from get3w_cli.cli.batch_checks import BatchOptions, check_changed, check_lines, check_out
+from get3w_cli.cli.batch_checks import (
+    BatchOptions,
+    check_changed,
+    check_lines,
+    check_out,
+)
 from get3w_cli.cli.batch_output import progress, record_sink, stopper
 from get3w_cli.cli.boundary import Tracker, run
 from get3w_cli.cli.render import Ui
+from get3w_cli.names import Via
 
 if TYPE_CHECKING:
     from get3w_cli.batch.lines import CheckResult, LineDefaults
@@ -203,19 +209,15 @@ async def _runner(stack: AsyncExitStack, services: Services, check: CheckResult,
 async def _open_channel(stack: AsyncExitStack, services: Services, check: CheckResult,
                         request: WaitRequest, ui: Ui) -> tuple[str, Any]:
     """The one listener (and tunnel) of the batch, for every provider it uses."""
-    from get3w_cli.callbacks import webhook_possible
-    from get3w_cli.cli.flows import open_channel_for
-    from get3w_cli.waiting import POLL, WEBHOOK
+    from get3w_cli.tasks import choose_mode, open_channel_for
 
     providers = sorted({provider for provider, _ in check.routes})
     secrets = {p: s for p in providers if (s := services.webhook_secret(p))}
     channel_opts = dataclasses.replace(request.channel, secrets=secrets,
                                        provider_urls=tuple(services.base_url(p) for p in providers))
     request = dataclasses.replace(request, channel=channel_opts)
-    mode = request.via
-    if mode == "auto":
-        mode = WEBHOOK if webhook_possible(channel_opts) else POLL
-    channel = await open_channel_for(stack, mode, request, ui)
-    return (POLL if mode == WEBHOOK and channel is None else mode), channel
+    mode = choose_mode(request.via, channel_opts, ui.notify, timeout=request.plan.timeout)
+    channel = await open_channel_for(stack, mode, request, ui.notify)
+    return (Via.POLL if mode == Via.WEBHOOK and channel is None else mode), channel
 
 

@@ -9,7 +9,14 @@ from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import config_path
 from get3w_cli.cli.render import Ui
-from get3w_cli.config import CONFIG_KEYS, SECRET_KEYS, check_config_value, mask, read_config, write_config
+from get3w_cli.config import (
+    CONFIG_KEYS,
+    SECRET_KEYS,
+    check_config_value,
+    mask,
+    read_config,
+    write_config,
+)
 from get3w_cli.errors import UsageError
 
 config_app = typer.Typer(help="Read and write the config file.", no_args_is_help=True, rich_markup_mode=None)

@@ -15,8 +15,8 @@ from get3w_cli.errors import ConfigError
 
 if TYPE_CHECKING:
     from get3w_cli.config import Settings
-    from get3w_cli.journal import Journal
     from get3w_cli.http import ApiClient, HttpSession
+    from get3w_cli.journal import Journal
     from get3w_cli.providers import Adapter, Route
     from get3w_cli.sandbox import Sandbox
 

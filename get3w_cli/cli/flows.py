@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from get3w_cli.cli.boundary import Tracker
@@ -17,10 +17,10 @@ from get3w_cli.cli.context import Flags, Services, open_services
 from get3w_cli.cli.inputs import Inputs
 from get3w_cli.cli.render import Ui
 from get3w_cli.errors import RejectedError, TaskFailedError, UsageError
+from get3w_cli.names import Via
 from get3w_cli.providers import Adapter, Route
 from get3w_cli.records import Status, Task
 from get3w_cli.tasks import (
-    Channel,
     TaskSpec,
     WaitRequest,
     cancel_unless_finished,
@@ -28,11 +28,9 @@ from get3w_cli.tasks import (
     submit_only,
     wait_existing,
 )
-from get3w_cli.tasks import open_channel_for as _open_channel_for
-from get3w_cli.waiting import POLL, WEBHOOK
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
-__all__ = ["WaitRequest", "open_channel_for", "run_flow", "submit_flow", "wait_flow", "get_flow", "cancel_flow"]
+__all__ = ["WaitRequest", "run_flow", "submit_flow", "wait_flow", "get_flow", "cancel_flow"]
 
 
 class TaskObserver:
@@ -49,11 +47,6 @@ class TaskObserver:
 
     def download_progress(self, name: str) -> Callable[[int, int | None], None]:
         return self.ui.download_progress(name)
-
-
-async def open_channel_for(stack: AsyncExitStack, mode: str, request: WaitRequest, ui: Ui) -> Channel | None:
-    """The callback channel for webhook mode (see ``tasks.open_channel_for``), talking through ``ui``."""
-    return await _open_channel_for(stack, mode, request, ui.notify)
 
 
 def _spec(route: Route, inputs: Inputs) -> TaskSpec:
@@ -138,7 +131,7 @@ async def wait_flow(flags: Flags, task_id: str, api: str | None, request: WaitRe
         tracker.cancel_on_interrupt = True
     async with open_services(flags, provider=flags.provider) as services:
         adapter, values, model = await _locate(services, flags, task_id, api)
-        if request.via == WEBHOOK:
+        if request.via == Via.WEBHOOK:
             ui.note("a callback cannot be registered for a task already submitted; polling")
         with _about_task(task_id):
             task = _with_model(await adapter.get(task_id), model)
@@ -154,7 +147,7 @@ async def get_flow(flags: Flags, task_id: str, api: str | None, ui: Ui) -> int:
         adapter, values, model = await _locate(services, flags, task_id, api)
         with _about_task(task_id):
             task = _with_model(await adapter.get(task_id), model)
-        record = task.record(input=values, via=POLL if task.status.terminal else None)
+        record = task.record(input=values, via=Via.POLL if task.status.terminal else None)
         services.journal.task_updated(task.id, task.status.value, record if task.status.terminal else None)
         if ui.json_mode:
             ui.json(record)

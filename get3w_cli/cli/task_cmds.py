@@ -28,8 +28,8 @@ def build_wait_request(flags: Flags, *, fallback_after: Optional[str], poll_max:
     """Resolve the wait options (settings give via, timeout, output and the ngrok token)."""
     from get3w_cli.callbacks import ChannelOptions
     from get3w_cli.cli.context import settings_from
-    from get3w_cli.config import parse_duration
     from get3w_cli.cli.flows import WaitRequest
+    from get3w_cli.config import parse_duration
     from get3w_cli.waiting import WaitPlan
 
     settings = settings_from(flags)

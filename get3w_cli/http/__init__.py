@@ -32,15 +32,23 @@ import httpx
 
 from get3w_cli import __version__
 from get3w_cli.constants import (
-    DOWNLOAD_STALL_WINDOW, HTTP_CONNECT_TIMEOUT, HTTP_PARSED_URLS, HTTP_POOL_LIMIT, HTTP_READ_TIMEOUT,
-    HTTP_REQUEST_DEADLINE, HTTP_SYNC_REQUEST_DEADLINE, HTTP_UPLOAD_MIN_BYTES_PER_S, RETRY_BUDGET, RETRY_MAX_ATTEMPTS,
+    DOWNLOAD_STALL_WINDOW,
+    HTTP_CONNECT_TIMEOUT,
+    HTTP_PARSED_URLS,
+    HTTP_POOL_LIMIT,
+    HTTP_READ_TIMEOUT,
+    HTTP_REQUEST_DEADLINE,
+    HTTP_SYNC_REQUEST_DEADLINE,
+    HTTP_UPLOAD_MIN_BYTES_PER_S,
+    RETRY_BUDGET,
+    RETRY_MAX_ATTEMPTS,
 )
 from get3w_cli.errors import ConfigError, DownloadError, error_for_status
 from get3w_cli.http.download import download_once
 from get3w_cli.http.failures import Failure as _Failure
 from get3w_cli.http.failures import deadline_failure, host, network_failure, one_line
-from get3w_cli.timeouts import within
 from get3w_cli.retry import CONNECT, LOST, parse_retry_after, retry_delay
+from get3w_cli.timeouts import within
 
 __all__ = ["AIOHTTP", "BACKENDS", "CONNECT", "HTTPCORE", "LOST", "ApiClient", "ErrorParser", "HttpSession",
            "Reply", "error_for_status", "parse_retry_after", "retry_delay"]
@@ -102,7 +110,9 @@ class HttpSession:
     async def __aenter__(self) -> HttpSession:
         transport = self._transport
         if transport is None and self._backend == AIOHTTP:
-            from get3w_cli.http.aio import AiohttpTransport  # aiohttp only for the commands that ask
+            from get3w_cli.http.aio import (
+                AiohttpTransport,  # aiohttp only for the commands that ask
+            )
 
             transport = AiohttpTransport(max_connections=self._max_connections, ssl_context=_ssl_context)
         self._client = httpx.AsyncClient(

@@ -22,8 +22,13 @@ from typing import IO, Any, Callable, Coroutine, Iterator, TypeVar
 import httpx
 
 from get3w_cli.constants import (
-    DOWNLOAD_CHUNK_BYTES, DOWNLOAD_EXPANSION_FLOOR, DOWNLOAD_MAX_DECODED_BYTES, DOWNLOAD_MAX_EXPANSION,
-    DOWNLOAD_READ_TIMEOUT, DOWNLOAD_STALL_MIN_BYTES, HTTP_CONNECT_TIMEOUT,
+    DOWNLOAD_CHUNK_BYTES,
+    DOWNLOAD_EXPANSION_FLOOR,
+    DOWNLOAD_MAX_DECODED_BYTES,
+    DOWNLOAD_MAX_EXPANSION,
+    DOWNLOAD_READ_TIMEOUT,
+    DOWNLOAD_STALL_MIN_BYTES,
+    HTTP_CONNECT_TIMEOUT,
 )
 from get3w_cli.errors import DownloadError
 from get3w_cli.http.failures import Failure, describe, failure_kind, short

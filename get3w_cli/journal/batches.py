@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 from get3w_cli.journal.codec import pack_record, unpack_record
-from get3w_cli.journal.tasks import INSERT_INPUT, INSERT_TASK, SET_SUBMITTED, SUBMITTING, UNKNOWN, TaskJournal
+from get3w_cli.journal.tasks import (
+    INSERT_INPUT,
+    INSERT_TASK,
+    SET_SUBMITTED,
+    SUBMITTING,
+    UNKNOWN,
+    TaskJournal,
+)
 from get3w_cli.records import Task
 
 _LINE_UPSERT = (

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from get3w_cli.constants import (
-    JOURNAL_BUSY_TIMEOUT, JOURNAL_DIR_MODE, JOURNAL_FILE_MODE, JOURNAL_WAL_LIMIT_BYTES,
+    JOURNAL_BUSY_TIMEOUT,
+    JOURNAL_DIR_MODE,
+    JOURNAL_FILE_MODE,
+    JOURNAL_WAL_LIMIT_BYTES,
 )
 from get3w_cli.errors import JournalError
 from get3w_cli.journal.schema import migrate

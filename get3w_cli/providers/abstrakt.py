@@ -10,8 +10,16 @@ from typing import Any, Mapping
 
 from get3w_cli.constants import ABSTRAKT_MODELS_LIMIT, HTTP_SYNC_READ_TIMEOUT
 from get3w_cli.http import ApiClient, Reply
-from get3w_cli.payloads import ABSTRAKT, PayloadError, abstrakt_job
-from get3w_cli.providers import AccountRows, expect_object, id_segment, model_path, table, unexpected
+from get3w_cli.names import Provider
+from get3w_cli.payloads import PayloadError, abstrakt_job
+from get3w_cli.providers.base import AccountRows
+from get3w_cli.providers.common import (
+    expect_object,
+    id_segment,
+    model_path,
+    table,
+    unexpected,
+)
 from get3w_cli.records import Task
 
 API = "v1"
@@ -38,7 +46,7 @@ def parse_error(status: int, body: object, text: str) -> tuple[str | None, str, 
 class Abstrakt:
     """Adapter for Abstrakt's API; also lists models."""
 
-    provider = ABSTRAKT
+    provider = Provider.ABSTRAKT
     api = API
     can_cancel = True
     has_sync = True

@@ -7,8 +7,9 @@ from typing import Any, Mapping
 from get3w_cli.constants import HTTP_SYNC_READ_TIMEOUT
 from get3w_cli.errors import UsageError
 from get3w_cli.http import ApiClient, Reply
-from get3w_cli.payloads import GET3W, PayloadError, get3w_task
-from get3w_cli.providers import expect_object, id_segment, model_path, unexpected
+from get3w_cli.names import Provider
+from get3w_cli.payloads import PayloadError, get3w_task
+from get3w_cli.providers.common import expect_object, id_segment, model_path, unexpected
 from get3w_cli.records import Task
 
 API = "v1"
@@ -32,7 +33,7 @@ def parse_error(status: int, body: object, text: str) -> tuple[str | None, str, 
 class Get3wV1:
     """Adapter for Get3W's v1 API."""
 
-    provider = GET3W
+    provider = Provider.GET3W
     api = API
     can_cancel = False
     has_sync = True

@@ -13,8 +13,16 @@ from typing import Any, Mapping
 
 from get3w_cli.errors import UsageError
 from get3w_cli.http import ApiClient, Reply, error_for_status
-from get3w_cli.payloads import GET3W, PayloadError, get3w_task
-from get3w_cli.providers import AccountRows, expect_object, id_segment, model_path, table, unexpected
+from get3w_cli.names import Provider
+from get3w_cli.payloads import PayloadError, get3w_task
+from get3w_cli.providers.base import AccountRows
+from get3w_cli.providers.common import (
+    expect_object,
+    id_segment,
+    model_path,
+    table,
+    unexpected,
+)
 from get3w_cli.records import Task
 
 API = "v3"
@@ -55,7 +63,7 @@ def unwrap(reply: Reply, what: str) -> Any:
 class Get3wV3:
     """Adapter for Get3W's v3 API; also lists models, shows the balance and uploads files."""
 
-    provider = GET3W
+    provider = Provider.GET3W
     api = API
     can_cancel = True
     has_sync = False

@@ -34,7 +34,11 @@ from get3w_cli.constants import (
     SANDBOX_STATE_MAX,
     SANDBOX_STATE_SAVE_DELAY,
 )
-from get3w_cli.sandbox.catalogue import ABSTRAKT_MODELS, GET3W_V1_MODELS, GET3W_V3_MODELS
+from get3w_cli.sandbox.catalogue import (
+    ABSTRAKT_MODELS,
+    GET3W_V1_MODELS,
+    GET3W_V3_MODELS,
+)
 from get3w_cli.sandbox.state import Controls, SandboxTask, TaskStore
 
 STATE_VERSION = 1

@@ -10,7 +10,13 @@ from aiohttp import web
 
 from get3w_cli.constants import SANDBOX_MAX_BODY_BYTES, SANDBOX_SHUTDOWN_TIMEOUT
 from get3w_cli.errors import ListenerError
-from get3w_cli.sandbox import cdn, control, routes_abstrakt, routes_account, routes_get3w
+from get3w_cli.sandbox import (
+    cdn,
+    control,
+    routes_abstrakt,
+    routes_account,
+    routes_get3w,
+)
 from get3w_cli.sandbox.common import RUNTIME, is_submit
 from get3w_cli.sandbox.control import Injection
 from get3w_cli.sandbox.logs import DeliveryAttempt, LoggedRequest

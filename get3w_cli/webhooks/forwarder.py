@@ -21,7 +21,6 @@ import base64
 import binascii
 import json
 import os
-import random
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from get3w_cli.constants import (
 )
 from get3w_cli.errors import UsageError
 from get3w_cli.payloads import infer_provider
+from get3w_cli.retry import NARROW, backoff
 from get3w_cli.webhooks.http_common import one_line
 from get3w_cli.webhooks.signatures import (
     ABSTRAKT_SIGNATURE_HEADER,
@@ -69,8 +69,8 @@ def forward_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def backoff_delay(attempt: int, *, base: float = FORWARD_BACKOFF_BASE, cap: float = FORWARD_BACKOFF_CAP) -> float:
-    """The pause after failed ``attempt`` (1-based): base * 2^(n-1), capped, with jitter."""
-    return min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.75, 1.0)  # noqa: S311 - not crypto
+    """The pause after failed ``attempt`` (1-based): base * 2^(n-1), capped, with a narrow jitter."""
+    return backoff(attempt, base=base, cap=cap, jitter=NARROW)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,12 @@ from typing import Awaitable, Callable
 from get3w_cli.constants import LISTEN_OUTPUT_BACKOFF as OUTPUT_BACKOFF
 from get3w_cli.constants import LISTEN_QUEUE_MAX
 from get3w_cli.timeouts import within
-from get3w_cli.webhooks.forwarder import Forwarder, run_exec, save_delivery, saved_record
+from get3w_cli.webhooks.forwarder import (
+    Forwarder,
+    run_exec,
+    save_delivery,
+    saved_record,
+)
 from get3w_cli.webhooks.http_common import one_line
 from get3w_cli.webhooks.receiver import Event, RawDelivery, Received, Receiver, iso_utc
 

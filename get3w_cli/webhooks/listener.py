@@ -18,7 +18,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Callable, Mapping
+from typing import Mapping
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
@@ -32,8 +32,8 @@ from get3w_cli.constants import (
 )
 from get3w_cli.errors import ListenerError, TunnelError
 from get3w_cli.webhooks.delivery import NEW, STALE, Classifier
-from get3w_cli.webhooks.http_common import json_reply as _reply
 from get3w_cli.webhooks.http_common import Served, line_logger, read_body, serve_app
+from get3w_cli.webhooks.http_common import json_reply as _reply
 from get3w_cli.webhooks.http_common import url_host as _url_host
 from get3w_cli.webhooks.inbox import Inbox
 

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import chain
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from aiohttp import web
 
@@ -44,8 +44,16 @@ from get3w_cli.errors import ListenerError
 from get3w_cli.records import Task
 from get3w_cli.webhooks.budget import ByteBudget, Claim, NoRoom
 from get3w_cli.webhooks.delivery import DUPLICATE, NEW, Classifier, Deduper, Delivery
-from get3w_cli.webhooks.http_common import NoteLimiter, Served, json_reply, line_logger, one_line, read_body, serve_app
-from get3w_cli.webhooks.http_common import url_host
+from get3w_cli.webhooks.http_common import (
+    NoteLimiter,
+    Served,
+    json_reply,
+    line_logger,
+    one_line,
+    read_body,
+    serve_app,
+    url_host,
+)
 
 __all__ = ["Event", "NoteLimiter", "RawDelivery", "Received", "Receiver", "ReceiverConfig", "iso_utc"]
 

@@ -18,8 +18,11 @@ import math
 import time
 from typing import Callable, Mapping
 
-from get3w_cli.constants import WEBHOOK_TIMESTAMP_MS_THRESHOLD, WEBHOOK_TIMESTAMP_TOLERANCE
-from get3w_cli.payloads import ABSTRAKT, GET3W
+from get3w_cli.constants import (
+    WEBHOOK_TIMESTAMP_MS_THRESHOLD,
+    WEBHOOK_TIMESTAMP_TOLERANCE,
+)
+from get3w_cli.names import Provider
 
 GET3W_SIGNATURE_HEADER = "X-Get3W-Signature"
 ABSTRAKT_SIGNATURE_HEADER = "X-Abstrakt-Signature"
@@ -118,8 +121,8 @@ def _abstrakt_hmac(secret: str, headers: Mapping[str, str], body: bytes, now: fl
 # Every scheme each provider signs with. A delivery is verified by a provider's secret when any
 # of that provider's schemes accepts it; a new scheme is one more entry in a provider's tuple.
 SCHEMES: Mapping[str, tuple[Scheme, ...]] = {
-    GET3W: (_get3w_body_hmac,),
-    ABSTRAKT: (_abstrakt_hmac,),
+    Provider.GET3W: (_get3w_body_hmac,),
+    Provider.ABSTRAKT: (_abstrakt_hmac,),
 }
 
 
@@ -163,9 +166,9 @@ def signature_headers(
     provider: str, secret: str, body: bytes, *, now: float | None = None
 ) -> dict[str, str]:
     """Return the headers a provider would sign ``body`` with (for the sandbox and replays)."""
-    if provider == GET3W:
+    if provider == Provider.GET3W:
         return {GET3W_SIGNATURE_HEADER: sign_get3w(secret, body)}
-    if provider == ABSTRAKT:
+    if provider == Provider.ABSTRAKT:
         stamp = str(int(time.time() if now is None else now))
         return {
             ABSTRAKT_TIMESTAMP_HEADER: stamp,

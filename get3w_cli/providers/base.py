@@ -1,0 +1,66 @@
+"""The providers' interface: the one task protocol every adapter speaks, and the optional
+capabilities some adapters add (checked with ``isinstance``, never reached through casts).
+
+    Adapter       submit, get, cancel (``can_cancel``, ``has_sync`` tell what the API offers)
+    ModelLister   list_models            Get3W v3, Abstrakt
+    Account       balance, upload        Get3W v3
+
+Every method raises only ``G3wError`` subclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from get3w_cli.records import Task
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """One provider API's tasks."""
+
+    provider: str
+    api: str
+    can_cancel: bool
+    has_sync: bool
+
+    async def submit(
+        self,
+        model: str,
+        input: Mapping[str, Any],
+        *,
+        webhook_url: str | None = None,
+        sync: bool = False,
+    ) -> Task: ...
+
+    async def get(self, task_id: str) -> Task: ...
+
+    async def cancel(self, task_id: str) -> Task: ...
+
+
+@dataclass(frozen=True)
+class AccountRows:
+    """An account listing (models, balance): column names, string cells, and the provider's data."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    raw: object
+
+
+@runtime_checkable
+class ModelLister(Protocol):
+    """An API that lists its models."""
+
+    async def list_models(self, search: str | None = None) -> AccountRows: ...
+
+
+@runtime_checkable
+class Account(Protocol):
+    """An API with account endpoints: the balance, and file uploads for inputs."""
+
+    async def balance(self) -> AccountRows: ...
+
+    async def upload(self, path: Path) -> str: ...

@@ -1,0 +1,200 @@
+"""The one task's life: upload, submit, wait, download, report (``run``, ``submit``, ``wait``).
+
+The core prints nothing: it reports through an ``Observer`` (phases, notes, warnings, and the
+task's record each time it changes, so that the CLI can print it on any exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from get3w_cli.downloads import download_outputs
+from get3w_cli.errors import DownloadError, TaskFailedError, WaitTimeoutError
+from get3w_cli.names import Via
+from get3w_cli.records import Status, Task, utc_now_iso
+from get3w_cli.tasks.ledger import TaskLedger, post_with_grace
+from get3w_cli.tasks.requests import (
+    Connections,
+    Notify,
+    Observer,
+    TaskSpec,
+    WaitRequest,
+    choose_mode,
+    open_channel_for,
+)
+from get3w_cli.waiting import Outcome, WaitPlan, wait_for
+
+if TYPE_CHECKING:
+    from get3w_cli.callbacks import Channel
+    from get3w_cli.providers import Adapter
+
+
+async def resolve_uploads(conn: Connections, spec: TaskSpec, notify: Notify) -> dict[str, Any]:
+    """Upload every ``-i KEY=@FILE`` (Get3W file upload) and put its URL in the inputs."""
+    values = dict(spec.input)
+    if not spec.uploads:
+        return values
+    from get3w_cli.providers import Account, resolve_route
+
+    uploader = conn.adapter(resolve_route("get3w/upload", provider="get3w", api="v3"))
+    assert isinstance(uploader, Account)
+    for key, path in spec.uploads.items():
+        notify("phase", f"uploading {path.name}")
+        values[key] = await uploader.upload(path)
+    return values
+
+
+def _complete(task: Task, created_at: str | None) -> Task:
+    """Fill the record's timestamps a provider left out."""
+    if task.status is Status.COMPLETED and not task.completed_at:
+        task = dataclasses.replace(task, completed_at=utc_now_iso())
+    if created_at and not task.created_at:
+        task = dataclasses.replace(task, created_at=created_at)
+    return task
+
+
+@dataclass
+class _Run:
+    """What one task's run knows so far: enough to report it on any exit."""
+
+    conn: Connections
+    observer: Observer
+    ledger: TaskLedger
+    values: dict[str, Any]
+    started: float
+    created_at: str | None = None
+    task: Task | None = None
+    via: str | None = None
+
+    def _polled(self, task: Task) -> None:
+        self.task = _complete(task, self.created_at)
+
+    def submitted(self, task: Task) -> None:
+        """The submit's answer: journal the id, then tell the user (it is what Ctrl-C must not lose)."""
+        self.ledger.submitted(task)
+        self.report(task, journal=False)
+        route = f"{task.provider} {task.api} {task.model}".strip()
+        self.observer.notify("note", f"submitted {task.id} ({route})")
+
+    def report(self, task: Task, *, via: str | None = None, files: list[str] | None = None,
+               journal: bool = True) -> dict[str, Any]:
+        """Remember ``task`` as the latest snapshot, journal it, and hand its record to the observer."""
+        self.task, self.via = _complete(task, self.created_at), via
+        elapsed = asyncio.get_running_loop().time() - self.started
+        record = self.task.record(input=self.values, via=via, files=files, elapsed_s=elapsed)
+        if journal:
+            self.ledger.updated(self.task, record)
+        self.observer.record(record)
+        return record
+
+    async def wait(self, adapter: Adapter, plan: WaitPlan, channel: Channel | None, *, via_if_done: str | None
+                   ) -> Outcome:
+        """The wait, with the journal row brought up to date on timeout and Ctrl-C."""
+        assert self.task is not None
+        try:
+            return await wait_for(adapter, self.task, plan, inbox=channel.inbox if channel else None,
+                                  notify=self.observer.notify, via_if_done=via_if_done, on_poll=self._polled)
+        except WaitTimeoutError as exc:
+            latest = exc.task or self.task
+            if exc.cancelled:
+                latest = dataclasses.replace(latest, status=Status.CANCELLED)
+            self.report(latest)
+            raise
+        except asyncio.CancelledError:
+            self.report(self.task)
+            raise
+
+    async def finish(self, outcome: Outcome, output_dir: str | None) -> dict[str, Any]:
+        """Download, journal and report the finished task; raise for failure (1) or download trouble (8)."""
+        task = _complete(outcome.task, self.created_at)
+        files = None
+        if output_dir and task.status is Status.COMPLETED:
+            self.observer.notify("phase", "downloading")
+            try:
+                files = await download_outputs(self.conn.session, task, Path(output_dir),
+                                               progress=self.observer.download_progress)
+            except DownloadError:
+                self.report(task, via=outcome.via)
+                raise
+        record = self.report(task, via=outcome.via, files=files)
+        if task.status is not Status.COMPLETED:
+            self.ledger.check(record)
+            raise TaskFailedError(task)
+        self.ledger.check(record)
+        return record
+
+
+async def run_task(conn: Connections, spec: TaskSpec, request: WaitRequest, observer: Observer) -> dict[str, Any]:
+    """``g3w run``: submit one task, wait for it, download its outputs; return its record.
+
+    Raises:
+        TaskFailedError, WaitTimeoutError, DownloadError, SubmitUnknownError, JournalWriteError,
+        and whatever the provider's refusal or the channel's setup raises.
+    """
+    route = spec.route
+    adapter = conn.adapter(route)
+    values = await resolve_uploads(conn, spec, observer.notify)
+    secret = conn.webhook_secret(route.provider)
+    channel_opts = dataclasses.replace(request.channel, secrets={route.provider: secret} if secret else {},
+                                       provider_urls=(conn.base_url(route.provider),))
+    request = dataclasses.replace(request, channel=channel_opts)
+    mode = choose_mode(request.via, channel_opts, observer.notify, timeout=request.plan.timeout, adapter=adapter)
+    ledger = TaskLedger(conn.journal, observer)
+    async with AsyncExitStack() as stack:
+        channel = await open_channel_for(stack, mode, request, observer.notify)
+        mode = mode if channel or mode != Via.WEBHOOK else Via.POLL
+        ledger.before_submit(route, conn.base_url(route.provider), values)
+        observer.notify("phase", "submitting")
+        run = _Run(conn, observer, ledger, values, asyncio.get_running_loop().time(), created_at=utc_now_iso())
+        await post_with_grace(ledger, adapter, route.model, values, webhook_url=channel.url if channel else None,
+                              sync=mode == Via.SYNC, answered=run.submitted)
+        plan = dataclasses.replace(request.plan, mode=Via.WEBHOOK if channel else Via.POLL)
+        outcome = await run.wait(adapter, plan, channel, via_if_done=Via.SYNC if mode == Via.SYNC else None)
+    return await run.finish(outcome, request.output_dir)
+
+
+async def submit_only(conn: Connections, spec: TaskSpec, webhook_url: str | None, observer: Observer) -> Task:
+    """``g3w submit``: submit and journal one task without waiting; return the provider's answer."""
+    route = spec.route
+    adapter = conn.adapter(route)
+    values = await resolve_uploads(conn, spec, observer.notify)
+    ledger = TaskLedger(conn.journal, observer)
+    ledger.before_submit(route, conn.base_url(route.provider), values)
+    observer.notify("phase", "submitting")
+    run = _Run(conn, observer, ledger, values, asyncio.get_running_loop().time())
+    task = await post_with_grace(ledger, adapter, route.model, values, webhook_url=webhook_url, sync=False,
+                                  answered=run.submitted)
+    ledger.check(run.report(task, journal=False))
+    return task
+
+
+async def wait_existing(conn: Connections, adapter: Adapter, task: Task, values: dict[str, Any],
+                        request: WaitRequest, observer: Observer) -> dict[str, Any]:
+    """``g3w wait``: poll a task submitted earlier (``task`` is its current state) to its end."""
+    ledger = TaskLedger(conn.journal, observer)
+    ledger.task_id = task.id
+    run = _Run(conn, observer, ledger, values, asyncio.get_running_loop().time())
+    run.report(task, via=Via.POLL if task.status.terminal else None, journal=False)
+    outcome = await run.wait(adapter, dataclasses.replace(request.plan, mode=Via.POLL), None, via_if_done=Via.POLL)
+    return await run.finish(outcome, request.output_dir)
+
+
+async def cancel_unless_finished(adapter: Adapter, task_id: str, *, delete_outputs: bool = False
+                                 ) -> tuple[Task, bool]:
+    """Look at the task first; cancel it only when it has not finished (or ``delete_outputs``).
+
+    Returns (the task as it now is, whether a cancel was sent). A finished Get3W v3 task is never
+    deleted by accident: its DELETE deletes the outputs.
+    """
+    current = await adapter.get(task_id)
+    if current.status.terminal and not delete_outputs:
+        return current, False
+    answer = await adapter.cancel(task_id)
+    if current.status.terminal:
+        return current, True  # the outputs are gone; the task's own end is unchanged
+    return answer, True

@@ -1,0 +1,106 @@
+"""What the one-task core works with: the services it needs, how it reports, what it is asked
+to do, and the choice of how to wait (the one home of that decision: run, wait and batch use it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+from get3w_cli.callbacks import ChannelOptions, webhook_possible
+from get3w_cli.constants import HTTP_SYNC_REQUEST_DEADLINE
+from get3w_cli.errors import WebhookSetupError
+from get3w_cli.names import Via
+
+if TYPE_CHECKING:
+    from get3w_cli.callbacks import Channel
+    from get3w_cli.http import HttpSession
+    from get3w_cli.journal import Journal
+    from get3w_cli.providers import Adapter, Route
+    from get3w_cli.waiting import WaitPlan
+
+Notify = Callable[[str, str], None]  # (kind, text): "phase", "note" or "warn"
+
+
+class Connections(Protocol):
+    """What the core needs from the command around it (the CLI's ``Services``)."""
+
+    @property
+    def journal(self) -> Journal: ...
+
+    @property
+    def session(self) -> HttpSession: ...
+
+    def adapter(self, route: Route) -> Adapter: ...
+
+    def base_url(self, provider: str) -> str: ...
+
+    def webhook_secret(self, provider: str) -> str | None: ...
+
+
+class Observer(Protocol):
+    """How the core reports: ``notify`` for phases/notes/warnings, ``record`` for the task record."""
+
+    def notify(self, kind: str, text: str) -> None: ...
+
+    def record(self, record: dict[str, Any]) -> None: ...
+
+    def download_progress(self, name: str) -> Callable[[int, int | None], None]: ...
+
+
+@dataclass(frozen=True)
+class WaitRequest:
+    """The wait options of run / wait / batch, before ``auto`` is decided."""
+
+    via: str
+    plan: WaitPlan
+    channel: ChannelOptions
+    output_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task to submit: where it goes and what it sends (``-i KEY=@FILE`` uploads pending)."""
+
+    route: Route
+    input: Mapping[str, Any]
+    uploads: Mapping[str, Path] = dataclasses.field(default_factory=dict)
+
+
+def choose_mode(via: str, channel: ChannelOptions, notify: Notify, *, timeout: float,
+                adapter: Adapter | None = None) -> Via:
+    """Turn ``--via`` into webhook, poll or sync (the one home of this decision; run, wait and
+    batch use it). ``adapter``: the one API of the task (batch decides sync per line)."""
+    if via == Via.SYNC and adapter is not None and not adapter.has_sync:
+        notify("note", f"{adapter.provider} {adapter.api} has no sync mode; polling instead")
+        return Via.POLL
+    if via == Via.SYNC and timeout < HTTP_SYNC_REQUEST_DEADLINE:
+        # A sync request cannot be cut short at --timeout without losing the task id (exit 4
+        # must print it), and the provider may hold it this long: poll, which --timeout bounds.
+        notify("note", f"--timeout {timeout:g}s is shorter than a sync request may take; polling instead")
+        return Via.POLL
+    if via == Via.AUTO:
+        return Via.WEBHOOK if webhook_possible(channel) else Via.POLL
+    return Via(via)
+
+
+async def open_channel_for(stack: AsyncExitStack, mode: str, request: WaitRequest,
+                           notify: Callable[[str, str], None]) -> Channel | None:
+    """Open the callback channel for webhook mode; under ``auto`` a failure means polling."""
+    if mode != Via.WEBHOOK:
+        return None
+    from get3w_cli.callbacks import (  # the server only when it is used
+        open_channel,
+        setup_failed_message,
+    )
+
+    try:
+        return await stack.enter_async_context(open_channel(request.channel, notify=notify))
+    except WebhookSetupError as exc:
+        if request.via == Via.WEBHOOK:
+            raise
+        notify("warn", setup_failed_message(exc) + (f" ({exc.hint})" if exc.hint else ""))
+        return None
