@@ -24,7 +24,7 @@ _g3w() {
       case "$prev" in --channel) COMPREPLY=($(compgen -W "economy stable official" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--prompt -p --param -i --input --channel --webhook-url --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--webhook-url --prompt -p --param -i --input --channel --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h" -- "$cur")) ;;
     "get")
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
@@ -34,7 +34,7 @@ _g3w() {
       case "$prev" in --on-timeout) COMPREPLY=($(compgen -W "detach cancel" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--timeout --poll-max --via --on-timeout --output -o --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--via --timeout --poll-max --on-timeout --output -o --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
     "cancel")
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
@@ -42,7 +42,7 @@ _g3w() {
     "listen")
       case "$prev" in --tunnel) COMPREPLY=($(compgen -W "auto ngrok none" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--port --host --path --tunnel --public-url --secret --provider --print-url --json --forward-to --exec --save --replay --for --count --timeout --quiet -q --debug --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--port --host --path --tunnel --public-url --secret --provider --print-url --forward-to --exec --save --replay --for --count --timeout --json --quiet -q --debug --help -h" -- "$cur")) ;;
     "batch")
       case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync" -- "$cur")); return ;; esac
       case "$prev" in --tunnel) COMPREPLY=($(compgen -W "auto ngrok none" -- "$cur")); return ;; esac
@@ -51,7 +51,7 @@ _g3w() {
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
       COMPREPLY=($(compgen -W "--concurrency -j --out --resume --name --resubmit-unknown --resubmit-changed --skip-invalid --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h" -- "$cur")) ;;
     "history")
-      COMPREPLY=($(compgen -W "--limit -n --status --batch --batches --refresh --sandbox --json --debug --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--limit -n --status --batch --batches --refresh --json --debug --sandbox --help -h" -- "$cur")) ;;
     "sandbox")
       COMPREPLY=($(compgen -W "--port --host --duration --webhook-secret --duplicates --webhook-time-scale --max-concurrent --quiet -q --debug --help -h" -- "$cur")) ;;
     "config")

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from get3w_cli.cli.render import Ui
 
 if TYPE_CHECKING:
-    from get3w_cli.batch.lines import BatchLine, CheckResult
+    from get3w_cli.batch.lines import BatchLine, CheckResult, LineDefaults
+    from get3w_cli.cli.context import Context
     from get3w_cli.journal import Journal
 
 
@@ -31,13 +32,14 @@ class BatchOptions:
     api: str | None
 
 
-def check_lines(options: BatchOptions, flags: Any, ui: Ui) -> tuple[CheckResult, Any]:
-    """Check every line before anything is sent: exit 2 with the list, or skip them."""
+def check_lines(options: BatchOptions, provider: str | None, fallback_provider: str | None, ui: Ui
+                ) -> tuple[CheckResult, LineDefaults]:
+    """Check every line before anything is sent: exit 2 with the list, or skip them. ``provider``
+    (--provider) applies like a line's own; ``fallback_provider`` (settings) to unprefixed models."""
     from get3w_cli.batch.lines import LineDefaults, check_file
-    from get3w_cli.cli.context import settings_from
     from get3w_cli.errors import UsageError
 
-    defaults = LineDefaults(provider=flags.provider, api=options.api, fallback_provider=settings_from(flags).provider)
+    defaults = LineDefaults(provider=provider, api=options.api, fallback_provider=fallback_provider)
     result = check_file(options.path, defaults)
     for problem in result.problems:
         ui.err.print(str(problem), markup=False, highlight=False)
@@ -76,18 +78,17 @@ def check_changed(journal: Journal, name: str, lines: Iterable[BatchLine], optio
     ui.warn(f"{changed.count} changed line(s) will be submitted as new tasks")
 
 
-def check_out(options: BatchOptions) -> None:
+def check_out(ctx: Context, options: BatchOptions) -> None:
     """--out naming a file the batch reads (the input, the journal, the config) would empty it
     before it is read: exit 2 before anything is written or sent."""
-    from get3w_cli.cli.context import JOURNAL_FILE, config_path, environ
-    from get3w_cli.config import default_state_dir
+    from get3w_cli.cli.context import JOURNAL_FILE, SANDBOX_STATE_FILE
     from get3w_cli.errors import UsageError
 
     if not options.out or options.out == "-":
         return
-    state = default_state_dir(environ())
-    reads = [("the batch's input", options.path), ("the config file", config_path()),
-             ("the sandbox's state", state / "sandbox-state.json"),  # where open_services keeps --sandbox's tasks
+    state = ctx.state_dir()
+    reads = [("the batch's input", options.path), ("the config file", ctx.config_path()),
+             ("the sandbox's state", state / SANDBOX_STATE_FILE),
              *(("the journal", state / f"{JOURNAL_FILE}{suffix}") for suffix in ("", "-wal", "-shm"))]
     for what, path in reads:
         if _same_file(Path(options.out), path):

@@ -11,12 +11,12 @@ import shlex
 import sys
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 
 import typer
 
 from get3w_cli import constants as C
-from get3w_cli.cli import options as O
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.batch_checks import (
     BatchOptions,
@@ -26,6 +26,7 @@ from get3w_cli.cli.batch_checks import (
 )
 from get3w_cli.cli.batch_output import progress, record_sink, stopper
 from get3w_cli.cli.boundary import Tracker, run
+from get3w_cli.cli.options import AccountFlags, JournalFlags, OutputFlags, RouteFlags, TalkFlags, WaitFlags, options
 from get3w_cli.cli.render import Ui
 from get3w_cli.names import Via
 
@@ -33,42 +34,51 @@ if TYPE_CHECKING:
     from get3w_cli.batch.lines import CheckResult, LineDefaults
     from get3w_cli.batch.runner import BatchRunner, Connection
     from get3w_cli.cli.context import Services
-    from get3w_cli.cli.flows import WaitRequest
+    from get3w_cli.tasks import WaitRequest
     from get3w_cli.providers import Route
 
 BATCH = "Batch"
 
 
+@dataclass(frozen=True)
+class BatchFlags:
+    """``g3w batch``'s own options."""
+
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", "-j", min=1, max=C.BATCH_MAX_CONCURRENCY, metavar="N", rich_help_panel=BATCH,
+        help=f"Tasks in flight at most (default {C.BATCH_DEFAULT_CONCURRENCY}; a 429 lowers it for a while).",
+        show_default=False)] = C.BATCH_DEFAULT_CONCURRENCY
+    out: Annotated[Optional[str], typer.Option(
+        "--out", metavar="FILE", rich_help_panel=BATCH, show_default=False,
+        help="Write the records (one JSON line per task) to FILE, rewritten by every run (default stdout).")] = None
+    resume: Annotated[bool, typer.Option(
+        "--resume", rich_help_panel=BATCH,
+        help="Continue this batch: re-emit finished lines, wait for submitted ones, submit the rest.")] = False
+    name: Annotated[Optional[str], typer.Option(
+        "--name", metavar="NAME", rich_help_panel=BATCH, show_default=False,
+        help="Name of the batch in the journal (default: the file's absolute path; stdin: the hash of its content).",
+    )] = None
+    resubmit_unknown: Annotated[bool, typer.Option(
+        "--resubmit-unknown", rich_help_panel=BATCH,
+        help="On --resume, send again lines whose submit got no answer (may pay twice).")] = False
+    resubmit_changed: Annotated[bool, typer.Option(
+        "--resubmit-changed", rich_help_panel=BATCH,
+        help="On --resume, submit lines edited since they were submitted as new tasks (default: list them and exit 2).",
+    )] = False
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", rich_help_panel=BATCH,
+        help="Submit the valid lines and report the invalid ones (default: exit 2, nothing sent).")] = False
+
+
+BatchFile = Annotated[str, typer.Argument(
+    metavar="FILE", show_default=False,
+    help='JSON Lines, one task a line: {"model", "input", "provider"?, "api"?, "key"?}; - reads stdin.')]
+
+
 @app.command("batch")
-def batch_cmd(
-    file: str = typer.Argument(..., help="JSON Lines, one task a line: {\"model\", \"input\", \"provider\"?, \"api\"?, \"key\"?}; - reads stdin."),
-    concurrency: int = typer.Option(C.BATCH_DEFAULT_CONCURRENCY, "--concurrency", "-j", min=1, max=C.BATCH_MAX_CONCURRENCY, help="Tasks in flight at most (a 429 lowers it for a while).", rich_help_panel=BATCH),
-    out: Optional[str] = typer.Option(None, "--out", help="Write the records (one JSON line per task) to FILE, rewritten by every run (default stdout).", rich_help_panel=BATCH),
-    resume: bool = typer.Option(False, "--resume", help="Continue this batch: re-emit finished lines, wait for submitted ones, submit the rest.", rich_help_panel=BATCH),
-    name: Optional[str] = typer.Option(None, "--name", help="Name of the batch in the journal (default: the file's absolute path; stdin: the hash of its content).", rich_help_panel=BATCH),
-    resubmit_unknown: bool = typer.Option(False, "--resubmit-unknown", help="On --resume, send again lines whose submit got no answer (may pay twice).", rich_help_panel=BATCH),
-    resubmit_changed: bool = typer.Option(False, "--resubmit-changed", help="On --resume, submit lines edited since they were submitted as new tasks (default: list them and exit 2).", rich_help_panel=BATCH),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Submit the valid lines and report the invalid ones (default: exit 2, nothing sent).", rich_help_panel=BATCH),
-    via: O.ViaOpt = None,
-    timeout: O.Timeout = None,
-    fallback_after: O.FallbackAfter = None,
-    poll_max: O.PollMax = "10s",
-    tunnel: O.Tunnel = O.TunnelKind.auto,
-    public_url: O.PublicUrl = None,
-    listen_host: O.ListenHost = "127.0.0.1",
-    listen_port: O.ListenPort = 0,
-    webhook_secret: O.WebhookSecret = None,
-    on_timeout: O.OnTimeoutOpt = O.OnTimeout.detach,
-    output: O.Output = None,
-    quiet: O.Quiet = False,
-    debug: O.Debug = False,
-    provider: O.Provider = None,
-    api: O.Api = None,
-    api_key: O.ApiKey = None,
-    base_url: O.BaseUrl = None,
-    sandbox: O.Sandbox = False,
-    no_history: O.NoHistory = False,
-) -> None:
+@options(hide=("json_out",))
+def batch_cmd(file: BatchFile, *, batch: BatchFlags, wait: WaitFlags, output: OutputFlags, talk: TalkFlags,
+              route: RouteFlags, account: AccountFlags, journal: JournalFlags) -> None:
     """Run many tasks from a JSON Lines file: one listener, -j at once, resumable.
 
     Writes one task record per line (plus "key": the line's key, else its line number) as each
@@ -80,23 +90,11 @@ def batch_cmd(
     the batch is running elsewhere or lines changed since they were submitted
     (--resubmit-changed), 130 on Ctrl-C (resume with --resume).
     """
-    ui = Ui(quiet=quiet, debug=debug)
-    tracker = Tracker(resume_hint=_resume_command(file, name))
+    ui = Ui.for_talk(talk)
+    tracker = Tracker(resume_hint=_resume_command(file, batch.name))
 
     async def body() -> int:
-        from get3w_cli.cli.context import Flags
-        from get3w_cli.cli.task_cmds import build_wait_request
-
-        flags = Flags(provider=provider.value if provider else None, api_key=api_key, base_url=base_url,
-                      webhook_secret=webhook_secret, via=via.value if via else None, timeout=timeout,
-                      no_history=no_history, sandbox=sandbox)
-        request = build_wait_request(flags, fallback_after=fallback_after, poll_max=poll_max, tunnel=tunnel,
-                                     public_url=public_url, listen_host=listen_host, listen_port=listen_port,
-                                     on_timeout=on_timeout, output=output)
-        with _input_path(file) as path:
-            options = BatchOptions(file, path, concurrency, out, resume, name, resubmit_unknown, resubmit_changed,
-                               skip_invalid, api.value if api else None)
-            return await _batch_flow(flags, options, request, ui)
+        return await _batch_flow(file, batch, wait, output, route, account, journal, ui)
 
     run(ui, body, tracker=tracker)
 
@@ -145,22 +143,31 @@ def _connections(services: Services) -> Callable[[Route], Connection]:
     return connect
 
 
-async def _batch_flow(flags: Any, options: BatchOptions, request: WaitRequest, ui: Ui) -> int:
+async def _batch_flow(file: str, batch: BatchFlags, wait: WaitFlags, output: OutputFlags, route: RouteFlags,
+                      account: AccountFlags, journal: JournalFlags, ui: Ui) -> int:
     from get3w_cli.batch.lines import valid_lines
     from get3w_cli.batch.report import summary
-    from get3w_cli.cli.context import many_requests_backend, open_services
+    from get3w_cli.cli import resolve
+    from get3w_cli.cli.context import Context, open_services
     from get3w_cli.errors import AuthError, BatchIncompleteError
 
-    check_out(options)
-    check, defaults = check_lines(options, flags, ui)
-    async with open_services(flags, provider=flags.provider, backend=many_requests_backend()) as services, AsyncExitStack() as stack:
-        runner = await _runner(stack, services, check, defaults, options, request, ui)
-        async with progress(ui, runner.stats):
-            try:
-                await runner.run(valid_lines(options.path, defaults, check.invalid_lines))
-            except AuthError as exc:  # the key stopped working mid-batch: nothing is lost
-                exc.hint = f"{exc.hint}; then {_resume_command(options.file, options.name)}"
-                raise
+    ctx = Context()
+    access = resolve.access(ctx, account, journal, provider=route.provider, wait=wait, output=output,
+                            backend=ctx.many_requests_backend())
+    request = resolve.wait_request(ctx, access.settings, wait, output)
+    with _input_path(file) as path:
+        options = BatchOptions(file, path, batch.concurrency, batch.out, batch.resume, batch.name,
+                               batch.resubmit_unknown, batch.resubmit_changed, batch.skip_invalid, route.api)
+        check_out(ctx, options)
+        check, defaults = check_lines(options, route.provider, access.settings.provider, ui)
+        async with open_services(ctx, access) as services, AsyncExitStack() as stack:
+            runner = await _runner(stack, services, check, defaults, options, request, ui)
+            async with progress(ui, runner.stats):
+                try:
+                    await runner.run(valid_lines(options.path, defaults, check.invalid_lines))
+                except AuthError as exc:  # the key stopped working mid-batch: nothing is lost
+                    exc.hint = f"{exc.hint}; then {_resume_command(options.file, options.name)}"
+                    raise
     stats = runner.stats
     ui.note(summary(stats))
     if stats.done < stats.total:

@@ -1,6 +1,9 @@
-"""What a command needs around its core call: settings, the HTTP session, the journal, the sandbox.
+"""What a command knows of its surroundings, read once: the environment, the config file, the
+settings resolved from them and its flags; and the services its core call uses.
 
-The only place that reads ``os.environ`` (and hands it to ``load_settings``).
+The only place that reads ``os.environ``. ``Context`` reads the config file at most once per
+command and resolves settings (flag > environment > file > default) once per set of flags;
+``open_services`` opens the HTTP session, the journal and (with --sandbox) the sandbox.
 """
 
 from __future__ import annotations
@@ -9,9 +12,10 @@ import os
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
 
 from get3w_cli.errors import ConfigError
+from get3w_cli.names import FACTS, PROVIDERS, provider_named
 
 if TYPE_CHECKING:
     from get3w_cli.config import Settings
@@ -22,72 +26,96 @@ if TYPE_CHECKING:
 
 SANDBOX_KEY = "sk_sandbox_local"
 JOURNAL_FILE = "history.db"  # in the state dir (G3W_HOME)
-KEY_ENV = {"get3w": "GET3W_API_KEY", "abstrakt": "ABSTRAKT_API_KEY"}
+SANDBOX_STATE_FILE = "sandbox-state.json"  # in the state dir: `submit --sandbox` then `wait --sandbox`
+
+
+class Context:
+    """One command's environment and config file (each read once), and the settings from them."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
+        self._file: dict[str, Any] | None = None
+        self._settings: dict[tuple[str | None, ...], Settings] = {}
+
+    def config_path(self) -> Path:
+        from get3w_cli.config import default_config_path
+
+        return default_config_path(self.env)
+
+    def state_dir(self) -> Path:
+        from get3w_cli.config import default_state_dir
+
+        return default_state_dir(self.env)
+
+    def file_values(self) -> dict[str, Any]:
+        """The config file's settings (read on first use, then kept)."""
+        if self._file is None:
+            from get3w_cli.config import read_config
+
+            self._file = read_config(self.config_path())
+        return self._file
+
+    def settings(self, *, provider: str | None = None, api_key: str | None = None, base_url: str | None = None,
+                 webhook_secret: str | None = None, via: str | None = None, timeout: str | None = None,
+                 output: str | None = None) -> Settings:
+        """flag > environment > config file > default, from the flags' values (None: not given).
+
+        ``api_key``, ``base_url`` and ``webhook_secret`` apply to ``provider``, else to every provider.
+        """
+        flags = (provider, api_key, base_url, webhook_secret, via, timeout, output)
+        if flags not in self._settings:
+            self._settings[flags] = self._load(*flags)
+        return self._settings[flags]
+
+    def _load(self, provider: str | None, api_key: str | None, base_url: str | None, webhook_secret: str | None,
+              via: str | None, timeout: str | None, output: str | None) -> Settings:
+        from get3w_cli.config import load_settings
+        from get3w_cli.redaction import register
+
+        values: dict[str, Any] = {"provider": provider, "defaults.via": via, "defaults.timeout": timeout,
+                                  "defaults.output": output}
+        for name in PROVIDERS:
+            if provider in (None, name):
+                values.update({f"{name}.api_key": api_key, f"{name}.base_url": base_url,
+                               f"{name}.webhook_secret": webhook_secret})
+        settings = load_settings(values, self.env, self.file_values())
+        for each in (settings.get3w, settings.abstrakt):  # masked in whatever g3w prints from now on
+            register(each.api_key)
+            register(each.webhook_secret)
+        register(settings.ngrok_authtoken)
+        return settings
+
+    def journal(self, *, no_history: bool = False) -> Journal:
+        from get3w_cli.journal import Journal
+
+        return Journal(None if no_history else self.state_dir() / JOURNAL_FILE)
+
+    def ngrok_path(self) -> str | None:
+        return self.env.get("NGROK_PATH") or None
+
+    def many_requests_backend(self) -> str:
+        """The HTTP backend of a command that sends many requests (batch): aiohttp's pool, which costs
+        less CPU a request, unless a proxy is configured (only httpx's own pool honours ``*_PROXY``)."""
+        from get3w_cli.http import AIOHTTP, HTTPCORE
+
+        proxied = any(name.lower().endswith("_proxy") and name.lower() != "no_proxy" and value
+                      for name, value in self.env.items())
+        return HTTPCORE if proxied else AIOHTTP
 
 
 @dataclass(frozen=True)
-class Flags:
-    """Command-line values that feed settings; ``None`` means "not given"."""
+class Access:
+    """How a command reaches the providers and the journal, resolved."""
 
-    provider: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    base_url: str | None = None
-    webhook_secret: str | None = field(default=None, repr=False)
-    via: str | None = None
-    timeout: str | None = None
-    no_history: bool = False
+    settings: Settings
     sandbox: bool = False
-
-
-def environ() -> dict[str, str]:
-    return dict(os.environ)
-
-
-def config_path() -> Path:
-    from get3w_cli.config import default_config_path
-
-    return default_config_path(environ())
-
-
-def settings_from(flags: Flags, provider: str | None = None) -> Settings:
-    """flag > environment > config file > default; key flags apply to ``provider``."""
-    from get3w_cli.config import default_config_path, load_settings, read_config
-
-    env = environ()
-    target = provider or flags.provider
-    values: dict[str, Any] = {"provider": flags.provider, "defaults.via": flags.via, "defaults.timeout": flags.timeout}
-    for name in ("get3w", "abstrakt"):
-        if target in (None, name):
-            values[f"{name}.api_key"] = flags.api_key
-            values[f"{name}.base_url"] = flags.base_url
-            values[f"{name}.webhook_secret"] = flags.webhook_secret
-    settings = load_settings(values, env, read_config(default_config_path(env)))
-    register_secrets(settings)
-    return settings
-
-
-def register_secrets(settings: Settings) -> None:
-    """Every secret the settings hold is masked in whatever g3w prints from now on."""
-    from get3w_cli.redaction import register
-
-    for provider in (settings.get3w, settings.abstrakt):
-        register(provider.api_key)
-        register(provider.webhook_secret)
-    register(settings.ngrok_authtoken)
-
-
-def open_journal(flags: Flags) -> Journal:
-    from get3w_cli.config import default_state_dir
-    from get3w_cli.journal import Journal
-
-    if flags.no_history:
-        return Journal(None)
-    return Journal(default_state_dir(environ()) / JOURNAL_FILE)
+    no_history: bool = False
+    backend: str | None = None  # None: httpx's own pool
 
 
 @dataclass
 class Services:
-    """Per-command resources, opened together and closed together."""
+    """Per-command resources, opened together and closed together (the core's ``Connections``)."""
 
     settings: Settings
     session: HttpSession
@@ -108,11 +136,11 @@ class Services:
 
         key = SANDBOX_KEY if self.sandbox else self.settings.for_provider(provider).api_key
         if not key:
-            raise ConfigError(
-                f"no API key for {provider}",
-                hint=f"set {KEY_ENV[provider]}, run `g3w config set {provider}.api_key ...`, "
-                "pass --api-key, or try --sandbox",
-            )
+            known = provider_named(provider)
+            env = FACTS[known].key_env if known else "the provider's key variable"
+            raise ConfigError(f"no API key for {provider}",
+                              hint=f"set {env}, run `g3w config set {provider}.api_key ...`, pass --api-key, "
+                                   "or try --sandbox")
         return self.session.api(base_url or self.base_url(provider), key, errors=error_parser((provider, api)),
                                 max_attempts=max_attempts)
 
@@ -122,40 +150,30 @@ class Services:
         return make_adapter(route, self.client(route.provider, route.api))
 
 
-def many_requests_backend() -> str:
-    """The HTTP backend of a command that sends many requests (batch): aiohttp's pool, which costs
-    less CPU a request, unless a proxy is configured (only httpx's own pool honours ``*_PROXY``)."""
-    from get3w_cli.http import AIOHTTP, HTTPCORE
-
-    proxied = any(name.lower().endswith("_proxy") and name.lower() != "no_proxy" and value
-                  for name, value in environ().items())
-    return HTTPCORE if proxied else AIOHTTP
-
-
 @asynccontextmanager
-async def open_services(
-    flags: Flags, *, provider: str | None = None, backend: str | None = None
-) -> AsyncIterator[Services]:
+async def open_services(ctx: Context, access: Access) -> AsyncIterator[Services]:
     """Open the HTTP session, the journal and (with --sandbox) an in-process sandbox."""
-    import secrets
-
     from get3w_cli.http import HTTPCORE, HttpSession
-    from get3w_cli.redaction import register
 
-    settings = settings_from(flags, provider)
     async with AsyncExitStack() as stack:
-        journal = open_journal(flags)
+        journal = ctx.journal(no_history=access.no_history)
         stack.callback(journal.close)
         sandbox, secret = None, None
-        if flags.sandbox:
-            from get3w_cli.config import default_state_dir
-            from get3w_cli.sandbox import Sandbox, SandboxOptions
+        if access.sandbox:
+            sandbox, secret = await _start_sandbox(stack, ctx)
+        session = await stack.enter_async_context(HttpSession(backend=access.backend or HTTPCORE))
+        yield Services(settings=access.settings, session=session, journal=journal, sandbox=sandbox,
+                       sandbox_secret=secret)
 
-            secret = secrets.token_hex(16)
-            register(secret)
-            # Saved tasks let `g3w wait <id> --sandbox` find what an earlier submit made.
-            state_file = default_state_dir(environ()) / "sandbox-state.json"
-            options = SandboxOptions(webhook_secret=secret, state_file=state_file)
-            sandbox = await stack.enter_async_context(Sandbox(options))
-        session = await stack.enter_async_context(HttpSession(backend=backend or HTTPCORE))
-        yield Services(settings=settings, session=session, journal=journal, sandbox=sandbox, sandbox_secret=secret)
+
+async def _start_sandbox(stack: AsyncExitStack, ctx: Context) -> tuple[Sandbox, str]:
+    import secrets
+
+    from get3w_cli.redaction import register
+    from get3w_cli.sandbox import Sandbox, SandboxOptions
+
+    secret = secrets.token_hex(16)
+    register(secret)
+    # Saved tasks let `g3w wait <id> --sandbox` find what an earlier submit made.
+    options = SandboxOptions(webhook_secret=secret, state_file=ctx.state_dir() / SANDBOX_STATE_FILE)
+    return await stack.enter_async_context(Sandbox(options)), secret

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from get3w_cli.cli import options as O
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
-from get3w_cli.cli.context import Flags, open_journal
+from get3w_cli.cli.context import Context
+from get3w_cli.cli.options import AccountFlags, TalkFlags, options
 from get3w_cli.cli.render import Ui
 
 if TYPE_CHECKING:
@@ -24,31 +25,41 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+@dataclass(frozen=True)
+class HistoryFlags:
+    """What ``g3w history`` shows."""
+
+    limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="How many tasks (or batches) to show.")] = 20
+    status: Annotated[Optional[str], typer.Option(
+        "--status", metavar="STATUS", show_default=False,
+        help="Only tasks with this status (lines with this state, with --batch).")] = None
+    batch: Annotated[Optional[str], typer.Option(
+        "--batch", metavar="NAME", show_default=False,
+        help="The lines of this batch: key, state, task id, status.")] = None
+    batches: Annotated[bool, typer.Option("--batches", help="List batches instead of tasks.")] = False
+    refresh: Annotated[bool, typer.Option(
+        "--refresh", help="Ask the provider about every unfinished task (created, processing) and journal the "
+                          "answer; shows the refreshed tasks.")] = False
+
+
 @app.command("history")
-def history_cmd(
-    limit: int = typer.Option(20, "--limit", "-n", help="How many tasks (or batches) to show."),
-    status: Optional[str] = typer.Option(None, "--status", help="Only tasks with this status (lines with this state, with --batch)."),
-    batch: Optional[str] = typer.Option(None, "--batch", help="The lines of this batch: key, state, task id, status."),
-    batches: bool = typer.Option(False, "--batches", help="List batches instead of tasks."),
-    refresh: bool = typer.Option(False, "--refresh", help="Ask the provider about every unfinished task (created, processing) and journal the answer; shows the refreshed tasks."),
-    sandbox: O.Sandbox = False,
-    json_out: O.Json = False,
-    debug: O.Debug = False,
-) -> None:
+@options(hide=("quiet", "api_key", "base_url"))
+def history_cmd(*, show: HistoryFlags, talk: TalkFlags, account: AccountFlags) -> None:
     """Show the tasks (or batches, or a batch's lines) recorded in the local journal."""
-    ui = Ui(json_mode=json_out, debug=debug)
+    ui = Ui.for_talk(talk)
 
     async def body() -> int:
-        if refresh:
-            return await _refresh(Flags(sandbox=sandbox), ui)
-        journal = open_journal(Flags())
+        ctx = Context()
+        if show.refresh:
+            return await _refresh(ctx, account, ui)
+        journal = ctx.journal()
         try:
-            if batches:
-                _show_batches(journal, ui, limit)
-            elif batch:
-                _show_batch_lines(journal, ui, batch, status)
+            if show.batches:
+                _show_batches(journal, ui, show.limit)
+            elif show.batch:
+                _show_batch_lines(journal, ui, show.batch, show.status)
             else:
-                _show_tasks(journal, ui, limit, status)
+                _show_tasks(journal, ui, show.limit, show.status)
         finally:
             journal.close()
         return 0
@@ -56,11 +67,12 @@ def history_cmd(
     run(ui, body)
 
 
-async def _refresh(flags: Flags, ui: Ui) -> int:
+async def _refresh(ctx: Context, account: AccountFlags, ui: Ui) -> int:
     """Refresh the unfinished tasks, show them; the first failure (after the others) decides the exit."""
+    from get3w_cli.cli import resolve
     from get3w_cli.cli.history_refresh import refresh
 
-    refreshed, failed = await refresh(flags)
+    refreshed, failed = await refresh(ctx, resolve.access(ctx, account))
     _show_entries(ui, refreshed)
     for entry, error in failed:
         ui.warn(f"could not refresh {entry.id}: {error.message}")

@@ -17,7 +17,7 @@ from get3w_cli.errors import G3wError
 from get3w_cli.records import Status, Task
 
 if TYPE_CHECKING:
-    from get3w_cli.cli.context import Flags, Services
+    from get3w_cli.cli.context import Access, Context, Services
     from get3w_cli.journal import JournalEntry
     from get3w_cli.providers import Adapter
 
@@ -40,7 +40,7 @@ async def fetch_all(entries: Sequence[JournalEntry], fetch: Callable[[JournalEnt
     return list(await asyncio.gather(*(one(entry) for entry in entries)))
 
 
-async def refresh(flags: Flags) -> tuple[list[JournalEntry], list[tuple[JournalEntry, G3wError]]]:
+async def refresh(ctx: Context, access: Access) -> tuple[list[JournalEntry], list[tuple[JournalEntry, G3wError]]]:
     """Refresh every unfinished row: (the rows as now journalled, the rows that could not be).
 
     Raises:
@@ -48,7 +48,7 @@ async def refresh(flags: Flags) -> tuple[list[JournalEntry], list[tuple[JournalE
     """
     from get3w_cli.cli.context import open_services
 
-    async with open_services(flags) as services:
+    async with open_services(ctx, access) as services:
         journal = services.journal
         entries = [e for e in journal.tasks(limit=-1, statuses=UNFINISHED) if e.id]
         adapters = {_where(services, e): _adapter(services, e) for e in entries}  # every key checked first

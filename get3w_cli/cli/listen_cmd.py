@@ -10,21 +10,22 @@ the target answered 2xx, 6 otherwise.
 
 from __future__ import annotations
 
-import os
 import sys
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 from urllib.parse import urlsplit
 
 import typer
 
 from get3w_cli import constants as C
-from get3w_cli.cli import options as O
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
+from get3w_cli.cli.context import Context
+from get3w_cli.cli.options import OUT, TalkFlags, options
 from get3w_cli.cli.render import Ui, describe_duration
+from get3w_cli.names import PROVIDERS, Provider, TunnelKind
 from get3w_cli.errors import ExitCode, NetworkError, UsageError
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class ListenRequest:
     tunnel: str
     public_url: str | None
     authtoken: str | None
+    ngrok_path: str | None
     print_url: bool
     json_mode: bool
 
@@ -75,99 +77,85 @@ def _save_dir(save: str | None) -> Path | None:
     return directory
 
 
-def build_request(*, host: str, port: int, path: Optional[str], tunnel: O.TunnelKind, public_url: Optional[str],
-                  secret: Optional[str], provider: Optional[O.ProviderName], print_url: bool, json_mode: bool,
-                  forward_to: Optional[str], exec_cmd: Optional[str], save: Optional[str], for_id: Optional[str],
-                  count: Optional[int], timeout: Optional[str]) -> ListenRequest:
+def build_request(ctx: Context, flags: ListenFlags, *, json_mode: bool) -> ListenRequest:
     """Resolve settings (secrets, ngrok token) and check every option before binding."""
-    from get3w_cli.cli.context import Flags, settings_from
     from get3w_cli.config import parse_duration
     from get3w_cli.webhooks.listen_loop import Actions, StopRules
     from get3w_cli.webhooks.receiver import ReceiverConfig
 
-    name = provider.value if provider else None
-    settings = settings_from(Flags(provider=name, webhook_secret=secret))
-    rules = StopRules(for_id=for_id, count=count, timeout=None if timeout is None else parse_duration(timeout))
-    forward = _check_url(forward_to, "--forward-to") if forward_to else None
-    public = _check_url(public_url, "--public-url") if public_url else None
-    save_dir = _save_dir(save)  # last: nothing is created when another option is wrong
-    config = ReceiverConfig(host=host, port=port, path=path or None, provider=name, keep_raw=save_dir is not None,
-                            secrets={p: settings.for_provider(p).webhook_secret or "" for p in ("get3w", "abstrakt")})
-    actions = Actions(forward_to=forward, exec_command=exec_cmd or None, save_dir=save_dir,
+    settings = ctx.settings(provider=flags.provider, webhook_secret=flags.secret)
+    rules = StopRules(for_id=flags.for_id, count=flags.count,
+                      timeout=None if flags.timeout is None else parse_duration(flags.timeout))
+    forward = _check_url(flags.forward_to, "--forward-to") if flags.forward_to else None
+    public = _check_url(flags.public_url, "--public-url") if flags.public_url else None
+    save_dir = _save_dir(flags.save)  # last: nothing is created when another option is wrong
+    config = ReceiverConfig(host=flags.host, port=flags.port, path=flags.path or None, provider=flags.provider,
+                            keep_raw=save_dir is not None,
+                            secrets={p: settings.for_provider(p).webhook_secret or "" for p in PROVIDERS})
+    actions = Actions(forward_to=forward, exec_command=flags.exec_cmd or None, save_dir=save_dir,
                       exec_stdout=_stderr_fd() if json_mode else None)
-    return ListenRequest(config, rules, actions, tunnel.value, public, settings.ngrok_authtoken, print_url, json_mode)
+    return ListenRequest(config, rules, actions, flags.tunnel, public, settings.ngrok_authtoken, ctx.ngrok_path(),
+                         flags.print_url, json_mode)
 
 
-def _opt(flag: str, help: str, *, panel: str = ACT, **extra: object) -> object:  # noqa: A002
-    return typer.Option(flag, help=help, rich_help_panel=panel, **extra)
+def _opt(flag: str, help: str, *, panel: str = ACT, **extra: Any) -> Any:  # noqa: A002
+    return typer.Option(flag, help=help, rich_help_panel=panel, show_default=False, **extra)
 
 
-Port = Annotated[int, _opt("--port", "Port to listen on (0: any free port).", panel=LISTEN, metavar="PORT")]
-Host = Annotated[str, _opt("--host", "Address to bind (0.0.0.0: every interface).", panel=LISTEN, metavar="HOST")]
-HookPath = Annotated[Optional[str], _opt(
-    "--path", "Accept deliveries only at this path; others get 404 (default: any path).", panel=LISTEN, metavar="PATH")]
-Tunnel = Annotated[O.TunnelKind, _opt("--tunnel", "auto: ngrok when an authtoken is set; ngrok; none.", panel=LISTEN)]
-PublicUrl = Annotated[Optional[str], _opt(
-    "--public-url", "This listener is already reachable at URL (your proxy or tunnel).", panel=LISTEN, metavar="URL")]
-Secret = Annotated[Optional[str], _opt(
-    "--secret", "Verify signatures; bad ones get 401 (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).",
-    panel=LISTEN, metavar="SECRET", show_default=False)]
-Provider = Annotated[Optional[O.ProviderName], _opt(
-    "--provider", "Provider of unverified deliveries (default: from the payload shape); with a secret, the "
-    "secret that verifies a delivery decides.", panel=LISTEN)]
-PrintUrl = Annotated[bool, _opt("--print-url", "Print the callback URL on stdout first (for scripts).", panel=O.OUT)]
-JsonLines = Annotated[bool, _opt("--json", "One JSON object per unique event on stdout.", panel=O.OUT)]
-ForwardTo = Annotated[Optional[str], _opt(
-    "--forward-to", "Re-POST each event's original body and signature headers to URL, retrying while it is down.",
-    metavar="URL")]
-Exec = Annotated[Optional[str], _opt(
-    "--exec", "Run CMD (shell) for each unique event, with the event JSON on stdin.", metavar="CMD")]
-Save = Annotated[Optional[str], _opt("--save", "Write every delivery (headers and raw body) to DIR as JSON.",
-                                     metavar="DIR")]
-Replay = Annotated[Optional[str], _opt(
-    "--replay", "Send a --save FILE to --forward-to again, then exit (no listener); with --secret, a delivery "
-    "saved as verified is re-signed.", metavar="FILE")]
-ForId = Annotated[Optional[str], _opt(
-    "--for", "Exit after task ID's final event (0 completed, 1 failed or cancelled).", metavar="ID")]
-Count = Annotated[Optional[int], _opt("--count", "Exit 0 after N unique final events.", metavar="N", min=1)]
-Timeout = Annotated[Optional[str], _opt(
-    "--timeout", "Exit 4 when this runs out before --for / --count are met (90, 5m, 1h30m).", metavar="DURATION")]
+@dataclass(frozen=True)
+class ListenFlags:
+    """``g3w listen``'s own options."""
+
+    port: Annotated[int, _opt("--port", f"Port to listen on (default {C.LISTEN_DEFAULT_PORT}; 0: any free port).",
+                              panel=LISTEN, metavar="PORT")] = C.LISTEN_DEFAULT_PORT
+    host: Annotated[str, _opt("--host", "Address to bind (default 127.0.0.1; 0.0.0.0: every interface).",
+                              panel=LISTEN, metavar="HOST")] = "127.0.0.1"
+    path: Annotated[Optional[str], _opt(
+        "--path", "Accept deliveries only at this path; others get 404 (default: any path).", panel=LISTEN,
+        metavar="PATH")] = None
+    tunnel: Annotated[TunnelKind, _opt("--tunnel", "auto: ngrok when an authtoken is set; ngrok; none.",
+                                       panel=LISTEN)] = TunnelKind.AUTO
+    public_url: Annotated[Optional[str], _opt(
+        "--public-url", "This listener is already reachable at URL (your proxy or tunnel).", panel=LISTEN,
+        metavar="URL")] = None
+    secret: Annotated[Optional[str], _opt(
+        "--secret", "Verify signatures; bad ones get 401 (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).",
+        panel=LISTEN, metavar="SECRET")] = field(default=None, repr=False)
+    provider: Annotated[Optional[Provider], _opt(
+        "--provider", "Provider of unverified deliveries (default: from the payload shape); with a secret, the "
+        "secret that verifies a delivery decides.", panel=LISTEN)] = None
+    print_url: Annotated[bool, _opt("--print-url", "Print the callback URL on stdout first (for scripts).",
+                                    panel=OUT)] = False
+    forward_to: Annotated[Optional[str], _opt(
+        "--forward-to", "Re-POST each event's original body and signature headers to URL, retrying while it is down.",
+        metavar="URL")] = None
+    exec_cmd: Annotated[Optional[str], _opt(
+        "--exec", "Run CMD (shell) for each unique event, with the event JSON on stdin.", metavar="CMD")] = None
+    save: Annotated[Optional[str], _opt(
+        "--save", "Write every delivery (headers and raw body) to DIR as JSON.", metavar="DIR")] = None
+    replay: Annotated[Optional[str], _opt(
+        "--replay", "Send a --save FILE to --forward-to again, then exit (no listener); with --secret, a delivery "
+        "saved as verified is re-signed.", metavar="FILE")] = None
+    for_id: Annotated[Optional[str], _opt(
+        "--for", "Exit after task ID's final event (0 completed, 1 failed or cancelled).", metavar="ID")] = None
+    count: Annotated[Optional[int], _opt("--count", "Exit 0 after N unique final events.", metavar="N", min=1)] = None
+    timeout: Annotated[Optional[str], _opt(
+        "--timeout", "Exit 4 when this runs out before --for / --count are met (90, 5m, 1h30m).",
+        metavar="DURATION")] = None
 
 
 @app.command("listen")
-def listen_cmd(
-    port: Port = C.LISTEN_DEFAULT_PORT,
-    host: Host = "127.0.0.1",
-    path: HookPath = None,
-    tunnel: Tunnel = O.TunnelKind.auto,
-    public_url: PublicUrl = None,
-    secret: Secret = None,
-    provider: Provider = None,
-    print_url: PrintUrl = False,
-    json_out: JsonLines = False,
-    forward_to: ForwardTo = None,
-    exec_cmd: Exec = None,
-    save: Save = None,
-    replay: Replay = None,
-    for_id: ForId = None,
-    count: Count = None,
-    timeout: Timeout = None,
-    quiet: O.Quiet = False,
-    debug: O.Debug = False,
-) -> None:
+@options(help_overrides={"json_out": "One JSON object per unique event on stdout (JSON Lines)."})
+def listen_cmd(*, listen: ListenFlags, talk: TalkFlags) -> None:
     """Receive webhooks: print each unique event, forward it, run a command, save deliveries."""
-    ui = Ui(quiet=quiet, json_mode=json_out, debug=debug)
+    ui = Ui.for_talk(talk)
 
     async def body() -> int:
-        if replay is not None:
-            return await _replay(ui, replay, forward_to, secret, provider)
-        request = build_request(host=host, port=port, path=path, tunnel=tunnel, public_url=public_url, secret=secret,
-                                provider=provider, print_url=print_url, json_mode=json_out, forward_to=forward_to,
-                                exec_cmd=exec_cmd, save=save, for_id=for_id, count=count, timeout=timeout)
-        try:
-            return _exit_code(ui, request, await serve(ui, request))
-        except StdoutClosed:
-            return 0
+        ctx = Context()
+        if listen.replay is not None:
+            return await _replay(ctx, ui, listen)
+        request = build_request(ctx, listen, json_mode=talk.json_out)
+        return _exit_code(ui, request, await serve(ui, request))
 
     run(ui, body)
 
@@ -192,11 +180,11 @@ async def serve(ui: Ui, request: ListenRequest) -> ListenOutcome:
 async def _public_base(request: ListenRequest, port: int, stack: AsyncExitStack) -> str | None:
     if request.public_url:
         return request.public_url
-    if request.tunnel == "none" or (request.tunnel == "auto" and not request.authtoken):
+    if request.tunnel == TunnelKind.NONE or (request.tunnel == TunnelKind.AUTO and not request.authtoken):
         return None
     from get3w_cli.webhooks.tunnel import open_ngrok
 
-    tunnel = await open_ngrok(port, authtoken=request.authtoken, ngrok_path=os.environ.get("NGROK_PATH") or None)
+    tunnel = await open_ngrok(port, authtoken=request.authtoken, ngrok_path=request.ngrok_path)
     stack.push_async_callback(tunnel.close)
     return tunnel.public_url
 
@@ -231,22 +219,12 @@ def event_line(event: Event) -> str:
     return "  ".join(one_line(f) for f in fields if f)  # the id and error come from whoever posted
 
 
-class StdoutClosed(Exception):
-    """The reader of our stdout went away (``g3w listen --json | head -3``): stop quietly."""
-
-
 def _show(ui: Ui, event: Event) -> None:
-    """The stderr line of one unique event, and its --json line on stdout."""
+    """The stderr line of one unique event, and its --json line on stdout (a reader that went away
+    raises StdoutClosed, which ends the command quietly)."""
     ui.note(event_line(event))
     if ui.json_mode:
-        try:
-            ui.json(event.as_json())
-        except BrokenPipeError as exc:
-            # Point stdout at /dev/null so that the interpreter's final flush does not complain.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-            raise StdoutClosed from exc
+        ui.json(event.as_json())
 
 
 def _summary(ui: Ui, receiver: Receiver) -> None:
@@ -274,15 +252,15 @@ def _exit_code(ui: Ui, request: ListenRequest, outcome: ListenOutcome) -> int:
     return 0
 
 
-async def _replay(ui: Ui, file: str, forward_to: Optional[str], secret: Optional[str],
-                  provider: Optional[O.ProviderName]) -> int:
+async def _replay(ctx: Context, ui: Ui, flags: ListenFlags) -> int:
     from get3w_cli.webhooks.forwarder import replay
 
-    if not forward_to:
+    file = flags.replay or ""
+    if not flags.forward_to:
         raise UsageError("--replay needs --forward-to URL",
                          hint="g3w listen --replay FILE --forward-to http://localhost:8000/hook")
-    url = _check_url(forward_to, "--forward-to")
-    result = await replay(Path(file), url, secret=secret, provider=provider.value if provider else None,
+    url = _check_url(flags.forward_to, "--forward-to")
+    result = await replay(Path(file), url, secret=flags.secret, provider=flags.provider,
                           on_not_resigned=lambda why: ui.warn(f"{file} was sent as saved, not re-signed: {why}"))
     if not result.ok:
         raise NetworkError(f"could not replay {file} to {url}: {result.describe()}",

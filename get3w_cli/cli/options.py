@@ -1,79 +1,187 @@
-"""Option declarations shared by several commands (one definition, many commands)."""
+"""Every option shared by several commands, declared once, in a few frozen dataclasses.
+
+A command takes the groups it needs as keyword-only parameters, and ``@options`` turns their
+fields into typer options (and back into the dataclasses when the command runs):
+
+    @commands.command("run")
+    @options()
+    def run_cmd(model: Model, *, route: RouteFlags, account: AccountFlags, inputs: InputFlags,
+                wait: WaitFlags, output: OutputFlags, talk: TalkFlags, journal: JournalFlags) -> None:
+
+Adding a wait option: one field in ``WaitFlags`` (its default is the "not given" value) and the
+code that uses it (``resolve.wait_request``). Values here are what the user typed; ``resolve``
+turns them, with the environment and the config file, into the core's requests.
+"""
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Annotated, List, Optional
+import copy
+import dataclasses
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, List, Optional, TypeVar, get_type_hints
 
 import typer
 
+from get3w_cli.names import Api, OnTimeout, Provider, ServiceChannel, TunnelKind, Via
 
-class Via(str, Enum):
-    auto = "auto"
-    webhook = "webhook"
-    poll = "poll"
-    sync = "sync"
+# Help panels, in the README's order (shown when help is rendered with rich).
+INPUT, WAIT, OUT, CONN = "Input", "Waiting", "Output", "Provider"
 
-
-class TunnelKind(str, Enum):
-    auto = "auto"
-    ngrok = "ngrok"
-    none = "none"
+Model = Annotated[str, typer.Argument(
+    metavar="MODEL", help="Model: flux-dev, owner/name, provider/model/task, or abstrakt:<model>.", show_default=False)]
+TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task id (prediction / request / job id).",
+                                       show_default=False)]
 
 
-class OnTimeout(str, Enum):
-    detach = "detach"
-    cancel = "cancel"
+def _opt(*names: str, help: str, panel: str, metavar: str | None = None, **extra: Any) -> Any:  # noqa: A002
+    return typer.Option(*names, help=help, rich_help_panel=panel, metavar=metavar, show_default=False, **extra)
 
 
-class Channel(str, Enum):
-    economy = "economy"
-    stable = "stable"
-    official = "official"
+@dataclass(frozen=True)
+class RouteFlags:
+    """Which provider and API a model or task id belongs to."""
+
+    provider: Annotated[Optional[Provider], _opt(
+        "--provider", help="get3w or abstrakt (default from the model name, G3W_PROVIDER, config).",
+        panel=CONN)] = None
+    api: Annotated[Optional[Api], _opt(
+        "--api", help="Get3W API: v1 or v3 (default from the model name).", panel=CONN)] = None
 
 
-class ProviderName(str, Enum):
-    get3w = "get3w"
-    abstrakt = "abstrakt"
+@dataclass(frozen=True)
+class AccountFlags:
+    """How to reach the provider: key, base URL, or the in-process sandbox."""
+
+    api_key: Annotated[Optional[str], _opt(
+        "--api-key", help="API key (default GET3W_API_KEY / ABSTRAKT_API_KEY / config).", panel=CONN,
+        metavar="KEY")] = dataclasses.field(default=None, repr=False)
+    base_url: Annotated[Optional[str], _opt(
+        "--base-url", help="Provider base URL, no path (default GET3W_BASE_URL / ABSTRAKT_BASE_URL).", panel=CONN,
+        metavar="URL")] = None
+    sandbox: Annotated[bool, _opt(
+        "--sandbox", help="Run against an in-process sandbox provider: no key, no network.", panel=CONN)] = False
 
 
-class ApiName(str, Enum):
-    v1 = "v1"
-    v3 = "v3"
+@dataclass(frozen=True)
+class JournalFlags:
+    no_history: Annotated[bool, _opt(
+        "--no-history", help="Do not record tasks in the local journal.", panel=CONN)] = False
 
 
-CONN = "Provider"
-WAIT = "Waiting"
-OUT = "Output"
-INPUT = "Input"
+@dataclass(frozen=True)
+class InputFlags:
+    """The model's inputs (CONTRACT.md section 2, input options)."""
 
-Model = Annotated[str, typer.Argument(help="Model: flux-dev, owner/name, provider/model/task, or abstrakt:<model>.")]
-TaskId = Annotated[str, typer.Argument(help="The task id (prediction / request / job id).")]
+    prompt: Annotated[Optional[str], _opt("--prompt", "-p", help="Sets the `prompt` input.", panel=INPUT,
+                                          metavar="TEXT")] = None
+    param: Annotated[Optional[List[str]], _opt(
+        "--param", "-i", help="KEY=VALUE (JSON if it parses), KEY:=JSON, or KEY=@FILE (uploaded). Repeatable.",
+        panel=INPUT, metavar="KEY=VALUE")] = None
+    input_file: Annotated[Optional[str], _opt(
+        "--input", help="JSON object of inputs from FILE, or - for stdin.", panel=INPUT, metavar="FILE")] = None
+    channel: Annotated[Optional[ServiceChannel], _opt("--channel", help="Get3W v1 service tier.", panel=INPUT)] = None
 
-Provider = Annotated[Optional[ProviderName], typer.Option("--provider", help="get3w or abstrakt (default from the model name, G3W_PROVIDER, config).", rich_help_panel=CONN)]
-Api = Annotated[Optional[ApiName], typer.Option("--api", help="Get3W API: v1 or v3 (default from the model name).", rich_help_panel=CONN)]
-ApiKey = Annotated[Optional[str], typer.Option("--api-key", help="API key (default GET3W_API_KEY / ABSTRAKT_API_KEY / config).", rich_help_panel=CONN, show_default=False)]
-BaseUrl = Annotated[Optional[str], typer.Option("--base-url", help="Provider base URL, no path (default GET3W_BASE_URL / ABSTRAKT_BASE_URL).", rich_help_panel=CONN)]
-Sandbox = Annotated[bool, typer.Option("--sandbox", help="Run against an in-process sandbox provider: no key, no network.", rich_help_panel=CONN)]
-NoHistory = Annotated[bool, typer.Option("--no-history", help="Do not record tasks in the local journal.", rich_help_panel=CONN)]
 
-Prompt = Annotated[Optional[str], typer.Option("--prompt", "-p", help="Sets the `prompt` input.", rich_help_panel=INPUT)]
-Params = Annotated[Optional[List[str]], typer.Option("--param", "-i", help="KEY=VALUE (JSON if it parses), KEY:=JSON, or KEY=@FILE (uploaded). Repeatable.", rich_help_panel=INPUT, show_default=False)]
-InputFile = Annotated[Optional[str], typer.Option("--input", help="JSON object of inputs from FILE, or - for stdin.", rich_help_panel=INPUT)]
-ChannelOpt = Annotated[Optional[Channel], typer.Option("--channel", help="Get3W v1 service tier.", rich_help_panel=INPUT)]
+@dataclass(frozen=True)
+class WaitFlags:
+    """How to wait (CONTRACT.md section 2, wait options); None means "not given"."""
 
-ViaOpt = Annotated[Optional[Via], typer.Option("--via", help="How to wait: auto, webhook, poll or sync (default auto).", rich_help_panel=WAIT, show_default=False)]
-Timeout = Annotated[Optional[str], typer.Option("--timeout", help="The whole wait: 90, 90s, 5m, 1h30m (default 30m).", rich_help_panel=WAIT, show_default=False)]
-FallbackAfter = Annotated[Optional[str], typer.Option("--fallback-after", help="Poll when no callback came in this long (default max(60s, 2 x estimate)).", rich_help_panel=WAIT, show_default=False)]
-PollMax = Annotated[str, typer.Option("--poll-max", help="Longest interval between polls.", rich_help_panel=WAIT)]
-Tunnel = Annotated[TunnelKind, typer.Option("--tunnel", help="auto: ngrok when an authtoken is set; ngrok; none.", rich_help_panel=WAIT)]
-PublicUrl = Annotated[Optional[str], typer.Option("--public-url", help="The listener is already reachable at URL (your proxy or tunnel).", rich_help_panel=WAIT)]
-ListenHost = Annotated[str, typer.Option("--listen-host", help="Address of the ephemeral webhook listener.", rich_help_panel=WAIT)]
-ListenPort = Annotated[int, typer.Option("--listen-port", help="Port of the ephemeral webhook listener (0: any free port).", rich_help_panel=WAIT)]
-WebhookSecret = Annotated[Optional[str], typer.Option("--webhook-secret", help="Verify callback signatures (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).", rich_help_panel=WAIT, show_default=False)]
-OnTimeoutOpt = Annotated[OnTimeout, typer.Option("--on-timeout", help="On timeout or Ctrl-C: leave the task running (detach) or cancel it.", rich_help_panel=WAIT)]
+    via: Annotated[Optional[Via], _opt(
+        "--via", help="How to wait: auto, webhook, poll or sync (default auto).", panel=WAIT)] = None
+    timeout: Annotated[Optional[str], _opt(
+        "--timeout", help="The whole wait: 90, 90s, 5m, 1h30m (default 30m).", panel=WAIT, metavar="DURATION")] = None
+    fallback_after: Annotated[Optional[str], _opt(
+        "--fallback-after", help="Poll when no callback came in this long (default max(60s, 2 x estimate)).",
+        panel=WAIT, metavar="DURATION")] = None
+    poll_max: Annotated[Optional[str], _opt(
+        "--poll-max", help="Longest interval between polls (default 10s).", panel=WAIT, metavar="DURATION")] = None
+    tunnel: Annotated[TunnelKind, _opt(
+        "--tunnel", help="auto: ngrok when an authtoken is set; ngrok; none.", panel=WAIT)] = TunnelKind.AUTO
+    public_url: Annotated[Optional[str], _opt(
+        "--public-url", help="The listener is already reachable at URL (your proxy or tunnel).", panel=WAIT,
+        metavar="URL")] = None
+    listen_host: Annotated[str, _opt(
+        "--listen-host", help="Address of the ephemeral webhook listener (default 127.0.0.1).", panel=WAIT,
+        metavar="HOST")] = "127.0.0.1"
+    listen_port: Annotated[int, _opt(
+        "--listen-port", help="Port of the ephemeral webhook listener (default 0: any free port).", panel=WAIT,
+        metavar="PORT")] = 0
+    webhook_secret: Annotated[Optional[str], _opt(
+        "--webhook-secret", help="Verify callback signatures (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).",
+        panel=WAIT, metavar="SECRET")] = dataclasses.field(default=None, repr=False)
+    on_timeout: Annotated[OnTimeout, _opt(
+        "--on-timeout", help="On timeout or Ctrl-C: leave the task running (detach, the default) or cancel it.",
+        panel=WAIT)] = OnTimeout.DETACH
 
-Output = Annotated[Optional[str], typer.Option("--output", "-o", help="Download outputs into DIR as <id>_<index>.<ext>.", rich_help_panel=OUT)]
-Json = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object (the task record) on stdout.", rich_help_panel=OUT)]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr (errors still show).", rich_help_panel=OUT)]
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.", rich_help_panel=OUT)]
+
+@dataclass(frozen=True)
+class OutputFlags:
+    output: Annotated[Optional[str], _opt(
+        "--output", "-o", help="Download outputs into DIR as <id>_<index>.<ext>.", panel=OUT, metavar="DIR")] = None
+
+
+@dataclass(frozen=True)
+class TalkFlags:
+    """What goes to stdout and stderr."""
+
+    json_out: Annotated[bool, _opt(
+        "--json", help="Print exactly one JSON object (the task record) on stdout.", panel=OUT)] = False
+    quiet: Annotated[bool, _opt(
+        "--quiet", "-q", help="No progress or messages on stderr (errors still show).", panel=OUT)] = False
+    debug: Annotated[bool, _opt("--debug", help="Show tracebacks for errors.", panel=OUT)] = False
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def options(*, hide: tuple[str, ...] = (), help_overrides: dict[str, str] | None = None) -> Callable[[_F], _F]:
+    """Expose the fields of the flag groups a command takes as its options.
+
+    The command's own parameters (positional arguments included) stay as they are; each
+    keyword-only parameter annotated with a flag group becomes that group's options, and the
+    command receives the group as one frozen dataclass. ``hide``: fields this command does not
+    offer (they keep their default); ``help_overrides``: a field's help for this command.
+    """
+    def wrap(command: _F) -> _F:
+        hints = get_type_hints(command, include_extras=True)
+        signature = inspect.signature(command)
+        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()
+               if not _is_group(hints.get(p.name))]
+        groups = {name: cls for name, cls in hints.items() if _is_group(cls)}
+        params = own + [param for cls in groups.values() for param in _parameters(cls, hide, help_overrides or {})]
+
+        @functools.wraps(command)
+        def expanded(*args: Any, **kwargs: Any) -> Any:
+            bound = {name: cls(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(cls) if f.name in kwargs})
+                     for name, cls in groups.items()}
+            return command(*args, **kwargs, **bound)
+
+        expanded.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        expanded.__annotations__ = {p.name: p.annotation for p in params}
+        del expanded.__wrapped__  # typer must see the expanded signature, not the command's
+        return expanded  # type: ignore[return-value]
+
+    return wrap
+
+
+def _is_group(annotation: object) -> bool:
+    """A flag group: a dataclass type (every field a typer option)."""
+    return isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
+
+
+def _parameters(cls: type, hide: tuple[str, ...], help_overrides: dict[str, str]) -> list[inspect.Parameter]:
+    hints = get_type_hints(cls, include_extras=True)
+    found = []
+    for field in dataclasses.fields(cls):
+        if field.name in hide:
+            continue
+        annotation = hints[field.name]
+        if field.name in help_overrides:
+            info = copy.copy(annotation.__metadata__[0])
+            info.help = help_overrides[field.name]
+            annotation = Annotated[annotation.__origin__, info]
+        found.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default,
+                                       annotation=annotation))
+    return found

@@ -11,9 +11,12 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from get3w_cli import constants as C
+
+if TYPE_CHECKING:
+    from get3w_cli.cli.options import TalkFlags
 
 
 def escape(text: str) -> str:
@@ -45,6 +48,11 @@ class Ui:
         self._err: Any = None
         self._progress: Any = None
         self._phase_task: Any = None
+
+    @classmethod
+    def for_talk(cls, talk: TalkFlags) -> Ui:
+        """The Ui a command's --json / --quiet / --debug ask for."""
+        return cls(quiet=talk.quiet, json_mode=talk.json_out, debug=talk.debug)
 
     @property
     def err(self) -> Any:

@@ -2,50 +2,67 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Optional
 
 import typer
 
 from get3w_cli import constants as C
-from get3w_cli.cli import options as O
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
+from get3w_cli.cli.options import TalkFlags, options
 from get3w_cli.cli.render import Ui
 
 
+def _opt(*names: str, help: str, metavar: str | None = None) -> Any:  # noqa: A002
+    return typer.Option(*names, help=help, metavar=metavar, show_default=False)
+
+
+@dataclass(frozen=True)
+class SandboxFlags:
+    """``g3w sandbox``'s options (the SandboxOptions it starts with)."""
+
+    port: Annotated[int, _opt("--port", metavar="PORT", help=f"Port to serve on (default {C.SANDBOX_DEFAULT_PORT}; "
+                                                             "0: any free port).")] = C.SANDBOX_DEFAULT_PORT
+    host: Annotated[str, _opt("--host", metavar="HOST", help="Address to bind (default 127.0.0.1).")] = "127.0.0.1"
+    duration: Annotated[str, _opt("--duration", metavar="DURATION",
+                                  help=f"How long each task takes (default {C.SANDBOX_DEFAULT_DURATION:g}s).")] \
+        = f"{C.SANDBOX_DEFAULT_DURATION:g}s"
+    webhook_secret: Annotated[Optional[str], _opt(
+        "--webhook-secret", metavar="SECRET", help="Sign webhook deliveries with this secret.")] \
+        = field(default=None, repr=False)
+    duplicates: Annotated[int, _opt("--duplicates", metavar="N",
+                                    help="Send each webhook this many extra times (default 0).")] = 0
+    time_scale: Annotated[float, _opt("--webhook-time-scale", metavar="FACTOR",
+                                      help="Multiply webhook retry delays (default 1; 0.01 for tests).")] = 1.0
+    max_concurrent: Annotated[Optional[int], _opt(
+        "--max-concurrent", metavar="N", help="Answer 429 above this many running tasks per key.")] = None
+
+
 @app.command("sandbox")
-def sandbox_cmd(
-    port: int = typer.Option(C.SANDBOX_DEFAULT_PORT, "--port", help="Port to serve on (0: any free port)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
-    duration: str = typer.Option(f"{C.SANDBOX_DEFAULT_DURATION:g}s", "--duration", help="How long each task takes."),
-    webhook_secret: Optional[str] = typer.Option(None, "--webhook-secret", help="Sign webhook deliveries with this secret."),
-    duplicates: int = typer.Option(0, "--duplicates", help="Send each webhook this many extra times."),
-    time_scale: float = typer.Option(1.0, "--webhook-time-scale", help="Multiply webhook retry delays (0.01 for tests)."),
-    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="Answer 429 above this many running tasks per key."),
-    quiet: O.Quiet = False,
-    debug: O.Debug = False,
-) -> None:
+@options(hide=("json_out",))
+def sandbox_cmd(*, sandbox: SandboxFlags, talk: TalkFlags) -> None:
     """Serve a local emulation of Get3W (v1, v3) and Abstrakt: any key except sk_invalid / sk_broke works.
 
     Point g3w at it with --base-url http://127.0.0.1:PORT (or GET3W_BASE_URL / ABSTRAKT_BASE_URL).
     Per-task controls go in the inputs: sandbox_duration, sandbox_fail, sandbox_outputs,
     sandbox_output_bytes, sandbox_webhook=drop|early|late_processing.
     """
-    ui = Ui(quiet=quiet, debug=debug)
+    ui = Ui.for_talk(talk)
 
     async def body() -> int:
         from get3w_cli.config import parse_duration
         from get3w_cli.sandbox import SandboxOptions, serve
 
-        options = SandboxOptions(duration=parse_duration(duration), webhook_secret=webhook_secret,
-                                 webhook_duplicates=duplicates, webhook_time_scale=time_scale,
-                                 max_concurrent=max_concurrent)
+        options = SandboxOptions(duration=parse_duration(sandbox.duration), webhook_secret=sandbox.webhook_secret,
+                                 webhook_duplicates=sandbox.duplicates, webhook_time_scale=sandbox.time_scale,
+                                 max_concurrent=sandbox.max_concurrent)
 
         def ready(url: str) -> None:
             ui.err.print(f"Sandbox listening on {url}  (Ctrl-C to stop)")
             ui.data(url)
 
-        await serve(options, host=host, port=port, on_ready=ready)
+        await serve(options, host=sandbox.host, port=sandbox.port, on_ready=ready)
         return 0
 
     run(ui, body)

@@ -1,0 +1,84 @@
+"""Flags (plus the environment and the config file) into the core's requests, once per command.
+
+Every default lives in one place: a flag group's "not given" value is None (options.py), and the
+value used instead comes from the settings (config.py: environment, file, default) or from
+constants.py. Nothing below the CLI reads flags, the environment or the config file again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from get3w_cli import constants as C
+from get3w_cli.cli.context import Access, Context
+from get3w_cli.errors import UsageError
+from get3w_cli.names import Api, Provider
+
+if TYPE_CHECKING:
+    from get3w_cli.cli.options import AccountFlags, InputFlags, JournalFlags, OutputFlags, RouteFlags, WaitFlags
+    from get3w_cli.config import Settings
+    from get3w_cli.providers import Route
+    from get3w_cli.tasks import TaskSpec, WaitRequest
+
+
+def model_route(ctx: Context, model: str, route: RouteFlags) -> Route:
+    """The route of ``model``: its prefix, else --provider, else G3W_PROVIDER / config, else Get3W.
+
+    Raises:
+        UsageError: the model fits no provider or API.
+    """
+    from get3w_cli.providers import resolve_route
+
+    default = route.provider or ctx.settings().provider
+    return resolve_route(model, provider=default if ":" not in model else route.provider, api=route.api)
+
+
+def task_spec(route: Route, inputs: InputFlags) -> TaskSpec:
+    """The task's inputs, read and checked before anything is sent.
+
+    Raises:
+        UsageError: bad -i, an unreadable --input or @FILE, or --channel for another API.
+    """
+    from get3w_cli.cli.inputs import parse_inputs
+    from get3w_cli.tasks import TaskSpec
+
+    parsed = parse_inputs(inputs.prompt, inputs.param or [], inputs.input_file)
+    if inputs.channel is not None:
+        if (route.provider, route.api) != (Provider.GET3W, Api.V1):
+            raise UsageError("--channel applies to Get3W v1 models (provider/model/task) only")
+        parsed.values["channel"] = inputs.channel.value
+    return TaskSpec(route=route, input=dict(parsed.values), uploads=dict(parsed.uploads))
+
+
+def wait_request(ctx: Context, settings: Settings, wait: WaitFlags, output: OutputFlags | None = None) -> WaitRequest:
+    """The wait options: --via, --timeout and -o fall back on the settings, the rest on constants.
+
+    Raises:
+        UsageError: a duration that does not parse.
+    """
+    from get3w_cli.callbacks import ChannelOptions
+    from get3w_cli.config import parse_duration
+    from get3w_cli.tasks import WaitRequest
+    from get3w_cli.waiting import WaitPlan
+
+    plan = WaitPlan(
+        timeout=settings.timeout,
+        fallback_after=None if wait.fallback_after is None else parse_duration(wait.fallback_after),
+        poll_max=C.POLL_MAX_DEFAULT if wait.poll_max is None else parse_duration(wait.poll_max),
+        on_timeout=wait.on_timeout,
+    )
+    channel = ChannelOptions(listen_host=wait.listen_host, listen_port=wait.listen_port, tunnel=wait.tunnel,
+                             public_url=wait.public_url, ngrok_authtoken=settings.ngrok_authtoken,
+                             ngrok_path=ctx.ngrok_path())
+    return WaitRequest(via=settings.via, plan=plan, channel=channel,
+                       output_dir=(output.output if output else None) or settings.output)
+
+
+def access(ctx: Context, account: AccountFlags, journal: JournalFlags | None = None, *, provider: str | None = None,
+           wait: WaitFlags | None = None, output: OutputFlags | None = None, backend: str | None = None) -> Access:
+    """The settings for ``provider`` (the key flags apply to it) and how to reach it."""
+    settings = ctx.settings(provider=provider, api_key=account.api_key, base_url=account.base_url,
+                            webhook_secret=wait.webhook_secret if wait else None, via=wait.via if wait else None,
+                            timeout=wait.timeout if wait else None, output=output.output if output else None)
+    return Access(settings=settings, sandbox=account.sandbox, no_history=bool(journal and journal.no_history),
+                  backend=backend)
