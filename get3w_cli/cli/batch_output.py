@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from contextlib import asynccontextmanager, contextmanager
 from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 from get3w_cli import constants as C
-from get3w_cli.cli.render import Ui, describe_duration
+from get3w_cli.cli.render import Ui, describe_duration, write_stdout
 
 if TYPE_CHECKING:
     from get3w_cli.batch.report import Stats
@@ -49,15 +48,15 @@ def record_sink(out: str | None, on_broken: Callable[[str], None]) -> Iterator[C
         nonlocal broken
         if broken:
             return
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
         try:
-            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-            handle.flush()
-        except OSError as exc:
+            if handle is sys.stdout:
+                write_stdout(line)
+            else:
+                handle.write(line)
+                handle.flush()
+        except OSError as exc:  # StdoutClosed included
             broken = True
-            if handle is sys.stdout:  # keep the interpreter's last flush from failing again
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
             on_broken(f"cannot write records to {'stdout' if handle is sys.stdout else out} "
                       f"({exc.strerror or exc}); stopping the batch")
 

@@ -30,6 +30,23 @@ class StdoutClosed(BrokenPipeError):
     """The reader of stdout went away (``g3w history --json | head -1``): not an error of g3w."""
 
 
+def write_stdout(text: str) -> None:
+    """Write and flush ``text`` on stdout, the one way g3w writes data.
+
+    Raises:
+        StdoutClosed: the reader went away (stdout then points at /dev/null, so that the
+            interpreter's last flush does not fail again).
+    """
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError as exc:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise StdoutClosed(*exc.args) from exc
+
+
 def _isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
@@ -66,15 +83,7 @@ class Ui:
 
     # --- stdout: data ---------------------------------------------------------------
     def data(self, line: str) -> None:
-        try:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-        except BrokenPipeError as exc:
-            # Point stdout at /dev/null so that the interpreter's final flush does not complain.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-            raise StdoutClosed(*exc.args) from exc
+        write_stdout(line + "\n")
 
     def json(self, obj: Any) -> None:
         self.data(json.dumps(obj, ensure_ascii=False, default=str))
