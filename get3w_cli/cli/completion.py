@@ -7,7 +7,6 @@ A test regenerates them and fails when the files in ``completions/`` are stale.
 
 from __future__ import annotations
 
-import enum
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +41,9 @@ def _options(command: Any) -> tuple[Opt, ...]:
     for param in command.params:
         if getattr(param, "param_type_name", "") != "option" or getattr(param, "hidden", False):
             continue
-        annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-        choices = tuple(m.value for m in annotation) if isinstance(annotation, type) and issubclass(annotation, enum.Enum) else ()
+        # Read from the instance: typer versions differ in how they expose a parameter's type.
+        kinds = (getattr(param, "type", None), vars(param).get("type"))
+        choices = next((tuple(str(c) for c in k.choices) for k in kinds if getattr(k, "choices", None)), ())
         out.append(Opt(tuple(param.opts) + tuple(param.secondary_opts), _first_line(param.help),
                        not param.is_flag, choices))
     out.append(Opt(("--help", "-h"), "Show help and exit.", False, ()))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json as jsonlib
-import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from get3w_cli.constants import (
 )
 from get3w_cli.errors import ConfigError, DownloadError, error_for_status
 from get3w_cli.http.download import download_once
+from get3w_cli.http.lazy_tls import LazyTlsTransport, tls_context
 from get3w_cli.http.failures import Failure as _Failure
 from get3w_cli.http.failures import deadline_failure, host, network_failure, one_line
 from get3w_cli.retry import CONNECT, LOST, parse_retry_after, retry_delay
@@ -108,20 +108,18 @@ class HttpSession:
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> HttpSession:
+        limits = httpx.Limits(max_connections=self._max_connections)
         transport = self._transport
         if transport is None and self._backend == AIOHTTP:
-            from get3w_cli.http.aio import (
-                AiohttpTransport,  # aiohttp only for the commands that ask
-            )
+            from get3w_cli.http.aio import AiohttpTransport  # aiohttp only for the commands that ask
 
-            transport = AiohttpTransport(max_connections=self._max_connections, ssl_context=_ssl_context)
+            transport = AiohttpTransport(max_connections=self._max_connections, ssl_context=tls_context)
         self._client = httpx.AsyncClient(
             headers={"User-Agent": USER_AGENT},
             timeout=httpx.Timeout(HTTP_READ_TIMEOUT, connect=HTTP_CONNECT_TIMEOUT),
-            limits=httpx.Limits(max_connections=self._max_connections),
+            limits=limits,
             follow_redirects=False,
-            transport=transport,
-            verify=_ssl_context() if transport is None else True,  # a given transport brings its own
+            transport=transport or LazyTlsTransport(limits=limits),
         )
         return self
 
@@ -295,12 +293,6 @@ def _parsed_url(url: str) -> httpx.URL:
 def _query(params: Mapping[str, str] | None) -> dict[str, Any]:
     # No `params` at all when empty: httpx would otherwise parse the URL once more per request.
     return {"params": dict(params)} if params else {}
-
-
-@functools.lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
-    """One TLS context for every client of the process: loading the CA bundle costs ~17 ms each."""
-    return httpx.create_ssl_context()
 
 
 def _json_or_none(content: bytes) -> object:

@@ -1,0 +1,65 @@
+"""The TLS context is built only when an https URL is asked for, and then it verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from get3w_cli.errors import NetworkError
+from get3w_cli.http import HttpSession
+from get3w_cli.http.lazy_tls import tls_context
+
+
+async def _serve(ssl_context: ssl.SSLContext | None) -> tuple[web.AppRunner, int]:
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    return runner, runner.addresses[0][1]
+
+
+def _self_signed(tmp_path: Path) -> ssl.SSLContext:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def errors(status: int, body: object, text: str) -> tuple[str | None, str, float | None]:
+    return None, "", None
+
+
+@pytest.mark.skipif(subprocess.run(["which", "openssl"], capture_output=True).returncode != 0, reason="no openssl")
+def test_http_needs_no_tls_context_and_https_verifies(tmp_path: Path) -> None:
+    """An http request builds no TLS context (it costs ~40 ms of start-up); an https one builds it,
+    and it verifies: a self-signed certificate is refused."""
+    tls_context.cache_clear()
+
+    async def main() -> None:
+        plain, plain_port = await _serve(None)
+        secure, secure_port = await _serve(_self_signed(tmp_path))
+        try:
+            async with HttpSession(max_attempts=1) as http:
+                reply = await http.api(f"http://127.0.0.1:{plain_port}", None, errors=errors).get("/hello")
+                assert reply.body == {"ok": True}
+                assert tls_context.cache_info().currsize == 0
+                with pytest.raises(NetworkError, match="(?i)certificate"):
+                    await http.api(f"https://127.0.0.1:{secure_port}", None, errors=errors).get("/hello")
+                assert tls_context.cache_info().currsize == 1
+        finally:
+            await plain.cleanup()
+            await secure.cleanup()
+
+    asyncio.run(main())
