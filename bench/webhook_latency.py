@@ -23,7 +23,7 @@ from datetime import datetime
 
 from get3w_cli.sandbox import Sandbox, SandboxOptions
 
-SECRET = "bench-secret"
+SECRET = "bench-secret"  # noqa: S105 - not a secret: a fixed test value or a URL
 API_PREFIXES = ("/api/", "/v1/")
 
 

@@ -9,9 +9,10 @@ Everything opened here is closed on every exit path.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from get3w_cli.errors import TunnelError, WebhookSetupError

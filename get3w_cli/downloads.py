@@ -11,8 +11,9 @@ import mimetypes
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from get3w_cli.errors import DownloadError

@@ -109,7 +109,8 @@ class ApiError(G3wError):
 
 class AuthError(ApiError):
     exit_code = ExitCode.CONFIG
-    default_hint = "check the API key (g3w config set get3w.api_key ..., or GET3W_API_KEY / ABSTRAKT_API_KEY) and the account balance"
+    default_hint = ("check the API key (g3w config set get3w.api_key ..., or GET3W_API_KEY / ABSTRAKT_API_KEY) "
+                    "and the account balance")
 
 
 class RejectedError(ApiError):

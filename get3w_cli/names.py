@@ -15,8 +15,11 @@ from enum import Enum
 class Name(str, Enum):
     """A ``str`` enum that formats as its value (``f"{Provider.GET3W}"`` is ``get3w``)."""
 
-    __str__ = str.__str__
-    __format__ = str.__format__
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 class Provider(Name):

@@ -7,7 +7,8 @@ fields stay in ``raw``; missing optional ones become ``None``; only a missing id
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from get3w_cli.names import Provider
 from get3w_cli.records import Status, Task, TaskError, parse_status

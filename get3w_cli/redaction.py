@@ -38,7 +38,7 @@ def _forms_of(value: str) -> set[str]:
 
 def register(value: str | None) -> None:
     """Remember ``value`` as a secret; empty, missing and very short values are ignored."""
-    global _forms, _pattern
+    global _forms, _pattern  # noqa: PLW0603 - the module-wide registry is replaced whole, under its lock
     if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
         return  # (a config file may hold a number where a key belongs: that is for others to report)
     with _lock:

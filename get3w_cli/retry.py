@@ -15,8 +15,8 @@ import email.utils
 import math
 import random
 import time
+from collections.abc import Callable
 from datetime import timezone
-from typing import Callable
 
 from get3w_cli.constants import (
     RETRY_AFTER_MAX,

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from get3w_cli import constants as C
 from get3w_cli.errors import (
@@ -84,7 +85,7 @@ def _ignore(kind: str, text: str) -> None:
 
 def first_poll_delay(task: Task, plan: WaitPlan) -> float:
     """Start near the provider's estimate, within [POLL_MIN, poll_max]."""
-    guess = task.estimated_duration if task.estimated_duration else C.POLL_INITIAL
+    guess = task.estimated_duration or C.POLL_INITIAL
     return min(max(guess, C.POLL_MIN), max(plan.poll_max, C.POLL_MIN))
 
 
@@ -149,6 +150,7 @@ class _Waiter:
         if not waiting:
             await asyncio.sleep(max(wait, 0))
             return set()
+        done: set[asyncio.Future[Any]]
         done, _ = await asyncio.wait(waiting, timeout=max(wait, 0), return_when=asyncio.FIRST_COMPLETED)
         return done
 

@@ -8,9 +8,10 @@ journalled with its submit, tells a line edited since from one that was not.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from get3w_cli.batch.lines import BatchLine
 from get3w_cli.constants import BATCH_INVALID_SHOWN, BATCH_NAME_HASH_CHARS

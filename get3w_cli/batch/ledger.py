@@ -13,7 +13,8 @@ resumes once its line is written.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from get3w_cli.batch import report as R
 from get3w_cli.batch.lines import BatchLine
@@ -50,7 +51,7 @@ class _PerTurn(Generic[_Row]):
         assert written is not None
         try:
             self._write(rows)
-        except BaseException as exc:  # every row of the turn fails alike, as each did alone
+        except BaseException as exc:  # every row of the turn fails alike, as each did alone  # noqa: BLE001 - every row of the turn fails alike, whatever the write raised
             written.set_exception(exc)
             return
         written.set_result(None)

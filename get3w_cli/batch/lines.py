@@ -13,10 +13,11 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from get3w_cli.constants import BATCH_INVALID_SHOWN, BATCH_READ_CHUNK_BYTES
 from get3w_cli.errors import UsageError
@@ -210,7 +211,8 @@ def check_file(path: Path, defaults: LineDefaults) -> CheckResult:
     """The first pass: check every line (keys must be unique) without keeping the lines."""
     result = CheckResult()
     first_use: dict[str, int] = {}
-    for item in read_lines(path, defaults):
+    for read in read_lines(path, defaults):
+        item = read
         if isinstance(item, BatchLine) and item.key is not None:
             earlier = first_use.setdefault(item.key, item.number)
             if earlier != item.number:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from get3w_cli.constants import (
     BATCH_NAME_HASH_CHARS,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from get3w_cli.constants import (
     BATCH_THROTTLE_BACKOFF_BASE,

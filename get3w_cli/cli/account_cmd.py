@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ from get3w_cli.cli.options import AccountFlags, RouteFlags, TalkFlags, options
 from get3w_cli.cli.render import Ui
 from get3w_cli.names import Api, Provider
 
-Search = Annotated[Optional[str], typer.Argument(
+Search = Annotated[str | None, typer.Argument(
     metavar="SEARCH", help="Only models whose id, name or description match.", show_default=False)]
 UploadFile = Annotated[Path, typer.Argument(
     metavar="FILE", help="Local file to upload (Get3W keeps uploads 7 days).", show_default=False)]

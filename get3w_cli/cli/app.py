@@ -33,7 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "listen": ("listen_cmd", "Receive webhooks: print each unique event, forward it, run a command, save deliveries."),
     "batch": ("batch_cmd", "Run many tasks from a JSON Lines file: one listener, -j at once, resumable."),
     "history": ("history_cmd", "Show the tasks (or batches, or a batch's lines) recorded in the local journal."),
-    "sandbox": ("sandbox_cmd", "Serve a local emulation of Get3W (v1, v3) and Abstrakt: any key except sk_invalid / sk_broke works."),
+    "sandbox": ("sandbox_cmd",
+                "Serve a local emulation of Get3W (v1, v3) and Abstrakt: any key except sk_invalid / sk_broke works."),
     "config": ("config_cmd", "Read and write the config file."),
     "models": ("account_cmd", "List the provider's models (Get3W v3 by default, Abstrakt with --provider abstrakt)."),
     "balance": ("account_cmd", "Show the Get3W account balance."),
@@ -97,6 +98,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
 ) -> None:
     """g3w: submit and await generations on Get3W and Abstrakt."""

@@ -4,9 +4,10 @@ edited since an earlier run submitted them."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from get3w_cli.cli.render import Ui
 
@@ -51,7 +52,8 @@ def check_lines(options: BatchOptions, provider: str | None, fallback_provider: 
     if result.invalid:
         ui.warn(f"skipping {result.invalid} invalid line(s)")
     if not result.valid:
-        raise UsageError(f"{options.file} has no task lines", hint='one JSON object a line: {"model": ..., "input": {...}}')
+        raise UsageError(f"{options.file} has no task lines",
+                         hint='one JSON object a line: {"model": ..., "input": {...}}')
     return result, defaults
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
-from pathlib import Path
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
     from get3w_cli.batch.lines import CheckResult, LineDefaults
     from get3w_cli.batch.runner import BatchRunner, Connection
     from get3w_cli.cli.context import Services
-    from get3w_cli.tasks import WaitRequest
     from get3w_cli.providers import Route
+    from get3w_cli.tasks import WaitRequest
 
 BATCH = "Batch"
 
@@ -48,13 +49,13 @@ class BatchFlags:
         "--concurrency", "-j", min=1, max=C.BATCH_MAX_CONCURRENCY, metavar="N", rich_help_panel=BATCH,
         help=f"Tasks in flight at most (default {C.BATCH_DEFAULT_CONCURRENCY}; a 429 lowers it for a while).",
         show_default=False)] = C.BATCH_DEFAULT_CONCURRENCY
-    out: Annotated[Optional[str], typer.Option(
+    out: Annotated[str | None, typer.Option(
         "--out", metavar="FILE", rich_help_panel=BATCH, show_default=False,
         help="Write the records (one JSON line per task) to FILE, rewritten by every run (default stdout).")] = None
     resume: Annotated[bool, typer.Option(
         "--resume", rich_help_panel=BATCH,
         help="Continue this batch: re-emit finished lines, wait for submitted ones, submit the rest.")] = False
-    name: Annotated[Optional[str], typer.Option(
+    name: Annotated[str | None, typer.Option(
         "--name", metavar="NAME", rich_help_panel=BATCH, show_default=False,
         help="Name of the batch in the journal (default: the file's absolute path; stdin: the hash of its content).",
     )] = None
@@ -153,7 +154,7 @@ async def _batch_flow(file: str, batch: BatchFlags, wait: WaitFlags, output: Out
 
     ctx = Context()
     access = resolve.access(ctx, account, journal, provider=route.provider, wait=wait, output=output,
-                            backend=ctx.many_requests_backend())
+                            many_requests=True)
     request = resolve.wait_request(ctx, access.settings, wait, output)
     with _input_path(file) as path:
         options = BatchOptions(file, path, batch.concurrency, batch.out, batch.resume, batch.name,
@@ -200,7 +201,8 @@ async def _runner(stack: AsyncExitStack, services: Services, check: CheckResult,
     for provider, api in sorted(check.routes):  # every key is checked before anything is sent
         connect(Route(provider, api, ""))
     mode, channel = await _open_channel(stack, services, check, request, ui)
-    ledger = Ledger(services.journal, name, Stats(total=check.valid), stack.enter_context(record_sink(options.out, stopper(ui))))
+    sink = stack.enter_context(record_sink(options.out, stopper(ui)))
+    ledger = Ledger(services.journal, name, Stats(total=check.valid), sink)
     services.journal.batch_open(name, source="<stdin>" if options.file == "-" else options.file, digest=digest,
                                 total=check.valid)
     config = BatchConfig(name=name, concurrency=options.concurrency, mode=mode, plan=request.plan,

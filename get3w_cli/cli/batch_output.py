@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any
 
 from get3w_cli import constants as C
 from get3w_cli.cli.render import Ui, describe_duration, write_stdout

@@ -8,8 +8,9 @@ printed with the command that resumes them.
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -68,7 +69,7 @@ async def _guarded(factory: Callable[[], Awaitable[int]]) -> int:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
 
     def interrupt(signum: int) -> None:
         main.cancel()

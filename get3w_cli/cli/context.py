@@ -9,10 +9,11 @@ command and resolves settings (flag > environment > file > default) once per set
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from get3w_cli.errors import ConfigError
 from get3w_cli.names import FACTS, PROVIDERS, provider_named
@@ -93,14 +94,15 @@ class Context:
     def ngrok_path(self) -> str | None:
         return self.env.get("NGROK_PATH") or None
 
-    def many_requests_backend(self) -> str:
-        """The HTTP backend of a command that sends many requests (batch): aiohttp's pool, which costs
-        less CPU a request, unless a proxy is configured (only httpx's own pool honours ``*_PROXY``)."""
-        from get3w_cli.http import AIOHTTP, HTTPCORE
+    def http_backend(self, *, many_requests: bool = False) -> str:
+        """The HTTP backend: httpx's own pool as httpx configures it when a proxy is set (only it
+        honours ``*_PROXY``), else aiohttp's pool for a command that sends many requests (less CPU
+        a request), else httpx's pool with its TLS context built only if https is used."""
+        from get3w_cli.http import AIOHTTP, HTTPCORE, PROXIED
 
         proxied = any(name.lower().endswith("_proxy") and name.lower() != "no_proxy" and value
                       for name, value in self.env.items())
-        return HTTPCORE if proxied else AIOHTTP
+        return PROXIED if proxied else AIOHTTP if many_requests else HTTPCORE
 
 
 @dataclass(frozen=True)
@@ -108,9 +110,9 @@ class Access:
     """How a command reaches the providers and the journal, resolved."""
 
     settings: Settings
+    backend: str  # http.HTTPCORE, PROXIED or AIOHTTP (Context.http_backend)
     sandbox: bool = False
     no_history: bool = False
-    backend: str | None = None  # None: httpx's own pool
 
 
 @dataclass
@@ -153,7 +155,7 @@ class Services:
 @asynccontextmanager
 async def open_services(ctx: Context, access: Access) -> AsyncIterator[Services]:
     """Open the HTTP session, the journal and (with --sandbox) an in-process sandbox."""
-    from get3w_cli.http import HTTPCORE, HttpSession
+    from get3w_cli.http import HttpSession
 
     async with AsyncExitStack() as stack:
         journal = ctx.journal(no_history=access.no_history)
@@ -161,7 +163,7 @@ async def open_services(ctx: Context, access: Access) -> AsyncIterator[Services]
         sandbox, secret = None, None
         if access.sandbox:
             sandbox, secret = await _start_sandbox(stack, ctx)
-        session = await stack.enter_async_context(HttpSession(backend=access.backend or HTTPCORE))
+        session = await stack.enter_async_context(HttpSession(backend=access.backend))
         yield Services(settings=access.settings, session=session, journal=journal, sandbox=sandbox,
                        sandbox_secret=secret)
 

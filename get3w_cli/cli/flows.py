@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from get3w_cli.cli import resolve
 from get3w_cli.cli.context import Context, Services, open_services
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from get3w_cli.cli.options import AccountFlags, InputFlags, JournalFlags, OutputFlags, RouteFlags, WaitFlags
     from get3w_cli.cli.render import Ui
 
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 
 class TaskObserver:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,10 +30,10 @@ class HistoryFlags:
     """What ``g3w history`` shows."""
 
     limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="How many tasks (or batches) to show.")] = 20
-    status: Annotated[Optional[str], typer.Option(
+    status: Annotated[str | None, typer.Option(
         "--status", metavar="STATUS", show_default=False,
         help="Only tasks with this status (lines with this state, with --batch).")] = None
-    batch: Annotated[Optional[str], typer.Option(
+    batch: Annotated[str | None, typer.Option(
         "--batch", metavar="NAME", show_default=False,
         help="The lines of this batch: key, state, task id, status.")] = None
     batches: Annotated[bool, typer.Option("--batches", help="List batches instead of tasks.")] = False

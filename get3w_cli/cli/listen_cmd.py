@@ -14,7 +14,7 @@ import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
@@ -25,8 +25,8 @@ from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Context
 from get3w_cli.cli.options import OUT, TalkFlags, options
 from get3w_cli.cli.render import Ui, describe_duration
-from get3w_cli.names import PROVIDERS, Provider, TunnelKind
 from get3w_cli.errors import ExitCode, NetworkError, UsageError
+from get3w_cli.names import PROVIDERS, Provider, TunnelKind
 
 if TYPE_CHECKING:
     from get3w_cli.webhooks.listen_loop import Actions, ListenOutcome, StopRules
@@ -98,7 +98,7 @@ def build_request(ctx: Context, flags: ListenFlags, *, json_mode: bool) -> Liste
                          flags.print_url, json_mode)
 
 
-def _opt(flag: str, help: str, *, panel: str = ACT, **extra: Any) -> Any:  # noqa: A002
+def _opt(flag: str, help: str, *, panel: str = ACT, **extra: Any) -> Any:
     return typer.Option(flag, help=help, rich_help_panel=panel, show_default=False, **extra)
 
 
@@ -110,36 +110,36 @@ class ListenFlags:
                               panel=LISTEN, metavar="PORT")] = C.LISTEN_DEFAULT_PORT
     host: Annotated[str, _opt("--host", "Address to bind (default 127.0.0.1; 0.0.0.0: every interface).",
                               panel=LISTEN, metavar="HOST")] = "127.0.0.1"
-    path: Annotated[Optional[str], _opt(
+    path: Annotated[str | None, _opt(
         "--path", "Accept deliveries only at this path; others get 404 (default: any path).", panel=LISTEN,
         metavar="PATH")] = None
     tunnel: Annotated[TunnelKind, _opt("--tunnel", "auto: ngrok when an authtoken is set; ngrok; none.",
                                        panel=LISTEN)] = TunnelKind.AUTO
-    public_url: Annotated[Optional[str], _opt(
+    public_url: Annotated[str | None, _opt(
         "--public-url", "This listener is already reachable at URL (your proxy or tunnel).", panel=LISTEN,
         metavar="URL")] = None
-    secret: Annotated[Optional[str], _opt(
+    secret: Annotated[str | None, _opt(
         "--secret", "Verify signatures; bad ones get 401 (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).",
         panel=LISTEN, metavar="SECRET")] = field(default=None, repr=False)
-    provider: Annotated[Optional[Provider], _opt(
+    provider: Annotated[Provider | None, _opt(
         "--provider", "Provider of unverified deliveries (default: from the payload shape); with a secret, the "
         "secret that verifies a delivery decides.", panel=LISTEN)] = None
     print_url: Annotated[bool, _opt("--print-url", "Print the callback URL on stdout first (for scripts).",
                                     panel=OUT)] = False
-    forward_to: Annotated[Optional[str], _opt(
+    forward_to: Annotated[str | None, _opt(
         "--forward-to", "Re-POST each event's original body and signature headers to URL, retrying while it is down.",
         metavar="URL")] = None
-    exec_cmd: Annotated[Optional[str], _opt(
+    exec_cmd: Annotated[str | None, _opt(
         "--exec", "Run CMD (shell) for each unique event, with the event JSON on stdin.", metavar="CMD")] = None
-    save: Annotated[Optional[str], _opt(
+    save: Annotated[str | None, _opt(
         "--save", "Write every delivery (headers and raw body) to DIR as JSON.", metavar="DIR")] = None
-    replay: Annotated[Optional[str], _opt(
+    replay: Annotated[str | None, _opt(
         "--replay", "Send a --save FILE to --forward-to again, then exit (no listener); with --secret, a delivery "
         "saved as verified is re-signed.", metavar="FILE")] = None
-    for_id: Annotated[Optional[str], _opt(
+    for_id: Annotated[str | None, _opt(
         "--for", "Exit after task ID's final event (0 completed, 1 failed or cancelled).", metavar="ID")] = None
-    count: Annotated[Optional[int], _opt("--count", "Exit 0 after N unique final events.", metavar="N", min=1)] = None
-    timeout: Annotated[Optional[str], _opt(
+    count: Annotated[int | None, _opt("--count", "Exit 0 after N unique final events.", metavar="N", min=1)] = None
+    timeout: Annotated[str | None, _opt(
         "--timeout", "Exit 4 when this runs out before --for / --count are met (90, 5m, 1h30m).",
         metavar="DURATION")] = None
 

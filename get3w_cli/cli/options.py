@@ -19,8 +19,9 @@ import copy
 import dataclasses
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, List, Optional, TypeVar, get_type_hints
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
@@ -35,7 +36,7 @@ TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task id (predicti
                                        show_default=False)]
 
 
-def _opt(*names: str, help: str, panel: str, metavar: str | None = None, **extra: Any) -> Any:  # noqa: A002
+def _opt(*names: str, help: str, panel: str, metavar: str | None = None, **extra: Any) -> Any:
     return typer.Option(*names, help=help, rich_help_panel=panel, metavar=metavar, show_default=False, **extra)
 
 
@@ -43,10 +44,10 @@ def _opt(*names: str, help: str, panel: str, metavar: str | None = None, **extra
 class RouteFlags:
     """Which provider and API a model or task id belongs to."""
 
-    provider: Annotated[Optional[Provider], _opt(
+    provider: Annotated[Provider | None, _opt(
         "--provider", help="get3w or abstrakt (default from the model name, G3W_PROVIDER, config).",
         panel=CONN)] = None
-    api: Annotated[Optional[Api], _opt(
+    api: Annotated[Api | None, _opt(
         "--api", help="Get3W API: v1 or v3 (default from the model name).", panel=CONN)] = None
 
 
@@ -54,10 +55,10 @@ class RouteFlags:
 class AccountFlags:
     """How to reach the provider: key, base URL, or the in-process sandbox."""
 
-    api_key: Annotated[Optional[str], _opt(
+    api_key: Annotated[str | None, _opt(
         "--api-key", help="API key (default GET3W_API_KEY / ABSTRAKT_API_KEY / config).", panel=CONN,
         metavar="KEY")] = dataclasses.field(default=None, repr=False)
-    base_url: Annotated[Optional[str], _opt(
+    base_url: Annotated[str | None, _opt(
         "--base-url", help="Provider base URL, no path (default GET3W_BASE_URL / ABSTRAKT_BASE_URL).", panel=CONN,
         metavar="URL")] = None
     sandbox: Annotated[bool, _opt(
@@ -74,32 +75,32 @@ class JournalFlags:
 class InputFlags:
     """The model's inputs (CONTRACT.md section 2, input options)."""
 
-    prompt: Annotated[Optional[str], _opt("--prompt", "-p", help="Sets the `prompt` input.", panel=INPUT,
+    prompt: Annotated[str | None, _opt("--prompt", "-p", help="Sets the `prompt` input.", panel=INPUT,
                                           metavar="TEXT")] = None
-    param: Annotated[Optional[List[str]], _opt(
+    param: Annotated[list[str] | None, _opt(
         "--param", "-i", help="KEY=VALUE (JSON if it parses), KEY:=JSON, or KEY=@FILE (uploaded). Repeatable.",
         panel=INPUT, metavar="KEY=VALUE")] = None
-    input_file: Annotated[Optional[str], _opt(
+    input_file: Annotated[str | None, _opt(
         "--input", help="JSON object of inputs from FILE, or - for stdin.", panel=INPUT, metavar="FILE")] = None
-    channel: Annotated[Optional[ServiceChannel], _opt("--channel", help="Get3W v1 service tier.", panel=INPUT)] = None
+    channel: Annotated[ServiceChannel | None, _opt("--channel", help="Get3W v1 service tier.", panel=INPUT)] = None
 
 
 @dataclass(frozen=True)
 class WaitFlags:
     """How to wait (CONTRACT.md section 2, wait options); None means "not given"."""
 
-    via: Annotated[Optional[Via], _opt(
+    via: Annotated[Via | None, _opt(
         "--via", help="How to wait: auto, webhook, poll or sync (default auto).", panel=WAIT)] = None
-    timeout: Annotated[Optional[str], _opt(
+    timeout: Annotated[str | None, _opt(
         "--timeout", help="The whole wait: 90, 90s, 5m, 1h30m (default 30m).", panel=WAIT, metavar="DURATION")] = None
-    fallback_after: Annotated[Optional[str], _opt(
+    fallback_after: Annotated[str | None, _opt(
         "--fallback-after", help="Poll when no callback came in this long (default max(60s, 2 x estimate)).",
         panel=WAIT, metavar="DURATION")] = None
-    poll_max: Annotated[Optional[str], _opt(
+    poll_max: Annotated[str | None, _opt(
         "--poll-max", help="Longest interval between polls (default 10s).", panel=WAIT, metavar="DURATION")] = None
     tunnel: Annotated[TunnelKind, _opt(
         "--tunnel", help="auto: ngrok when an authtoken is set; ngrok; none.", panel=WAIT)] = TunnelKind.AUTO
-    public_url: Annotated[Optional[str], _opt(
+    public_url: Annotated[str | None, _opt(
         "--public-url", help="The listener is already reachable at URL (your proxy or tunnel).", panel=WAIT,
         metavar="URL")] = None
     listen_host: Annotated[str, _opt(
@@ -108,7 +109,7 @@ class WaitFlags:
     listen_port: Annotated[int, _opt(
         "--listen-port", help="Port of the ephemeral webhook listener (default 0: any free port).", panel=WAIT,
         metavar="PORT")] = 0
-    webhook_secret: Annotated[Optional[str], _opt(
+    webhook_secret: Annotated[str | None, _opt(
         "--webhook-secret", help="Verify callback signatures (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).",
         panel=WAIT, metavar="SECRET")] = dataclasses.field(default=None, repr=False)
     on_timeout: Annotated[OnTimeout, _opt(
@@ -118,7 +119,7 @@ class WaitFlags:
 
 @dataclass(frozen=True)
 class OutputFlags:
-    output: Annotated[Optional[str], _opt(
+    output: Annotated[str | None, _opt(
         "--output", "-o", help="Download outputs into DIR as <id>_<index>.<ext>.", panel=OUT, metavar="DIR")] = None
 
 

@@ -10,8 +10,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from get3w_cli import constants as C
 
@@ -61,7 +62,8 @@ class Ui:
         self.quiet, self.json_mode, self.debug = quiet, json_mode, debug
         # Not a terminal: no colour, no animation, and no rich at all (not even its import).
         self.plain_err = not _isatty(sys.stderr)
-        self.animated = not self.plain_err and not quiet and os.environ.get("TERM", "").lower() not in ("dumb", "unknown")
+        dumb = os.environ.get("TERM", "").lower() in ("dumb", "unknown")
+        self.animated = not self.plain_err and not quiet and not dumb
         self._err: Any = None
         self._progress: Any = None
         self._phase_task: Any = None

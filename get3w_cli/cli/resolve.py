@@ -75,10 +75,11 @@ def wait_request(ctx: Context, settings: Settings, wait: WaitFlags, output: Outp
 
 
 def access(ctx: Context, account: AccountFlags, journal: JournalFlags | None = None, *, provider: str | None = None,
-           wait: WaitFlags | None = None, output: OutputFlags | None = None, backend: str | None = None) -> Access:
-    """The settings for ``provider`` (the key flags apply to it) and how to reach it."""
+           wait: WaitFlags | None = None, output: OutputFlags | None = None, many_requests: bool = False) -> Access:
+    """The settings for ``provider`` (the key flags apply to it) and how to reach it (``many_requests``:
+    a batch's HTTP backend)."""
     settings = ctx.settings(provider=provider, api_key=account.api_key, base_url=account.base_url,
                             webhook_secret=wait.webhook_secret if wait else None, via=wait.via if wait else None,
                             timeout=wait.timeout if wait else None, output=output.output if output else None)
     return Access(settings=settings, sandbox=account.sandbox, no_history=bool(journal and journal.no_history),
-                  backend=backend)
+                  backend=ctx.http_backend(many_requests=many_requests))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -14,7 +14,7 @@ from get3w_cli.cli.options import TalkFlags, options
 from get3w_cli.cli.render import Ui
 
 
-def _opt(*names: str, help: str, metavar: str | None = None) -> Any:  # noqa: A002
+def _opt(*names: str, help: str, metavar: str | None = None) -> Any:
     return typer.Option(*names, help=help, metavar=metavar, show_default=False)
 
 
@@ -28,14 +28,14 @@ class SandboxFlags:
     duration: Annotated[str, _opt("--duration", metavar="DURATION",
                                   help=f"How long each task takes (default {C.SANDBOX_DEFAULT_DURATION:g}s).")] \
         = f"{C.SANDBOX_DEFAULT_DURATION:g}s"
-    webhook_secret: Annotated[Optional[str], _opt(
+    webhook_secret: Annotated[str | None, _opt(
         "--webhook-secret", metavar="SECRET", help="Sign webhook deliveries with this secret.")] \
         = field(default=None, repr=False)
     duplicates: Annotated[int, _opt("--duplicates", metavar="N",
                                     help="Send each webhook this many extra times (default 0).")] = 0
     time_scale: Annotated[float, _opt("--webhook-time-scale", metavar="FACTOR",
                                       help="Multiply webhook retry delays (default 1; 0.01 for tests).")] = 1.0
-    max_concurrent: Annotated[Optional[int], _opt(
+    max_concurrent: Annotated[int | None, _opt(
         "--max-concurrent", metavar="N", help="Answer 429 above this many running tasks per key.")] = None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,7 +22,7 @@ from get3w_cli.cli.options import (
 )
 from get3w_cli.cli.render import Ui
 
-WebhookUrl = Annotated[Optional[str], typer.Option(
+WebhookUrl = Annotated[str | None, typer.Option(
     "--webhook-url", metavar="URL", help="Register this callback URL with the task.", show_default=False)]
 DeleteOutputs = Annotated[bool, typer.Option(
     "--delete-outputs", help="Also delete the outputs of a task that already finished (Get3W v3).")]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import httpx

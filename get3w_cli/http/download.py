@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Coroutine, Iterator, TypeVar
+from typing import IO, Any, TypeVar
 
 import httpx
 
@@ -66,7 +67,8 @@ async def download_once(
         return await watched(_fetch(client, url, dest, meter, on_progress), meter, window=stall_window)
     except Stalled as exc:
         slow = f"less than {DOWNLOAD_STALL_MIN_BYTES // 1024} KiB in {stall_window:g}s"
-        return Failure(DownloadError(f"download of {short(url)} stalled ({slow})", urls=(url,)), failure=LOST, cause=exc)
+        stalled = DownloadError(f"download of {short(url)} stalled ({slow})", urls=(url,))
+        return Failure(stalled, failure=LOST, cause=exc)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         error = DownloadError(f"download of {short(url)} failed: {describe(exc)}", urls=(url,))
         return Failure(error, failure=failure_kind(exc), cause=exc)
@@ -103,7 +105,8 @@ async def _fetch(
         meter.answered = True
         status = response.status_code
         if not 200 <= status < 300:
-            error = DownloadError(f"download of {short(url)} failed: HTTP {status} {response.reason_phrase}", urls=(url,))
+            what = f"HTTP {status} {response.reason_phrase}"
+            error = DownloadError(f"download of {short(url)} failed: {what}", urls=(url,))
             return Failure(error, status=status, retry_after=parse_retry_after(response.headers.get("retry-after")))
         decoder = BodyDecoder(url, response.headers.get("content-encoding", ""))
         total = _content_length(response.headers.get("content-length")) if decoder.identity else None
@@ -118,7 +121,7 @@ async def _fetch(
         if not decoder.complete:
             error = DownloadError(f"download of {short(url)} failed: the compressed body was cut short", urls=(url,))
             return Failure(error, failure=LOST)
-        return response.headers.get("content-type", "")
+        return str(response.headers.get("content-type", ""))
 
 
 def _write(out: IO[bytes], piece: bytes, written: int, received: int, decoder: BodyDecoder, url: str) -> int:
@@ -146,7 +149,8 @@ class BodyDecoder:
     """A Content-Encoding (gzip or deflate, else none) undone in bounded steps."""
 
     def __init__(self, url: str, content_encoding: str) -> None:
-        codings = [c for c in (part.strip().lower() for part in content_encoding.split(",")) if c not in ("", "identity")]
+        named = (part.strip().lower() for part in content_encoding.split(","))
+        codings = [c for c in named if c not in ("", "identity")]
         self._url = url
         self._zlib: Any = None
         if codings in (["gzip"], ["x-gzip"], ["deflate"]):

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from get3w_cli.journal.batches import BatchJournal, LineState, LineSubmit
 from get3w_cli.journal.store import new_ref

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from get3w_cli.journal.codec import pack_record, unpack_record
 from get3w_cli.journal.tasks import (
@@ -74,7 +75,7 @@ class BatchJournal(TaskJournal):
         rows = self._exec("SELECT name, source, digest, total, created_at, updated_at FROM batches WHERE name = ?",
                           (name,))
         keys = ("name", "source", "digest", "total", "created_at", "updated_at")
-        return dict(zip(keys, rows[0])) if rows else None
+        return dict(zip(keys, rows[0], strict=False)) if rows else None
 
     def batch_open(self, name: str, *, source: str, digest: str, total: int) -> None:
         """Create the batch, or bring an existing one's source, digest and total up to date."""
@@ -118,7 +119,7 @@ class BatchJournal(TaskJournal):
         now = time.time()
         records = [pack_record(record) for *_, record in rows]
         self._many((_SET_RECORD, [(status, packed, echo, None, now, ref)
-                                  for (_, _, ref, status, _), (packed, echo) in zip(rows, records)]),
+                                  for (_, _, ref, status, _), (packed, echo) in zip(rows, records, strict=False)]),
                    (_LINE_STATE, [(state, now, batch, ident) for ident, state, *_ in rows]))
 
     def line_forget(self, batch: str, ident: str, ref: str) -> None:
@@ -164,7 +165,7 @@ class BatchJournal(TaskJournal):
             (limit,),
         )
         keys = ("name", "source", "total", "created_at", "updated_at", "done", "failed", "unknown", "open")
-        return [dict(zip(keys, row)) for row in rows]
+        return [dict(zip(keys, row, strict=False)) for row in rows]
 
 
 def _line_record(own: str | None, task_record: str | None, raw_echo: int | None,

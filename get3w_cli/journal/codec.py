@@ -8,7 +8,8 @@ An 8 MB input used to be stored five times over (the task's input, its record, t
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def pack_record(record: Mapping[str, Any] | None) -> tuple[str | None, int]:

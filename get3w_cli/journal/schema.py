@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Callable
+from collections.abc import Callable
 
 from get3w_cli.errors import JournalError
 from get3w_cli.journal.codec import pack_record

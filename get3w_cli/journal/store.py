@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from get3w_cli.constants import (
     JOURNAL_BUSY_TIMEOUT,

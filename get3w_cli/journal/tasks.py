@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from get3w_cli.journal.codec import pack_record, unpack_record
 from get3w_cli.journal.store import Store, new_ref
@@ -42,7 +43,7 @@ class JournalEntry:
 
 _COLUMNS = ("t.ref, t.id, t.provider, t.api, t.model, t.base_url, i.input, t.status, t.record, t.raw_echo,"
             " t.batch, t.created_at, t.idempotency_key, t.request_hash, t.message")
-SELECT = f"SELECT {_COLUMNS} FROM tasks t LEFT JOIN task_inputs i ON i.ref = t.ref"
+SELECT = f"SELECT {_COLUMNS} FROM tasks t LEFT JOIN task_inputs i ON i.ref = t.ref"  # noqa: S608 - the SQL is built from constant fragments; values are bound
 NEWEST = " ORDER BY t.created_at DESC, t.rowid DESC"
 INSERT_TASK = (
     "INSERT INTO tasks (ref, id, provider, api, model, base_url, status, idempotency_key, request_hash, batch,"

@@ -6,7 +6,8 @@ both carry the job, so both are parsed the same way.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from get3w_cli.constants import ABSTRAKT_MODELS_LIMIT, HTTP_SYNC_READ_TIMEOUT
 from get3w_cli.http import ApiClient, Reply

@@ -10,9 +10,10 @@ Every method raises only ``G3wError`` subclasses.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from get3w_cli.records import Task
@@ -22,10 +23,17 @@ if TYPE_CHECKING:
 class Adapter(Protocol):
     """One provider API's tasks."""
 
-    provider: str
-    api: str
-    can_cancel: bool
-    has_sync: bool
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def api(self) -> str: ...
+
+    @property
+    def can_cancel(self) -> bool: ...
+
+    @property
+    def has_sync(self) -> bool: ...
 
     async def submit(
         self,

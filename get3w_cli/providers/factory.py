@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from get3w_cli.errors import UsageError
 from get3w_cli.names import FACTS, Api, Provider, provider_named
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from get3w_cli.http import ApiClient, ErrorParser, HttpSession
     from get3w_cli.providers.base import Adapter
 
-AdapterClass = Union[type[Get3wV3], type[Get3wV1], type[Abstrakt]]
+AdapterClass = type[Get3wV3] | type[Get3wV1] | type[Abstrakt]
 ADAPTERS: dict[tuple[Provider, Api], AdapterClass] = {
     (Provider.GET3W, Api.V3): Get3wV3,
     (Provider.GET3W, Api.V1): Get3wV1,

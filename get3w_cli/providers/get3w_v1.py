@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from get3w_cli.constants import HTTP_SYNC_READ_TIMEOUT
 from get3w_cli.errors import UsageError

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from get3w_cli.errors import UsageError
 from get3w_cli.http import ApiClient, Reply, error_for_status

@@ -9,7 +9,8 @@ submit through ``submit_task``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from get3w_cli.errors import G3wError, SubmitUnknownError, TransientError
 

@@ -6,8 +6,9 @@ Tests (and users of ``g3w sandbox`` through ``GET /_sandbox/requests``) assert o
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 
 class HeaderDict(dict):  # type: ignore[type-arg]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
-from typing import Callable
 
 from aiohttp import web
 
@@ -39,7 +39,7 @@ def build_app(runtime: Runtime) -> web.Application:
 
 
 def _url_host(host: str) -> str:
-    if host in ("", "0.0.0.0", "::"):
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - compares with the wildcard address, binds nothing
         return "127.0.0.1"  # a wildcard bind is reached through loopback from this machine
     return f"[{host}]" if ":" in host else host
 

@@ -13,10 +13,11 @@ import hashlib
 import math
 import secrets
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from get3w_cli.constants import SANDBOX_MAX_OUTPUT_BYTES, SANDBOX_PROCESSING_FRACTION
 

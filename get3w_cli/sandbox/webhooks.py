@@ -20,7 +20,8 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -129,7 +130,8 @@ class Deliverer:
 
     async def _post(self, task: SandboxTask, body: bytes, headers: HeaderDict, *,
                     attempt: int, kind: str) -> DeliveryAttempt:
-        assert task.webhook_url is not None and self._session is not None
+        assert task.webhook_url is not None
+        assert self._session is not None
         scale = self._options().webhook_time_scale
         timeout = max(SANDBOX_WEBHOOK_MIN_TIMEOUT, SANDBOX_WEBHOOK_TIMEOUT * scale)
         record = DeliveryAttempt(

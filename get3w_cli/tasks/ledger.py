@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from get3w_cli.constants import SUBMIT_ANSWER_GRACE
 from get3w_cli.errors import G3wError, JournalError, JournalWriteError

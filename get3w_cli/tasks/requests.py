@@ -5,10 +5,11 @@ to do, and the choice of how to wait (the one home of that decision: run, wait a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from get3w_cli.callbacks import ChannelOptions, webhook_possible
 from get3w_cli.constants import HTTP_SYNC_REQUEST_DEADLINE

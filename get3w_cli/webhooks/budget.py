@@ -9,7 +9,7 @@ holds the delivery until its work on it is done). Over the limit the receiver an
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 class NoRoom(Exception):
@@ -46,7 +46,7 @@ class Claim:
     def grow(self, nbytes: int) -> bool:
         """Charge ``nbytes`` more, or return False (charging nothing) when the budget is short."""
         budget = self._budget
-        with budget._lock:
+        with budget._lock:  # noqa: SLF001 - a collaborating class of the same module
             if self._holders == 0 or budget.used + nbytes > budget.limit:
                 return False
             budget.used += nbytes
@@ -59,14 +59,14 @@ class Claim:
 
     def hold(self) -> Callable[[], None]:
         """One more holder; returns its ``release``."""
-        with self._budget._lock:
+        with self._budget._lock:  # noqa: SLF001 - a collaborating class of the same module
             self._holders += 1
         return self.release
 
     def release(self) -> None:
         """One holder lets go; the last one gives the bytes back."""
         budget = self._budget
-        with budget._lock:
+        with budget._lock:  # noqa: SLF001 - a collaborating class of the same module
             if self._holders == 0:
                 return
             self._holders -= 1

@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Mapping
 
 from get3w_cli.constants import WEBHOOK_DEDUPE_MAX
 from get3w_cli.payloads import PayloadError, callback_task, infer_provider
@@ -95,7 +95,8 @@ class Classifier:
             return Examined(400, "body is not JSON", None)
         if not isinstance(payload, dict):
             return Examined(400, "body is not a JSON object", None)
-        verified_by = verifying_providers(self._secrets, headers, body, now=self._now()) if self._secrets else frozenset()
+        verified_by = (verifying_providers(self._secrets, headers, body, now=self._now()) if self._secrets
+                       else frozenset())
         if self._secrets and not verified_by:
             return Examined(401, "bad or missing signature (no configured secret verifies it)", None)
         candidates = self._candidates(headers, payload, verified_by)

@@ -22,10 +22,10 @@ import binascii
 import json
 import os
 import tempfile
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Awaitable, Callable, Mapping
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
 

@@ -21,7 +21,8 @@ import asyncio
 import errno
 import logging
 import time
-from typing import Any, Awaitable, Callable, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -40,7 +41,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def url_host(host: str) -> str:
     """The host to put in a URL for a bound address (a wildcard becomes loopback)."""
-    if host in ("", "0.0.0.0"):
+    if host in ("", "0.0.0.0"):  # noqa: S104 - compares with the wildcard address, binds nothing
         return "127.0.0.1"
     if host == "::":
         return "[::1]"
@@ -115,7 +116,7 @@ def line_logger(name: str, sink: Callable[[str], None]) -> logging.Logger:
     Given to ``web.AppRunner(logger=...)``: aiohttp logs malformed requests with a traceback
     on its global ``aiohttp.server`` logger, which Python's last-resort handler would print.
     """
-    logger = logging.Logger(name, logging.INFO)  # not getLogger(): no global state, no parent
+    logger = logging.Logger(name, logging.INFO)  # noqa: LOG001 - not getLogger(): no global state, no parent
     logger.addHandler(_LineHandler(sink))
     return logger
 

@@ -20,7 +20,7 @@ import asyncio
 import itertools
 import time
 from collections import OrderedDict, deque
-from typing import Callable
+from collections.abc import Callable
 
 from get3w_cli.constants import WEBHOOK_EARLY_HOLD, WEBHOOK_EARLY_MAX
 from get3w_cli.records import Status
@@ -159,7 +159,7 @@ class Inbox:
     def _expire(self) -> None:
         deadline = self._clock() - self._early_hold
         while self._early:
-            seq, (arrived, delivery) = next(iter(self._early.items()))
+            _seq, (arrived, delivery) = next(iter(self._early.items()))
             if arrived > deadline and len(self._early) <= self._early_max:
                 break
             self._early.popitem(last=False)

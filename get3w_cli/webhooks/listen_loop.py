@@ -15,13 +15,15 @@ so a stalled stdout, a slow command or a slow app makes the receiver answer 503.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import queue
 import threading
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Any
 
 from get3w_cli.constants import LISTEN_OUTPUT_BACKOFF as OUTPUT_BACKOFF
 from get3w_cli.constants import LISTEN_QUEUE_MAX
@@ -193,9 +195,9 @@ class _Session:
                 continue
             await self.output.put(event, _hold(item))
             if self.actions.exec_command:
-                await self.exec_worker.put(lambda e=event: self._exec(e), _hold(item))
+                await self.exec_worker.put(functools.partial(self._exec, event), _hold(item))
             if self.forwarder is not None:
-                await self.forward_worker.put(lambda e=event: self._forward(e), _hold(item))
+                await self.forward_worker.put(functools.partial(self._forward, event), _hold(item))
             item.release()
             outcome = self._stop_after(event)
             if outcome is not None:
@@ -207,7 +209,8 @@ class _Session:
             return self.receiver.queue.get_nowait()
         getter = asyncio.ensure_future(self.receiver.queue.get())
         try:
-            await asyncio.wait({getter, self.output.failed}, return_when=asyncio.FIRST_COMPLETED)
+            waits: list[asyncio.Future[Any]] = [getter, self.output.failed]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not getter.done():
                 getter.cancel()

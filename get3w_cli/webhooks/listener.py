@@ -16,9 +16,9 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Mapping
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
@@ -207,10 +207,10 @@ async def check_reachable(
     headers = {"ngrok-skip-browser-warning": "1"}
     status, detail = None, ""
     try:
-        async with ClientSession(timeout=ClientTimeout(total=timeout)) as session:
-            async with session.get(url, headers=headers, allow_redirects=False) as response:
-                status = response.status
-                detail = (await response.text())[:200]
+        async with ClientSession(timeout=ClientTimeout(total=timeout)) as session, \
+                session.get(url, headers=headers, allow_redirects=False) as response:
+            status = response.status
+            detail = (await response.text())[:200]
     except (ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
         detail = f"{type(exc).__name__}: {exc}"
     if status == 200 and detail == nonce and nonce in listener.probes:

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import math
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from get3w_cli.constants import (
     WEBHOOK_TIMESTAMP_MS_THRESHOLD,
@@ -53,7 +53,7 @@ def sign_get3w(secret: str, body: bytes) -> str:
 
 def sign_abstrakt(secret: str, body: bytes, timestamp: str | int | float) -> str:
     """Return the ``X-Abstrakt-Signature`` value for ``body`` sent at ``timestamp``."""
-    return _mac(secret, f"{timestamp}.".encode("utf-8") + body)
+    return _mac(secret, f"{timestamp}.".encode() + body)
 
 
 def verify_get3w(secret: str, body: bytes, signature: str | None) -> bool:

@@ -18,10 +18,11 @@ import re
 import shutil
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO, Iterator
+from typing import IO
 
 from pyngrok import conf, ngrok, process
 from pyngrok.conf import PyngrokConfig
@@ -42,13 +43,15 @@ from get3w_cli.errors import TunnelError
 from get3w_cli.webhooks.ngrok_config import make_private_config, remove_stale_configs
 
 _FALLBACK = "or use --public-url URL, or --via poll"
-_TOKEN_PAGE = "https://dashboard.ngrok.com/get-started/your-authtoken"
+_TOKEN_PAGE = "https://dashboard.ngrok.com/get-started/your-authtoken"  # noqa: S105 - not a secret: a fixed test value or a URL
 HINTS = {
     "no_authtoken": f"set NGROK_AUTHTOKEN or run `g3w config set ngrok.authtoken <token>` ({_TOKEN_PAGE}); {_FALLBACK}",
-    "binary_missing": f"install ngrok (https://ngrok.com/download) or set NGROK_PATH to the ngrok executable; {_FALLBACK}",
+    "binary_missing": "install ngrok (https://ngrok.com/download) or set NGROK_PATH to the ngrok executable; "
+                      f"{_FALLBACK}",
     "session_limit": "another ngrok agent session is running on this account (ERR_NGROK_108): stop it, "
     "or pass its URL with --public-url, or use --via poll",
-    "auth_failed": f"ngrok rejected the authtoken: check NGROK_AUTHTOKEN / ngrok.authtoken ({_TOKEN_PAGE}); {_FALLBACK}",
+    "auth_failed": f"ngrok rejected the authtoken: check NGROK_AUTHTOKEN / ngrok.authtoken ({_TOKEN_PAGE}); "
+                   f"{_FALLBACK}",
     "start_timeout": f"ngrok did not come up in time: check the network; {_FALLBACK}",
     "other": f"run with --verbose to see ngrok's log; {_FALLBACK}",
 }
