@@ -1,95 +1,27 @@
-"""The one waiting engine: a callback inbox raced against adaptive polling, with a deadline.
-
-``run``, ``wait`` and ``batch`` all wait through ``wait_for``. The rules:
-
-- webhook mode: wait for a trusted final callback: one the secret of the task's provider
-  verified. Any other is a hint, believed after a confirming GET; at most one such GET per
-  poll interval (a hint inside it moves the next GET to its end), so forged hints cannot
-  multiply API calls. No callback within ``fallback_after``: poll, and keep listening. A
-  callback rejected for its signature (a wrong secret?) is said once, and the task is
-  checked at once and then polled, instead of waiting out ``fallback_after``.
-- poll mode: first poll near the provider's estimated duration, then back off to ``poll_max``.
-  Transient poll failures are retried until the deadline; they never end a paid wait early.
-- a status word g3w does not know counts as processing; the waiter says so once per word.
-- on the deadline, or on cancellation (Ctrl-C), cancel the task only if asked to, and only
-  when a look shows it unfinished (a Get3W v3 DELETE of a finished task deletes its outputs).
-"""
+"""The waiter of one task: a callback inbox raced against adaptive polling, with a deadline."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from get3w_cli import constants as C
-from get3w_cli.errors import (
-    G3wError,
-    NetworkError,
-    TransientError,
-    UsageError,
-    WaitTimeoutError,
-)
-from get3w_cli.names import Via
+from get3w_cli.errors import NetworkError, TransientError, WaitTimeoutError
+from get3w_cli.names import OnTimeout, Via
 from get3w_cli.records import Status, Task
 from get3w_cli.retry import NONE, backoff
 from get3w_cli.timeouts import within
+from get3w_cli.waiting.cancel import cancel_within_budget
+from get3w_cli.waiting.plan import CallbackSource, Notify, Outcome, WaitPlan, first_poll_delay
 
 if TYPE_CHECKING:
     from get3w_cli.providers import Adapter
     from get3w_cli.webhooks.inbox import Delivery
 
 
-class CallbackSource(Protocol):
-    def take(self, task_id: str) -> Delivery | None: ...
-
-    async def next(self, task_id: str) -> Delivery: ...
-
-    def rejection_signal(self) -> asyncio.Future[None]: ...
-
-    def settle(self, task_id: str, status: Status) -> None: ...
-
-    def forget(self, task_id: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class WaitPlan:
-    """How to wait: ``mode`` is webhook, poll or sync (``auto`` is resolved before)."""
-
-    mode: str = Via.POLL
-    timeout: float = C.DEFAULT_WAIT_TIMEOUT
-    fallback_after: float | None = None
-    poll_max: float = C.POLL_MAX_DEFAULT
-    on_timeout: str = "detach"
-
-    def fallback_for(self, task: Task) -> float:
-        if self.fallback_after is not None:
-            return self.fallback_after
-        return max(C.FALLBACK_MIN, C.FALLBACK_FACTOR * (task.estimated_duration or 0.0))
-
-
-@dataclass(frozen=True)
-class Outcome:
-    task: Task
-    via: str | None
-    elapsed: float
-
-
-Notify = Callable[[str, str], None]  # (kind, text): kind is "phase" or "note"
-
-
-def _ignore(kind: str, text: str) -> None:
-    return None
-
-
-def first_poll_delay(task: Task, plan: WaitPlan) -> float:
-    """Start near the provider's estimate, within [POLL_MIN, poll_max]."""
-    guess = task.estimated_duration or C.POLL_INITIAL
-    return min(max(guess, C.POLL_MIN), max(plan.poll_max, C.POLL_MIN))
-
-
-class _Waiter:
+class Waiter:
     def __init__(self, adapter: Adapter, task: Task, plan: WaitPlan, inbox: CallbackSource | None, notify: Notify):
         self.adapter, self.task, self.plan, self.inbox, self.notify = adapter, task, plan, inbox, notify
         self.loop = asyncio.get_running_loop()
@@ -267,91 +199,8 @@ class _Waiter:
         """The wait ran out: raise WaitTimeoutError (cancelling first when asked). A look before
         cancelling that finds the task finished returns it instead: that paid result is kept."""
         cancelled = False
-        if self.plan.on_timeout == "cancel":
-            cancelled, finished = await _cancel_within_budget(self.adapter, self.task.id, self.notify)
+        if self.plan.on_timeout == OnTimeout.CANCEL:
+            cancelled, finished = await cancel_within_budget(self.adapter, self.task.id, self.notify)
             if finished is not None:
                 return self.outcome(finished, Via.POLL)
         raise WaitTimeoutError(self.task.id, cancelled=cancelled, task=self.task)
-
-
-async def cancel_quietly(adapter: Adapter, task_id: str, notify: Notify = _ignore) -> bool:
-    """Best-effort cancel when leaving early, only of a task a GET shows unfinished (a Get3W v3
-    DELETE of a finished one deletes its outputs); report, never raise: the exit code is the wait's."""
-    cancelled, _ = await _cancel_within_budget(adapter, task_id, notify)
-    return cancelled
-
-
-async def _cancel_within_budget(adapter: Adapter, task_id: str, notify: Notify) -> tuple[bool, Task | None]:
-    """(whether a cancel was sent, the task when the look found it finished)."""
-    if not adapter.can_cancel:
-        notify("note", f"{adapter.provider} {adapter.api} cannot cancel tasks; task {task_id} keeps running")
-        return False, None
-    try:
-        return await within(_look_then_cancel(adapter, task_id, notify), C.CANCEL_ON_EXIT_BUDGET)
-    except (asyncio.TimeoutError, UsageError, NetworkError, TransientError) as exc:
-        notify("note", f"could not cancel task {task_id}: {exc or 'no answer in time'}")
-        return False, None
-    except Exception as exc:  # noqa: BLE001 - any provider refusal is reported, not raised
-        notify("note", f"could not cancel task {task_id}: {exc}")
-        return False, None
-
-
-async def _look_then_cancel(adapter: Adapter, task_id: str, notify: Notify) -> tuple[bool, Task | None]:
-    try:
-        current = await adapter.get(task_id)
-    except G3wError as exc:
-        # Not knowing whether it finished, leave it: cancelling could delete a paid result.
-        notify("note", f"could not look at task {task_id} before cancelling it ({exc.message}); left as it is")
-        return False, None
-    if current.status.terminal:
-        notify("note", f"task {task_id} already {current.status.value}; not cancelling it")
-        return False, current
-    await adapter.cancel(task_id)
-    notify("note", f"cancelled task {task_id}")
-    return True, None
-
-
-async def wait_for(
-    adapter: Adapter,
-    task: Task,
-    plan: WaitPlan,
-    *,
-    inbox: CallbackSource | None = None,
-    notify: Notify = _ignore,
-    via_if_done: str | None = None,
-    on_poll: Callable[[Task], None] | None = None,
-) -> Outcome:
-    """Wait until ``task`` is terminal; return it with the path that delivered it.
-
-    ``task`` is the latest snapshot. Already terminal, it is returned at once with ``via_if_done``
-    (Via.POLL: it came from a GET), else as a submit answer: ``webhook`` when its callback is already
-    in ``inbox``, else ``sync``. Ctrl-C cancels the task only when ``plan.on_timeout == "cancel"``.
-
-    Raises:
-        WaitTimeoutError: the deadline passed first.
-        AuthError, RejectedError: polling was refused for good.
-    """
-    if task.status.terminal:
-        return Outcome(task=task, via=via_if_done or _answer_via(task, inbox), elapsed=0.0)
-    waiter = _Waiter(adapter, task, plan, inbox if plan.mode == Via.WEBHOOK else None, notify)
-    if on_poll is not None:
-        waiter.on_poll = on_poll
-    try:
-        return await waiter.run()
-    except asyncio.CancelledError:
-        if plan.on_timeout == "cancel":
-            await asyncio.shield(cancel_quietly(adapter, task.id, notify))
-        raise
-
-
-def _answer_via(task: Task, inbox: CallbackSource | None) -> str:
-    """The path of a submit answer that is already final: webhook when a callback saying the
-    same already arrived (signed, or confirmed by the answer itself), else sync."""
-    if inbox is None:
-        return Via.SYNC
-    via = Via.SYNC
-    while (delivery := inbox.take(task.id)) is not None:
-        if delivery.task is not None and delivery.task.status is task.status:
-            via = Via.WEBHOOK
-    inbox.settle(task.id, task.status)
-    return via
