@@ -172,8 +172,14 @@ def _is_group(annotation: object) -> bool:
     return isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
 
 
+@functools.cache
+def _group_hints(cls: type) -> dict[str, Any]:
+    # Evaluating a group's annotations builds its typer options: once per group, not per command.
+    return get_type_hints(cls, include_extras=True)
+
+
 def _parameters(cls: type, hide: tuple[str, ...], help_overrides: dict[str, str]) -> list[inspect.Parameter]:
-    hints = get_type_hints(cls, include_extras=True)
+    hints = _group_hints(cls)
     found = []
     for field in dataclasses.fields(cls):
         if field.name in hide:

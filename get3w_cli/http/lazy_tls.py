@@ -1,14 +1,17 @@
-"""An httpx transport that builds its TLS context only when an https URL is asked for.
+"""httpx's transport as g3w starts it: its TLS context built only when an https URL is asked
+for, and its connections on asyncio's own streams.
 
 Loading the CA bundle for a TLS context costs ~40 ms, a noticeable share of a short command's
-start-up, and a command talking to the sandbox (or any http:// URL) never needs it. The one
-context built is shared by every client of the process (``tls_context``).
+start-up, and a command talking to the sandbox (or any http:// URL) never needs it; anyio, which
+httpcore would load to reach the network, costs about as much again (see asyncio_backend). The
+one context built is shared by every client of the process (``tls_context``).
 """
 
 from __future__ import annotations
 
 import functools
 import ssl
+import sys
 
 import httpx
 
@@ -30,10 +33,10 @@ class LazyTlsTransport(httpx.AsyncBaseTransport):
     def _pool(self, scheme: str) -> httpx.AsyncHTTPTransport:
         if scheme == "https":
             if self._tls is None:
-                self._tls = httpx.AsyncHTTPTransport(verify=tls_context(), limits=self._limits)
+                self._tls = _asyncio_transport(tls_context(), self._limits)
             return self._tls
         if self._plain is None:
-            self._plain = httpx.AsyncHTTPTransport(verify=False, limits=self._limits)  # no TLS on http
+            self._plain = _asyncio_transport(httpx.create_ssl_context(verify=False), self._limits)  # no TLS on http
         return self._plain
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -43,3 +46,19 @@ class LazyTlsTransport(httpx.AsyncBaseTransport):
         for pool in (self._plain, self._tls):
             if pool is not None:
                 await pool.aclose()
+
+
+def _asyncio_transport(context: ssl.SSLContext, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """httpx's transport with its pool's connections on asyncio streams (3.11+: start_tls)."""
+    transport = httpx.AsyncHTTPTransport(verify=context, limits=limits)
+    if sys.version_info >= (3, 11):
+        import httpcore
+
+        from get3w_cli.http.asyncio_backend import AsyncioBackend
+
+        # httpx takes no network backend of its own: its pool is rebuilt with the same settings.
+        transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001 - httpx's pool, pinned httpx<1
+            ssl_context=context, max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+            network_backend=AsyncioBackend())
+    return transport
