@@ -30,7 +30,7 @@ async def _serve(ssl_context: ssl.SSLContext | None) -> tuple[web.AppRunner, int
 
 def _self_signed(tmp_path: Path) -> ssl.SSLContext:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -61,5 +61,35 @@ def test_http_needs_no_tls_context_and_https_verifies(tmp_path: Path) -> None:
         finally:
             await plain.cleanup()
             await secure.cleanup()
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(subprocess.run(["which", "openssl"], capture_output=True).returncode != 0, reason="no openssl")
+def test_the_asyncio_backend_speaks_tls_and_times_out_as_httpcore_expects(tmp_path: Path) -> None:
+    """g3w's network backend (asyncio streams, no anyio): a TLS request to a server the context
+    trusts succeeds, the connection is reused, and a silent server is a ReadTimeout."""
+    import httpcore
+
+    from get3w_cli.http.asyncio_backend import AsyncioBackend
+
+    server_context = _self_signed(tmp_path)
+    trusting = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+
+    async def main() -> None:
+        secure, port = await _serve(server_context)
+        silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+        silent_port = silent.sockets[0].getsockname()[1]
+        try:
+            async with httpcore.AsyncConnectionPool(ssl_context=trusting, network_backend=AsyncioBackend()) as pool:
+                for _ in range(2):
+                    response = await pool.request("GET", f"https://127.0.0.1:{port}/hello")
+                    assert (response.status, response.content) == (200, b'{"ok": true}')
+                assert len(pool.connections) == 1  # kept alive and reused
+                with pytest.raises(httpcore.ReadTimeout):
+                    await pool.request("GET", f"http://127.0.0.1:{silent_port}/", extensions={"timeout": {"read": 0.2}})
+        finally:
+            await secure.cleanup()
+            silent.close()
 
     asyncio.run(main())
