@@ -78,7 +78,8 @@ def test_the_asyncio_backend_speaks_tls_and_times_out_as_httpcore_expects(tmp_pa
 
     async def main() -> None:
         secure, port = await _serve(server_context)
-        silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+        held: list[asyncio.StreamWriter] = []
+        silent = await asyncio.start_server(lambda reader, writer: held.append(writer), "127.0.0.1", 0)
         silent_port = silent.sockets[0].getsockname()[1]
         try:
             async with httpcore.AsyncConnectionPool(ssl_context=trusting, network_backend=AsyncioBackend()) as pool:
@@ -90,6 +91,9 @@ def test_the_asyncio_backend_speaks_tls_and_times_out_as_httpcore_expects(tmp_pa
                     await pool.request("GET", f"http://127.0.0.1:{silent_port}/", extensions={"timeout": {"read": 0.2}})
         finally:
             await secure.cleanup()
+            for writer in held:
+                writer.close()
             silent.close()
+            await silent.wait_closed()
 
     asyncio.run(main())
