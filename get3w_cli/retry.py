@@ -4,6 +4,10 @@ Like stamina: a budget of attempts *and* of time, exponential backoff with full 
 provider's own advice (``Retry-After``, Abstrakt's ``error.retry_after``) taking precedence.
 A POST is retried only when the provider cannot have created anything (429, 503, a connection
 that never opened), so a task is never submitted twice. ``http.HttpSession`` runs the loop.
+
+Every pause that g3w's own back-off computes (here, the forwarder's, the batch pacer's and the
+batch submits') is passed through ``backoff``, which ``set_testing`` switches (like stamina's
+``set_testing``): the failure paths of the test suite then take milliseconds, not seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +25,30 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 # Network-level failure kinds: "connect" = the request never left (safe to resend even a POST);
 # "lost" = it may have reached the server.
 CONNECT, LOST = "connect", "lost"
+
+# The test switch: None in production; under ``set_testing`` the longest pause g3w's own
+# back-off may take. Only in-process: no environment variable turns it on.
+_testing_pause: float | None = None
+
+
+def set_testing(testing: bool, *, pause: float = 0.0) -> None:
+    """Tests: make every back-off pause at most ``pause`` seconds (``testing=False`` restores them).
+
+    Only what g3w computes is shortened; a provider's ``Retry-After`` is still honoured as asked
+    (tests choose it through their stand-in servers), and the attempt budgets are unchanged.
+    """
+    global _testing_pause
+    _testing_pause = max(0.0, pause) if testing else None
+
+
+def is_testing() -> bool:
+    return _testing_pause is not None
+
+
+def backoff(seconds: float) -> float:
+    """The pause g3w takes for a back-off that computed ``seconds``: the one function every
+    back-off delay passes through, so that ``set_testing`` reaches them all."""
+    return seconds if _testing_pause is None else min(seconds, _testing_pause)
 
 
 def retry_delay(
@@ -54,7 +82,7 @@ def retry_delay(
             return None
     else:
         ceiling = min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2 ** min(attempt - 1, 32))
-        wait = rand() * ceiling  # full jitter: spreads out clients that failed together
+        wait = backoff(rand() * ceiling)  # full jitter: spreads out clients that failed together
     return wait if wait <= remaining else None
 
 

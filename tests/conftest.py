@@ -33,6 +33,26 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture(autouse=True)
+def no_backoff() -> Iterator[None]:
+    """g3w's own back-off pauses take no time in this process (``retry.set_testing``), so failure
+    paths cost milliseconds; a provider's Retry-After still counts. Subprocesses pay real pauses.
+    A test of the pauses themselves takes ``real_backoff``."""
+    from get3w_cli import retry
+
+    retry.set_testing(True)
+    yield
+    retry.set_testing(False)
+
+
+@pytest.fixture
+def real_backoff(no_backoff: None) -> None:
+    """The production back-off, for the tests that check its pauses."""
+    from get3w_cli import retry
+
+    retry.set_testing(False)
+
+
 class ThreadedSandbox:
     """A sandbox serving from its own event loop in a thread, for CLI runs in the main thread."""
 

@@ -16,6 +16,7 @@ import time
 from typing import Callable
 
 from get3w_cli.constants import BATCH_THROTTLE_BACKOFF_BASE, BATCH_THROTTLE_BACKOFF_CAP, RETRY_AFTER_MAX
+from get3w_cli.retry import backoff
 
 
 class Pacer:
@@ -86,7 +87,7 @@ class Pacer:
         if retry_after is not None:
             pause = min(max(0.0, retry_after), RETRY_AFTER_MAX)
         else:
-            pause = min(BATCH_THROTTLE_BACKOFF_CAP, BATCH_THROTTLE_BACKOFF_BASE * 2 ** min(self._streak - 1, 16))
+            pause = backoff(min(BATCH_THROTTLE_BACKOFF_CAP, BATCH_THROTTLE_BACKOFF_BASE * 2 ** min(self._streak - 1, 16)))
         self._resume_at = max(self._resume_at, self._clock() + pause)
         return pause
 

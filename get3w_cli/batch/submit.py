@@ -29,6 +29,7 @@ from get3w_cli.errors import (
     AuthError, G3wError, NetworkError, RejectedError, SubmitUnknownError, TransientError, UsageError,
 )
 from get3w_cli.records import Status, Task, utc_now_iso
+from get3w_cli.retry import backoff
 
 if TYPE_CHECKING:
     from get3w_cli.providers import Adapter
@@ -143,8 +144,8 @@ class Submitter:
     async def _unsent(self, line: BatchLine, exc: NetworkError, failures: int, deadline: float) -> bool:
         """The connection never opened: retry after a backoff (cut at the deadline), or say so."""
         if failures < BATCH_SUBMIT_MAX_ATTEMPTS and not self.stopping():
-            backoff = min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2 ** (failures - 1))
-            await asyncio.sleep(max(0.0, min(backoff, deadline - self.clock())))
+            pause = backoff(min(RETRY_BACKOFF_CAP, RETRY_BACKOFF_BASE * 2 ** (failures - 1)))
+            await asyncio.sleep(max(0.0, min(pause, deadline - self.clock())))
             return True  # the pacer ends the line if its deadline has passed
         self.ledger.emit(line, R.bare_record(line, Status.FAILED.value, R.SUBMIT_FAILED,
                                              f"not submitted ({exc.message}); --resume will submit it"))

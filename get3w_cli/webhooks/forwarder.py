@@ -38,6 +38,7 @@ from get3w_cli.constants import (
     FORWARD_TIMEOUT,
 )
 from get3w_cli.errors import UsageError
+from get3w_cli.retry import backoff
 from get3w_cli.payloads import infer_provider
 from get3w_cli.webhooks.http_common import one_line
 from get3w_cli.webhooks.signatures import (
@@ -70,7 +71,7 @@ def forward_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def backoff_delay(attempt: int, *, base: float = FORWARD_BACKOFF_BASE, cap: float = FORWARD_BACKOFF_CAP) -> float:
     """The pause after failed ``attempt`` (1-based): base * 2^(n-1), capped, with jitter."""
-    return min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.75, 1.0)  # noqa: S311 - not crypto
+    return backoff(min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.75, 1.0))  # noqa: S311 - not crypto
 
 
 @dataclass(frozen=True)
