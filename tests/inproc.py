@@ -5,15 +5,18 @@ test's main thread while a ``ThreadedSandbox`` (or a stand-in server) answers fr
 thread. Keep real subprocesses (``conftest.g3w``) for what needs a process boundary: the console
 script itself, signals, terminals, kill -9, rlimits and start-up probes.
 
-Each call starts from what a new process would have: the logging set-up, the registry of
-secrets to mask and the per-process memo of swept download folders are put back afterwards,
-so no call sees what an earlier one (or an earlier test) left behind, and none leaves anything.
+Each call starts from what a new process would have: Python's default warning filters (not
+the suite's "error": a library's ResourceWarning is silent in a real g3w process, and must not
+become an exit 70 here), an empty registry of secrets to mask, no memo of swept download
+folders; the logging set-up and all of these are put back afterwards, so no call sees what an
+earlier one (or an earlier test) left behind, and none leaves anything.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -22,6 +25,10 @@ from typer.testing import CliRunner
 from conftest import Result
 from get3w_cli import downloads, redaction
 from get3w_cli.cli.app import app
+
+
+# Python's default filters for a process started without -W or PYTHONWARNINGS.
+_IGNORED_BY_DEFAULT = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 
 @contextmanager
@@ -34,7 +41,11 @@ def _fresh_process_state() -> Iterator[None]:
     _set_registry(set(), (), None)
     downloads._swept.clear()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            for category in _IGNORED_BY_DEFAULT:
+                warnings.simplefilter("ignore", category)
+            yield
     finally:
         root.handlers[:], root.level = handlers, level
         pyngrok.setLevel(pyngrok_level)
