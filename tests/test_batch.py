@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from conftest import Result, ThreadedSandbox, g3w, g3w_on_terminal, sandbox_env
+from conftest import Result, ThreadedSandbox, g3w_on_terminal, sandbox_env
+from inproc import invoke
 from get3w_cli.batch.ledger import Ledger
 from get3w_cli.batch.lines import BatchLine, LineDefaults, check_file, spool, valid_lines
 from get3w_cli.batch.pacing import Pacer
@@ -60,7 +61,7 @@ def read_records(text: str) -> list[dict[str, Any]]:
 
 
 def batch(sb: ThreadedSandbox, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-    return g3w("batch", *args, *FAST, env={**sandbox_env(sb), **(env or {})}, input=input, timeout=60)
+    return invoke("batch", *args, *FAST, env={**sandbox_env(sb), **(env or {})}, input=input)
 
 
 def accepted_prompts(sb: ThreadedSandbox) -> Counter[str]:
@@ -312,13 +313,13 @@ def test_history_shows_batches_and_their_lines(tmp_path: Path, sandbox: Threaded
     """history --batches lists the batch with its counts; --batch NAME lists its lines."""
     source = write(tmp_path / "t.jsonl", make_lines(5, fail_every=5))
     assert batch(sandbox, str(source), "--name", "hist").code == 9
-    rows = read_records(g3w("history", "--batches", "--json").stdout)
+    rows = read_records(invoke("history", "--batches", "--json").stdout)
     assert [(r["name"], r["total"], r["done"], r["failed"]) for r in rows] == [("hist", 5, 4, 1)]
-    lines = read_records(g3w("history", "--batch", "hist", "--json").stdout)
+    lines = read_records(invoke("history", "--batch", "hist", "--json").stdout)
     assert [(r["line"], r["state"]) for r in lines] == [(1, "done"), (2, "done"), (3, "done"), (4, "done"),
                                                         (5, "failed")]
     assert all(r["id"] and r["record"]["key"] == r["key"] for r in lines)
-    table = g3w("history", "--batch", "hist")
+    table = invoke("history", "--batch", "hist")
     assert table.code == 0 and "failed" in table.stdout
 
 
@@ -328,7 +329,7 @@ def test_a_key_refused_mid_batch_stops_it_with_exit_3(tmp_path: Path, sandbox: T
     result = batch(sandbox, str(source), env={"GET3W_API_KEY": "sk_broke"})
     assert result.code == 3, result.stderr
     assert "--resume" in result.stderr and result.stdout == ""
-    lines = read_records(g3w("history", "--batches", "--json").stdout)
+    lines = read_records(invoke("history", "--batches", "--json").stdout)
     assert [(r["done"], r["failed"], r["unknown"], r["open"]) for r in lines] == [(0, 0, 0, 0)]
 
 
