@@ -182,7 +182,7 @@ def test_v3_account_endpoints_and_upload() -> None:
         assert (await client.get("/api/v3/balance")).json()["data"] == {
             "balance": 42.5, "currency": "USD"}
         await client.post(V3_MODEL, json={"prompt": "x"})
-        await asyncio.sleep(0.01)
+        await until(lambda: all(t.finished for t in sandbox._runtime.store.tasks.values()))  # only finished ones count
         usage = (await client.get("/api/v3/usage")).json()["data"]
         assert usage["total_tasks"] == 1 and usage["breakdown"]["text-to-image"]["tasks"] == 1
         bills = (await client.get("/api/v3/billings", params={"type": "usage"})).json()["data"]
@@ -543,7 +543,7 @@ def test_webhook_retries_follow_the_schedule() -> None:
         async with Receiver(statuses=(500, 503)) as hook:
             await client.post(V1_MODEL, params={"webhook": hook.url}, json={"prompt": "x"})
             await hook.wait_for(3)
-            await asyncio.sleep(0.1)
+            await until(lambda: len(sandbox.deliveries) == 3)  # logged once its answer is read
         times = [at for at, _, _ in hook.hits]
         assert len(times) == 3
         assert 0.02 <= times[1] - times[0] < 0.5 and 0.04 <= times[2] - times[1] < 0.5
@@ -577,7 +577,7 @@ def test_webhook_duplicates_and_drop() -> None:
                                               "sandbox_webhook": "drop"})
             await client.post(V3_MODEL, json={"prompt": "x", "webhook_url": hook.url})
             await hook.wait_for(3)
-            await asyncio.sleep(0.05)
+            await until(lambda: len(sandbox.deliveries) == 3)  # logged once its answer is read
         assert len(hook.hits) == 3 and len({body for _, _, body in hook.hits}) == 1
         assert len({h["x-get3w-signature"] for _, h, _ in hook.hits}) == 1
         assert [d.kind for d in sandbox.deliveries] == ["final", "duplicate", "duplicate"]
