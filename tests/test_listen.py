@@ -445,7 +445,8 @@ def test_setup_failures_exit_7(tmp_path):
         taken = invoke("listen", "--port", str(sock.getsockname()[1]))
     assert taken.code == 7 and "cannot listen" in taken.stderr
     ngrok = install(str(tmp_path / "bin"), "auth_failed")
-    failed = invoke("listen", "--port", "0", "--tunnel", "ngrok", env={"NGROK_PATH": ngrok, "NGROK_AUTHTOKEN": "tok_secret"})
+    failed = invoke("listen", "--port", "0", "--tunnel", "ngrok",
+                    env={"NGROK_PATH": ngrok, "NGROK_AUTHTOKEN": "tok_secret"})
     assert failed.code == 7 and "tok_secret" not in failed.stderr
 
 

@@ -198,7 +198,8 @@ def test_tunnel_failures_fall_back_to_polling_under_auto(tmp_path: Path, mode: s
 def test_tunnel_failures_exit_7_under_via_webhook_before_paying(tmp_path: Path, mode: str, words: str) -> None:
     """Under --via webhook a tunnel failure exits 7 with a hint, and no task was submitted."""
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
-        result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", env={**sandbox_env(sb), **ngrok_env(tmp_path, mode)})
+        result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook",
+                        env={**sandbox_env(sb), **ngrok_env(tmp_path, mode)})
         assert sb.sandbox.submissions() == []
     assert result.code == 7
     assert words.lower() in result.stderr.lower() and "Hint:" in result.stderr
