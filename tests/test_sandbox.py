@@ -682,13 +682,34 @@ async def statuses(client: httpx.AsyncClient, ids: dict[str, str]) -> dict[str, 
     return {"v3": v3, "v1": v1, "abstrakt": job}
 
 
+RESTART_MARGIN = 2.0  # seconds a task outlives a sandbox restart by
+
+
+async def completed(client: httpx.AsyncClient, ids: dict[str, str], timeout: float) -> dict[str, dict[str, Any]]:
+    """The tasks' GET answers once all three read completed (polled; fail after ``timeout``)."""
+    answers: dict[str, dict[str, Any]] = {}
+
+    async def done() -> bool:
+        answers.update(await statuses(client, ids))
+        return all(answers[api]["status"] == "completed" for api in ("v3", "v1", "abstrakt"))
+
+    async def poll() -> None:
+        while not await done():
+            await asyncio.sleep(0.05)  # the poll's pace
+
+    await asyncio.wait_for(poll(), timeout)
+    return answers
+
+
 def test_state_file_tasks_complete_for_the_next_sandbox(tmp_path: Any) -> None:
     """A task saved by one sandbox completes by the wall clock in the next, on its own URL."""
     path = tmp_path / "state.json"
 
     async def main() -> None:
         async with persisted(path) as first:
-            ids = await submit_all(first.base_url, 0.4)
+            # Long enough that the restart (close, save, load, start) surely ends before them,
+            # even on a busy machine: 0.4 s was seen to be too short.
+            ids = await submit_all(first.base_url, RESTART_MARGIN)
             first_url = first.base_url
             async with httpx.AsyncClient(base_url=first_url, headers=KEY) as client:
                 before = await statuses(client, ids)
@@ -699,8 +720,7 @@ def test_state_file_tasks_complete_for_the_next_sandbox(tmp_path: Any) -> None:
                 assert early["v3"]["status"] in ("created", "processing")
                 assert early["abstrakt"]["status"] in ("pending", "processing")
                 assert early["v3"]["created_at"] == before["v3"]["created_at"]
-                await asyncio.sleep(0.45)
-                done = await statuses(client, ids)
+                done = await completed(client, ids, timeout=RESTART_MARGIN + 5)
                 assert [done[api]["status"] for api in ("v3", "v1", "abstrakt")] == ["completed"] * 3
                 url = done["v3"]["outputs"][0]
                 assert url == f"{second.base_url}/cdn/outputs/{ids['v3']}_0.png"
