@@ -3,7 +3,8 @@
 Any command can run here, network I/O included: the CLI's one ``asyncio.run`` runs in the
 test's main thread while a ``ThreadedSandbox`` (or a stand-in server) answers from its own
 thread. Keep real subprocesses (``conftest.g3w``) for what needs a process boundary: the console
-script itself, signals, terminals, kill -9, rlimits and start-up probes.
+script itself, signals, terminals, kill -9, rlimits, a closed pipe, start-up probes, and a
+``g3w listen`` that serves while the test reads its output line by line.
 
 Each call starts from what a new process would have: Python's default warning filters (not
 the suite's "error": a library's ResourceWarning is silent in a real g3w process, and must not
