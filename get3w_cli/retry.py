@@ -7,6 +7,10 @@ exponential backoff with full jitter, and the provider's own advice (``Retry-Aft
 Abstrakt's ``error.retry_after``) taking precedence. A POST is retried only when the provider
 cannot have created anything (429, 503, a connection that never opened), so a task is never
 submitted twice. ``http.HttpSession`` runs the loop.
+
+``set_testing`` (like stamina's) shortens every pause a back-off after a failure computes, so
+the failure paths of the test suite take milliseconds, not seconds; the poller's interval and a
+provider's own advice are left as they are.
 """
 
 from __future__ import annotations
@@ -37,15 +41,35 @@ FULL, NARROW, NONE = "full", "narrow", "none"
 
 
 def backoff(attempt: int, *, base: float, cap: float, factor: float = 2.0, jitter: str = FULL,
-            rand: Callable[[], float] = random.random) -> float:
+            rand: Callable[[], float] = random.random, after_failure: bool = True) -> float:
     """The pause before try ``attempt + 1`` (``attempt`` >= 1): ``base * factor ** (attempt - 1)``,
-    at most ``cap``, spread by ``jitter``."""
+    at most ``cap``, spread by ``jitter``; under ``set_testing``, at most its pause when
+    ``after_failure`` (a poller's growing interval is not a failure's back-off)."""
     delay = min(cap, base * factor ** min(max(attempt, 1) - 1, 64))
     if jitter == FULL:
-        return rand() * delay
-    if jitter == NARROW:
-        return delay * (0.75 + 0.25 * rand())
-    return delay
+        delay = rand() * delay
+    elif jitter == NARROW:
+        delay = delay * (0.75 + 0.25 * rand())
+    return min(delay, _testing_pause) if after_failure and _testing_pause is not None else delay
+
+
+# The test switch: None in production; under ``set_testing`` the longest pause g3w's own
+# back-off may take. Only in-process: no environment variable turns it on.
+_testing_pause: float | None = None
+
+
+def set_testing(testing: bool, *, pause: float = 0.0) -> None:
+    """Tests: make every back-off pause at most ``pause`` seconds (``testing=False`` restores them).
+
+    Only what g3w computes is shortened; a provider's ``Retry-After`` is still honoured as asked
+    (tests choose it through their stand-in servers), and the attempt budgets are unchanged.
+    """
+    global _testing_pause  # noqa: PLW0603 - the one process-wide test switch
+    _testing_pause = max(0.0, pause) if testing else None
+
+
+def is_testing() -> bool:
+    return _testing_pause is not None
 
 
 def retry_delay(

@@ -10,11 +10,14 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import pytest
 
 ENV_PREFIXES = ("G3W_", "GET3W_", "ABSTRAKT_", "NGROK_")
+# A virtual-time test still running at this loop time has hung: looptime then fails its tasks.
+VIRTUAL_END = 24 * 3600.0
+_T = TypeVar("_T")
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +34,41 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("G3W_HOME", str(tmp_path / "g3w-home"))
     monkeypatch.setenv("COLUMNS", "200")
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def no_backoff() -> Iterator[None]:
+    """g3w's own back-off pauses take no time in this process (``retry.set_testing``), so failure
+    paths cost milliseconds; a provider's Retry-After still counts. Subprocesses pay real pauses.
+    A test of the pauses themselves takes ``real_backoff``."""
+    from get3w_cli import retry
+
+    retry.set_testing(True)
+    yield
+    retry.set_testing(False)
+
+
+@pytest.fixture
+def real_backoff(no_backoff: None) -> None:
+    """The production back-off, for the tests that check its pauses."""
+    from get3w_cli import retry
+
+    retry.set_testing(False)
+
+
+def run_in_virtual_time(main: Callable[[], Awaitable[_T]]) -> _T:
+    """Run ``main()`` on an event loop whose clock jumps to its next timer whenever nothing is
+    ready (looptime): sleeps, timeouts and back-offs take no real time, and ``loop.time()`` is
+    exact, so a test asserts the very instants things happen. Only for code that waits on the
+    loop's own timers; real sockets belong on a real loop (``asyncio.run``)."""
+    import looptime
+
+    loop = looptime.new_event_loop(end=VIRTUAL_END)
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 class ThreadedSandbox:

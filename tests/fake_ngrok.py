@@ -71,10 +71,16 @@ def log(lvl: str, msg: str, **fields: object) -> None:
             pass
 
 
+_held: list[socket.socket] = []  # ports this agent keeps bound, unlistened, while it lives
+
+
 def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port where connections are refused for as long as this agent runs: bound and held (not
+    listening), so that no other server can take it meanwhile."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _held.append(sock)
+    return sock.getsockname()[1]
 
 
 class Forwarder(http.server.BaseHTTPRequestHandler):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import ThreadedSandbox, g3w, sandbox_env
+from conftest import ThreadedSandbox, sandbox_env
 from inproc import invoke
 from test_cli_run import check_record
 
@@ -20,14 +20,14 @@ SECRET = "sk_live_0123456789abcdef"
 def test_models_lists_get3w_and_abstrakt_models(sandbox: ThreadedSandbox) -> None:
     """models: a plain table when piped, the provider's list with --json, searchable, per provider."""
     env = sandbox_env(sandbox)
-    table = g3w("models", env=env)
+    table = invoke("models", env=env)
     assert table.code == 0
     header, *rows = table.stdout.splitlines()
     assert header.split("\t") == ["id", "name", "type", "description", "price"]
     assert "get3w/flux-dev" in [row.split("\t")[0] for row in rows]
-    found = g3w("models", "schnell", "--json", env=env)
+    found = invoke("models", "schnell", "--json", env=env)
     assert [m["id"] for m in json.loads(found.stdout)] == ["get3w/flux-schnell"]
-    abstrakt = g3w("models", "--provider", "abstrakt", "--json", env=env)
+    abstrakt = invoke("models", "--provider", "abstrakt", "--json", env=env)
     assert "fal-ai/flux/schnell" in [m["id"] for m in json.loads(abstrakt.stdout)]
     paths = [(r.method, r.path) for r in sandbox.sandbox.requests]
     assert paths == [("GET", "/api/v3/models")] * 2 + [("GET", "/v1/models")]
@@ -37,15 +37,15 @@ def test_models_lists_get3w_and_abstrakt_models(sandbox: ThreadedSandbox) -> Non
 def test_balance_as_table_and_json(sandbox: ThreadedSandbox) -> None:
     """balance shows what Get3W answers: a table when piped, the data object with --json."""
     env = sandbox_env(sandbox)
-    table = g3w("balance", env=env)
+    table = invoke("balance", env=env)
     assert table.code == 0
     assert table.stdout.splitlines() == ["balance\tcurrency", "42.5\tUSD"]
-    assert json.loads(g3w("balance", "--json", env=env).stdout) == {"balance": 42.5, "currency": "USD"}
+    assert json.loads(invoke("balance", "--json", env=env).stdout) == {"balance": 42.5, "currency": "USD"}
 
 
 def test_balance_with_a_bad_key_exits_3(sandbox: ThreadedSandbox) -> None:
     """A revoked key: exit 3 and a one-line error."""
-    result = g3w("balance", env=sandbox_env(sandbox, key="sk_invalid"))
+    result = invoke("balance", env=sandbox_env(sandbox, key="sk_invalid"))
     assert result.code == 3 and result.stdout == ""
     assert result.stderr.startswith("Error: HTTP 401")
 
@@ -55,12 +55,12 @@ def test_upload_prints_a_url_serving_the_file(tmp_path: Path, sandbox: ThreadedS
     env = sandbox_env(sandbox)
     source = tmp_path / "photo.jpg"
     source.write_bytes(b"\xff\xd8\xff fake jpeg")
-    plain = g3w("upload", str(source), env=env)
+    plain = invoke("upload", str(source), env=env)
     assert plain.code == 0
     url = plain.stdout.strip()
     assert url.startswith(sandbox.base_url + "/cdn/uploads/") and url.endswith("photo.jpg")
     assert httpx.get(url).content == source.read_bytes()
-    as_json = json.loads(g3w("upload", str(source), "--json", env=env).stdout)
+    as_json = json.loads(invoke("upload", str(source), "--json", env=env).stdout)
     assert list(as_json) == ["url"] and as_json["url"].startswith(sandbox.base_url)
     [first, _] = [r for r in sandbox.sandbox.requests if r.method == "POST"]
     assert first.path == "/api/v3/files/upload" and b"fake jpeg" in first.body
@@ -68,7 +68,7 @@ def test_upload_prints_a_url_serving_the_file(tmp_path: Path, sandbox: ThreadedS
 
 def test_upload_of_a_missing_file_exits_2_and_sends_nothing(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
     """upload of a file that is not there: exit 2, naming the file, no request."""
-    result = g3w("upload", str(tmp_path / "nope.png"), env=sandbox_env(sandbox))
+    result = invoke("upload", str(tmp_path / "nope.png"), env=sandbox_env(sandbox))
     assert result.code == 2
     assert "nope.png" in result.stderr and "-i " not in result.stderr
     assert sandbox.sandbox.requests == []
@@ -77,12 +77,12 @@ def test_upload_of_a_missing_file_exits_2_and_sends_nothing(tmp_path: Path, sand
 def test_history_lists_journalled_tasks(sandbox: ThreadedSandbox) -> None:
     """history --json: one task record a line, newest first; --status filters; --no-history leaves no trace."""
     env = sandbox_env(sandbox)
-    done = g3w("run", "flux-dev", "-p", "ok", "--json", "--poll-max", "0.2", env=env).json()
-    failed = g3w("run", "abstrakt:flux-schnell", "-p", "bad", "-i", "sandbox_fail=true", "--json", env=env).json()
-    hidden = g3w("run", "flux-dev", "-p", "secret", "--no-history", "--json", env=env).json()
-    pending = g3w("submit", "flux-dev", "-p", "later", "-i", "sandbox_duration=30", env=env).stdout.strip()
+    done = invoke("run", "flux-dev", "-p", "ok", "--json", "--poll-max", "0.2", env=env).json()
+    failed = invoke("run", "abstrakt:flux-schnell", "-p", "bad", "-i", "sandbox_fail=true", "--json", env=env).json()
+    hidden = invoke("run", "flux-dev", "-p", "secret", "--no-history", "--json", env=env).json()
+    pending = invoke("submit", "flux-dev", "-p", "later", "-i", "sandbox_duration=30", env=env).stdout.strip()
 
-    lines = g3w("history", "--json", env=env).stdout.splitlines()
+    lines = invoke("history", "--json", env=env).stdout.splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["id"] for r in records] == [pending, failed["id"], done["id"]]
     for record in records:
@@ -93,9 +93,9 @@ def test_history_lists_journalled_tasks(sandbox: ThreadedSandbox) -> None:
     assert records[0]["input"] == {"prompt": "later", "sandbox_duration": 30}
     assert hidden["id"] not in "\n".join(lines)
 
-    only_failed = g3w("history", "--status", "failed", "--json", env=env).stdout.splitlines()
+    only_failed = invoke("history", "--status", "failed", "--json", env=env).stdout.splitlines()
     assert [json.loads(line)["id"] for line in only_failed] == [failed["id"]]
-    table = g3w("history", "--limit", "2", env=env).stdout.splitlines()
+    table = invoke("history", "--limit", "2", env=env).stdout.splitlines()
     assert table[0].split("\t") == ["id", "provider", "model", "status", "submitted"]
     assert table[2].split("\t")[:4] == [failed["id"], "abstrakt v1", "flux-schnell", "failed"]
     assert len(table) == 3

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from conftest import Result, ThreadedSandbox, g3w, g3w_on_terminal, sandbox_env
+import pytest
+
+from conftest import Result, ThreadedSandbox, g3w_on_terminal, run_in_virtual_time, sandbox_env
+from inproc import invoke
 from get3w_cli.batch.ledger import Ledger
 from get3w_cli.batch.lines import BatchLine, LineDefaults, check_file, spool, valid_lines
 from get3w_cli.batch.pacing import Pacer
@@ -60,7 +63,7 @@ def read_records(text: str) -> list[dict[str, Any]]:
 
 
 def batch(sb: ThreadedSandbox, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-    return g3w("batch", *args, *FAST, env={**sandbox_env(sb), **(env or {})}, input=input, timeout=60)
+    return invoke("batch", *args, *FAST, env={**sandbox_env(sb), **(env or {})}, input=input)
 
 
 def accepted_prompts(sb: ThreadedSandbox) -> Counter[str]:
@@ -284,7 +287,7 @@ def test_timed_out_lines_are_waited_for_again_on_resume(tmp_path: Path, sandbox:
     records = read_records(first.stdout)
     assert first.code == 9
     assert {r["error"]["code"] for r in records} == {"timeout"} and all(r["id"] for r in records)
-    time.sleep(1.0)
+    wait_until(lambda: all(task.finished for task in sandbox.sandbox._runtime.store.tasks.values()))
     resumed = batch(sandbox, str(source), "--resume")
     assert resumed.code == 0, resumed.stderr
     assert [r["via"] for r in read_records(resumed.stdout)] == ["poll", "poll"]
@@ -312,13 +315,13 @@ def test_history_shows_batches_and_their_lines(tmp_path: Path, sandbox: Threaded
     """history --batches lists the batch with its counts; --batch NAME lists its lines."""
     source = write(tmp_path / "t.jsonl", make_lines(5, fail_every=5))
     assert batch(sandbox, str(source), "--name", "hist").code == 9
-    rows = read_records(g3w("history", "--batches", "--json").stdout)
+    rows = read_records(invoke("history", "--batches", "--json").stdout)
     assert [(r["name"], r["total"], r["done"], r["failed"]) for r in rows] == [("hist", 5, 4, 1)]
-    lines = read_records(g3w("history", "--batch", "hist", "--json").stdout)
+    lines = read_records(invoke("history", "--batch", "hist", "--json").stdout)
     assert [(r["line"], r["state"]) for r in lines] == [(1, "done"), (2, "done"), (3, "done"), (4, "done"),
                                                         (5, "failed")]
     assert all(r["id"] and r["record"]["key"] == r["key"] for r in lines)
-    table = g3w("history", "--batch", "hist")
+    table = invoke("history", "--batch", "hist")
     assert table.code == 0 and "failed" in table.stdout
 
 
@@ -328,7 +331,7 @@ def test_a_key_refused_mid_batch_stops_it_with_exit_3(tmp_path: Path, sandbox: T
     result = batch(sandbox, str(source), env={"GET3W_API_KEY": "sk_broke"})
     assert result.code == 3, result.stderr
     assert "--resume" in result.stderr and result.stdout == ""
-    lines = read_records(g3w("history", "--batches", "--json").stdout)
+    lines = read_records(invoke("history", "--batches", "--json").stdout)
     assert [(r["done"], r["failed"], r["unknown"], r["open"]) for r in lines] == [(0, 0, 0, 0)]
 
 
@@ -336,12 +339,20 @@ def test_a_key_refused_mid_batch_stops_it_with_exit_3(tmp_path: Path, sandbox: T
 
 
 class SlowAdapter:
-    """A provider whose submits take 0.2 s and whose tasks never finish."""
+    """A provider whose submits take 0.2 s and whose tasks never finish; ``posting`` is set once
+    ``expected`` submits are in flight together."""
 
     provider, api, can_cancel, has_sync = "get3w", "v3", False, False
 
+    def __init__(self, expected: int) -> None:
+        self.in_flight, self.expected = 0, expected
+        self.posting = asyncio.Event()
+
     async def submit(self, model: str, input: dict[str, Any], *, webhook_url: str | None = None,
                      sync: bool = False) -> Task:
+        self.in_flight += 1
+        if self.in_flight >= self.expected:
+            self.posting.set()
         await asyncio.sleep(0.2)
         return Task(f"t-{input['prompt']}", "get3w", "v3", model, Status.CREATED)
 
@@ -352,7 +363,7 @@ class SlowAdapter:
 def test_interrupt_lets_posts_in_flight_reach_the_journal(tmp_path: Path) -> None:
     """Cancelled while 4 submits are in flight: each gets its answer journalled (submitted, not unknown)."""
     journal = Journal(tmp_path / "history.db")
-    adapter = SlowAdapter()
+    adapter = SlowAdapter(expected=4)
     ledger = Ledger(journal, "b", Stats(total=10), sink=lambda record: None)
     runner = BatchRunner(BatchConfig(name="b", concurrency=4, mode="poll", plan=WaitPlan()), ledger=ledger,
                          connect=lambda route: Connection(adapter, adapter, "http://provider"), session=None)
@@ -361,7 +372,7 @@ def test_interrupt_lets_posts_in_flight_reach_the_journal(tmp_path: Path) -> Non
 
     async def main() -> None:
         job = asyncio.ensure_future(runner.run(lines))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(adapter.posting.wait(), 10)  # -j 4: four POSTs at the provider
         job.cancel()
         try:
             await job
@@ -425,24 +436,25 @@ def test_pacer_halves_once_per_round_and_grows_back() -> None:
 
 
 def test_pacer_waits_for_retry_after_and_free_slots() -> None:
-    """After a 429 no slot is given before Retry-After; above the limit, acquire waits for a release."""
+    """After a 429 no slot is given before Retry-After; above the limit, acquire waits for a release
+    (in virtual time: the pause is exact, and "waits" means for as long as the test lets it)."""
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        pacer = Pacer(2)
+        pacer = Pacer(2, clock=loop.time)
         epoch = await pacer.acquire()
         pacer.release()
-        pacer.throttled(epoch, 0.2)
+        pacer.throttled(epoch, 20)
         started = loop.time()
         await pacer.acquire()
-        assert loop.time() - started >= 0.19
+        assert loop.time() - started == pytest.approx(20, abs=1e-6)  # Retry-After, to the instant
         assert pacer.limit == 1
         waiting = asyncio.ensure_future(pacer.acquire())
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(3600)  # an hour of the loop's time, and still no slot
         assert not waiting.done()
         pacer.release()
         await asyncio.wait_for(waiting, 1)
 
-    asyncio.run(main())
+    run_in_virtual_time(main)
 
 
 def test_lines_finishing_together_are_journalled_before_their_records_are_written(tmp_path: Path) -> None:
@@ -516,22 +528,21 @@ def test_progress_is_a_live_bar_when_stderr_is_a_terminal(tmp_path: Path, sandbo
     assert "\x1b[" in shown  # drawn with terminal control sequences, not printed line by line
 
 
-def test_progress_is_a_plain_periodic_line_when_stderr_is_not_a_terminal(
-        monkeypatch: Any, capsys: Any) -> None:
-    """Not a terminal: a plain line every BATCH_PROGRESS_INTERVAL, with no control sequences."""
+def test_progress_is_a_plain_periodic_line_when_stderr_is_not_a_terminal(capsys: Any) -> None:
+    """Not a terminal: a plain line every BATCH_PROGRESS_INTERVAL, with no control sequences
+    (in virtual time: exactly two lines in two and a half intervals)."""
     from get3w_cli import constants as C
     from get3w_cli.cli import batch_output
     from get3w_cli.cli.render import Ui
 
-    monkeypatch.setattr(C, "BATCH_PROGRESS_INTERVAL", 0.02)
     stats = Stats(total=5, done=2, failed=1, in_flight=1)
 
     async def main() -> None:
         async with batch_output.progress(Ui(), stats):
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(2.5 * C.BATCH_PROGRESS_INTERVAL)
 
-    asyncio.run(main())
+    run_in_virtual_time(main)
     shown = capsys.readouterr().err.splitlines()
-    assert len(shown) >= 2
+    assert len(shown) == 2
     assert shown[0].startswith("batch: 3/5 · 2 done · 1 failed · 1 in flight · 1 queued")
     assert not any("\x1b" in line or "\r" in line for line in shown)

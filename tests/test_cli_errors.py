@@ -1,4 +1,4 @@
-"""Bad input and provider errors through the real CLI: one clear line, the contract's exit code, no traceback."""
+"""Bad input and provider errors through the CLI, in-process: one clear line, the exit code, no traceback."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Result, ThreadedSandbox, g3w, sandbox_env
+from conftest import Result, ThreadedSandbox, sandbox_env
 from inproc import invoke
 
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
@@ -96,7 +96,7 @@ def test_missing_key_exits_3_and_sends_nothing(sandbox: ThreadedSandbox) -> None
 )
 def test_auth_errors_exit_3(sandbox: ThreadedSandbox, model: str, key: str, says: str) -> None:
     """401 (bad key) and 403 (no balance): exit 3, a one-line message with a hint about the key."""
-    result = g3w("run", model, "-p", "x", "--via", "poll", env=sandbox_env(sandbox, key=key))
+    result = invoke("run", model, "-p", "x", "--via", "poll", env=sandbox_env(sandbox, key=key))
     assert_clean_error(result, 3)
     assert says in result.stderr and "Hint:" in result.stderr
     assert key not in result.stderr
@@ -115,7 +115,7 @@ def test_rejected_requests_exit_5(sandbox: ThreadedSandbox, args: list[str], inj
     """400 / 404 / 422 from the provider: exit 5, the provider's message on one line."""
     if inject:
         sandbox.sandbox.inject(**inject)
-    result = g3w(*args, "--via", "poll", env=sandbox_env(sandbox))
+    result = invoke(*args, "--via", "poll", env=sandbox_env(sandbox))
     assert_clean_error(result, 5)
     assert "HTTP 4" in result.stderr
 
@@ -124,12 +124,12 @@ def test_errors_about_a_task_point_at_the_task(sandbox: ThreadedSandbox) -> None
     """get of an unknown id (404) and a cancel refused with 409 (the job ended between g3w's look and its
     DELETE): exit 5, hints about the task, not a model."""
     env = sandbox_env(sandbox)
-    missing = g3w("get", "pred_doesnotexist", env=env)
+    missing = invoke("get", "pred_doesnotexist", env=env)
     assert_clean_error(missing, 5)
     assert "Hint: check the task id pred_doesnotexist" in missing.stderr
-    job = g3w("submit", "abstrakt:flux-schnell", "-p", "x", "-i", "sandbox_duration=30", env=env).stdout.strip()
+    job = invoke("submit", "abstrakt:flux-schnell", "-p", "x", "-i", "sandbox_duration=30", env=env).stdout.strip()
     sandbox.sandbox.inject(status=409, method="DELETE", path_prefix="/v1/jobs")
-    finished = g3w("cancel", job, env=env)
+    finished = invoke("cancel", job, env=env)
     assert_clean_error(finished, 5)
     assert "HTTP 409" in finished.stderr and f"g3w get {job}" in finished.stderr
     assert "model name" not in missing.stderr + finished.stderr
@@ -139,7 +139,7 @@ def test_throttling_that_outlasts_the_retries_exits_6(sandbox: ThreadedSandbox) 
     """429 on every submit attempt: retried (a 429 created nothing), then exit 6."""
     sandbox.sandbox.inject(status=429, count=50, method="POST", retry_after=0)
     started = time.monotonic()
-    result = g3w("run", "flux-dev", "-p", "x", "--via", "poll", env=sandbox_env(sandbox))
+    result = invoke("run", "flux-dev", "-p", "x", "--via", "poll", env=sandbox_env(sandbox))
     assert_clean_error(result, 6)
     assert "429" in result.stderr
     assert len(sandbox.sandbox.submissions()) == 5
@@ -157,7 +157,7 @@ def test_throttling_that_outlasts_the_retries_exits_6(sandbox: ThreadedSandbox) 
 def test_server_errors_and_html_pages_exit_6(sandbox: ThreadedSandbox, inject: dict, says: str) -> None:
     """5xx, HTML error pages and non-JSON answers: exit 6, one line, no HTML, never resubmitted."""
     sandbox.sandbox.inject(**inject)
-    result = g3w("run", "abstrakt:flux-schnell", "-p", "x", "--via", "poll", env=sandbox_env(sandbox))
+    result = invoke("run", "abstrakt:flux-schnell", "-p", "x", "--via", "poll", env=sandbox_env(sandbox))
     assert_clean_error(result, 6)
     assert says in result.stderr
     assert len(sandbox.sandbox.submissions()) == 1
@@ -167,14 +167,14 @@ def test_html_error_page_on_a_get_is_one_line(sandbox: ThreadedSandbox) -> None:
     """An HTML 503 page on every GET: retried, then reported in one line without the HTML."""
     sandbox.sandbox.inject(status=503, count=100, method="GET", path_prefix="/api/v3/predictions", body=HTML_PAGE,
                            retry_after=0)
-    result = g3w("get", _submitted(sandbox), env=sandbox_env(sandbox))
+    result = invoke("get", _submitted(sandbox), env=sandbox_env(sandbox))
     assert_clean_error(result, 6)
     assert "HTTP 503" in result.stderr
     assert len(sandbox.sandbox.requests) == 1 + 5  # the submit, then every attempt the retry policy allows
 
 
 def _submitted(sandbox: ThreadedSandbox) -> str:
-    result = g3w("submit", "flux-dev", "-p", "x", "-q", env=sandbox_env(sandbox))
+    result = invoke("submit", "flux-dev", "-p", "x", "-q", env=sandbox_env(sandbox))
     assert result.code == 0
     return result.stdout.strip()
 
@@ -184,7 +184,7 @@ def test_connection_refused_exits_6() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound but not listening: connections are refused
-        result = g3w("run", "flux-dev", "-p", "x", "--via", "poll", "--base-url", f"http://127.0.0.1:{port}",
+        result = invoke("run", "flux-dev", "-p", "x", "--via", "poll", "--base-url", f"http://127.0.0.1:{port}",
                      env={"GET3W_API_KEY": "sk_test_key"})
     assert_clean_error(result, 6)
     assert "base URL" in result.stderr
@@ -193,7 +193,7 @@ def test_connection_refused_exits_6() -> None:
 def test_lost_submit_answer_is_never_resubmitted(sandbox: ThreadedSandbox) -> None:
     """The submit reached the provider but the answer was lost: exit 6, exactly one submission, and it says so."""
     sandbox.sandbox.inject(status=200, method="POST", drop_connection=True)
-    result = g3w("run", "flux-dev", "-p", "x", "--via", "poll", env=sandbox_env(sandbox))
+    result = invoke("run", "flux-dev", "-p", "x", "--via", "poll", env=sandbox_env(sandbox))
     assert_clean_error(result, 6)
     assert "not resubmitted" in result.stderr
     assert len(sandbox.sandbox.submissions()) == 1
@@ -201,7 +201,7 @@ def test_lost_submit_answer_is_never_resubmitted(sandbox: ThreadedSandbox) -> No
 
 def test_webhook_without_a_reachable_url_exits_7_before_submitting() -> None:
     """--via webhook for a remote provider with no tunnel or public URL: exit 7, nothing submitted."""
-    result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--tunnel", "none",
+    result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", "--tunnel", "none",
                  env={"GET3W_API_KEY": "sk_test_key", "GET3W_BASE_URL": "https://api.get3w.invalid"})
     assert_clean_error(result, 7)
     assert "--via poll" in result.stderr
@@ -225,7 +225,7 @@ def test_invalid_json_in_input_file_from_stdin(sandbox: ThreadedSandbox) -> None
     """--input - with invalid JSON on stdin: exit 2; valid JSON on stdin is sent as the inputs."""
     bad = invoke("submit", "flux-dev", "--input", "-", env=sandbox_env(sandbox), input="{nope")
     assert_clean_error(bad, 2)
-    good = g3w("submit", "flux-dev", "--input", "-", "--json", env=sandbox_env(sandbox),
+    good = invoke("submit", "flux-dev", "--input", "-", "--json", env=sandbox_env(sandbox),
                input=json.dumps({"prompt": "from stdin", "seed": 7}))
     assert good.code == 0
     assert json.loads(sandbox.sandbox.submissions()[0].body) == {"prompt": "from stdin", "seed": 7}

@@ -1,4 +1,5 @@
-"""run / submit / get / wait / cancel end to end: the real console entry point against the sandbox."""
+"""run / submit / get / wait / cancel end to end against the sandbox: in-process (``inproc.invoke``), and
+in real processes for what needs one (a terminal, signals)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from conftest import Result, ThreadedSandbox, g3w, g3w_on_terminal, sandbox_env
+from inproc import invoke
 
 RECORD_KEYS = ["id", "provider", "api", "model", "status", "outputs", "error", "via", "input", "created_at",
                "completed_at", "elapsed_s", "raw"]
@@ -32,7 +34,7 @@ V1_MODEL = "google/nano-banana-pro/text-to-image"
 
 def run_json(sb: ThreadedSandbox, *args: str, env: dict[str, str] | None = None) -> tuple[Result, dict[str, Any]]:
     """`g3w run ... --json` against the sandbox; stdout must be exactly one JSON object."""
-    result = g3w("run", *args, "--json", *FAST, env={**sandbox_env(sb), **(env or {})})
+    result = invoke("run", *args, "--json", *FAST, env={**sandbox_env(sb), **(env or {})})
     assert result.stdout.endswith("}\n") and result.stdout.count("\n") == 1, (result.stdout, result.stderr)
     return result, json.loads(result.stdout)
 
@@ -173,13 +175,13 @@ def test_no_callback_falls_back_to_polling(sandbox: ThreadedSandbox) -> None:
 def test_stdout_has_only_urls_and_quiet_silences_stderr(sandbox: ThreadedSandbox) -> None:
     """Without --json stdout is one URL a line; talk goes to stderr, plain (no colour) when piped; --quiet: none."""
     env = sandbox_env(sandbox)
-    talk = g3w("run", "flux-dev", "-p", "x", "-i", "sandbox_outputs=2", *FAST, env=env)
+    talk = invoke("run", "flux-dev", "-p", "x", "-i", "sandbox_outputs=2", *FAST, env=env)
     assert talk.code == 0
     lines = talk.stdout.splitlines()
     assert len(lines) == 2 and all(line.startswith(sandbox.base_url + "/cdn/outputs/") for line in lines)
     assert "submitted" in talk.stderr and "completed" in talk.stderr
     assert "\x1b[" not in talk.stderr
-    quiet = g3w("run", "flux-dev", "-p", "x", "--quiet", *FAST, env=env)
+    quiet = invoke("run", "flux-dev", "-p", "x", "--quiet", *FAST, env=env)
     assert quiet.code == 0 and quiet.stderr == ""
     assert quiet.stdout.startswith(sandbox.base_url) and quiet.stdout.count("\n") == 1
 
@@ -198,8 +200,8 @@ def test_submit_prints_only_the_id_and_passes_the_webhook_url(sandbox: ThreadedS
     """submit prints the id on stdout and registers --webhook-url with the task (v3 body, v1 query)."""
     env = sandbox_env(sandbox)
     hook = "https://hooks.example/cb?x=1"
-    v3 = g3w("submit", "flux-dev", "-p", "x", "--webhook-url", hook, env=env)
-    v1 = g3w("submit", "google/nano-banana-pro/text-to-image", "-p", "x", "--webhook-url", hook, "--json", env=env)
+    v3 = invoke("submit", "flux-dev", "-p", "x", "--webhook-url", hook, env=env)
+    v1 = invoke("submit", "google/nano-banana-pro/text-to-image", "-p", "x", "--webhook-url", hook, "--json", env=env)
     assert v3.code == 0 and re.fullmatch(r"pred_\w+\n", v3.stdout)
     assert f"g3w wait {v3.stdout.strip()}" in v3.stderr
     record = json.loads(v1.stdout)
@@ -234,7 +236,7 @@ def test_output_dir_downloads_real_pngs_atomically_without_the_key(tmp_path: Pat
 
 def test_plain_output_prints_file_paths(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
     """With -o and no --json, stdout lists the downloaded files."""
-    result = g3w("run", "flux-dev", "-p", "x", "-o", str(tmp_path / "o"), *FAST, env=sandbox_env(sandbox))
+    result = invoke("run", "flux-dev", "-p", "x", "-o", str(tmp_path / "o"), *FAST, env=sandbox_env(sandbox))
     assert result.code == 0
     [line] = result.stdout.splitlines()
     assert re.fullmatch(re.escape(str(tmp_path / "o")) + r"/pred_\w+_0\.png", line)
@@ -247,7 +249,7 @@ def test_failed_download_exits_8_with_the_urls(tmp_path: Path, sandbox: Threaded
     sandbox.sandbox.inject(status=404, count=10, path_prefix="/cdn")
     out = tmp_path / "o"
     args = ["run", "flux-dev", "-p", "x", "-i", "sandbox_outputs=2", "-o", str(out), *FAST]
-    result = g3w(*args, *(["--json"] if json_out else []), env=sandbox_env(sandbox))
+    result = invoke(*args, *(["--json"] if json_out else []), env=sandbox_env(sandbox))
     assert result.code == 8
     urls = [r.path for r in api_requests(sandbox, "GET", "/cdn/")]
     assert urls and "could not be downloaded" in result.stderr and "Traceback" not in result.stderr
@@ -279,7 +281,7 @@ def test_failed_task_exits_1_with_the_record(sandbox: ThreadedSandbox, model: st
 def test_timeout_exits_4_with_the_id_and_resume_command(sandbox: ThreadedSandbox) -> None:
     """--timeout: exit 4, nothing on stdout, the id and `g3w wait <id>` on stderr, the task left running."""
     started = time.monotonic()
-    result = g3w("run", "flux-dev", "-p", "x", "-i", "sandbox_duration=30", "--via", "poll", "--timeout", "1s",
+    result = invoke("run", "flux-dev", "-p", "x", "-i", "sandbox_duration=30", "--via", "poll", "--timeout", "1s",
                  *FAST, env=sandbox_env(sandbox))
     assert result.code == 4 and result.stdout == ""
     assert time.monotonic() - started < 5
@@ -292,7 +294,7 @@ def test_timeout_stays_bounded_while_the_provider_throttles(sandbox: ThreadedSan
     """--timeout bounds the wait even when every poll is answered 429 with a long Retry-After."""
     sandbox.sandbox.inject(status=429, count=50, method="GET", path_prefix="/api/v3/predictions", retry_after=3)
     started = time.monotonic()
-    result = g3w("run", "flux-dev", "-p", "x", "--via", "poll", "--timeout", "1s", *FAST, env=sandbox_env(sandbox))
+    result = invoke("run", "flux-dev", "-p", "x", "--via", "poll", "--timeout", "1s", *FAST, env=sandbox_env(sandbox))
     assert result.code == 4
     assert time.monotonic() - started < 4
 
@@ -300,7 +302,7 @@ def test_timeout_stays_bounded_while_the_provider_throttles(sandbox: ThreadedSan
 def test_short_timeout_is_honoured_under_via_sync(sandbox: ThreadedSandbox) -> None:
     """--via sync with a --timeout shorter than a sync request may block: polled, so exit 4 comes on time."""
     started = time.monotonic()
-    result = g3w("run", V1_MODEL, "-p", "x", "-i", "sandbox_duration=30", "--via", "sync", "--timeout", "1s",
+    result = invoke("run", V1_MODEL, "-p", "x", "-i", "sandbox_duration=30", "--via", "sync", "--timeout", "1s",
                  *FAST, env=sandbox_env(sandbox))
     assert result.code == 4
     assert time.monotonic() - started < 5
@@ -311,7 +313,7 @@ def test_short_timeout_is_honoured_under_via_sync(sandbox: ThreadedSandbox) -> N
 
 def test_on_timeout_cancel_deletes_the_task(sandbox: ThreadedSandbox) -> None:
     """--on-timeout cancel: the timed-out task is cancelled at the provider (v3 DELETE)."""
-    result = g3w("run", "flux-dev", "-p", "x", "-i", "sandbox_duration=30", "--timeout", "0.5s",
+    result = invoke("run", "flux-dev", "-p", "x", "-i", "sandbox_duration=30", "--timeout", "0.5s",
                  "--on-timeout", "cancel", *FAST, env=sandbox_env(sandbox))
     assert result.code == 4
     [task_id] = SUBMITTED.findall(result.stderr)
@@ -377,40 +379,40 @@ def test_journal_lets_get_wait_and_cancel_work_from_the_id(sandbox: ThreadedSand
     env = {"GET3W_API_KEY": "sk_test_key", "ABSTRAKT_API_KEY": "sk_test_key",
            "GET3W_BASE_URL": DEAD_URL, "ABSTRAKT_BASE_URL": DEAD_URL}
     base = ("--base-url", sandbox.base_url)
-    quick = g3w("submit", "google/nano-banana-pro/text-to-image", "-p", "one", *base, env=env).stdout.strip()
-    slow = g3w("submit", "flux-dev", "-p", "two", "-i", "sandbox_duration=30", *base, env=env).stdout.strip()
-    job = g3w("submit", "abstrakt:flux-schnell", "-p", "three", "-i", "sandbox_duration=30", *base, env=env)
+    quick = invoke("submit", "google/nano-banana-pro/text-to-image", "-p", "one", *base, env=env).stdout.strip()
+    slow = invoke("submit", "flux-dev", "-p", "two", "-i", "sandbox_duration=30", *base, env=env).stdout.strip()
+    job = invoke("submit", "abstrakt:flux-schnell", "-p", "three", "-i", "sandbox_duration=30", *base, env=env)
     job_id = job.stdout.strip()
 
-    waited = g3w("wait", quick, "--json", *FAST, env=env)
+    waited = invoke("wait", quick, "--json", *FAST, env=env)
     assert waited.code == 0, waited.stderr
     record = json.loads(waited.stdout)
     check_record(record)
     assert (record["provider"], record["api"], record["status"]) == ("get3w", "v1", "completed")
     assert record["input"] == {"prompt": "one"}
 
-    got = g3w("get", job_id, "--json", env=env)
+    got = invoke("get", job_id, "--json", env=env)
     assert got.code == 0
     assert json.loads(got.stdout)["input"] == {"prompt": "three", "sandbox_duration": 30}
     assert json.loads(got.stdout)["status"] in ("created", "processing")
 
-    cancelled = g3w("cancel", slow, "--json", env=env)
+    cancelled = invoke("cancel", slow, "--json", env=env)
     assert cancelled.code == 0, cancelled.stderr
     record = json.loads(cancelled.stdout)
     assert (record["status"], record["model"], record["provider"]) == ("cancelled", "get3w/flux-dev", "get3w")
-    assert g3w("cancel", job_id, env=env).stdout.strip() == job_id
+    assert invoke("cancel", job_id, env=env).stdout.strip() == job_id
     assert [r.path for r in api_requests(sandbox, "DELETE", "/")] == [f"/api/v3/predictions/{slow}",
                                                                      f"/v1/jobs/{job_id}"]
-    history = [json.loads(line) for line in g3w("history", "--json", env=env).stdout.splitlines()]
+    history = [json.loads(line) for line in invoke("history", "--json", env=env).stdout.splitlines()]
     assert {h["id"]: h["status"] for h in history} == {quick: "completed", slow: "cancelled", job_id: "cancelled"}
 
 
 def test_get_of_a_failed_task_exits_1(sandbox: ThreadedSandbox) -> None:
     """get prints the record and exits 1 when the task failed."""
     env = sandbox_env(sandbox)
-    task_id = g3w("submit", "flux-dev", "-p", "x", "-i", "sandbox_fail=true", "-i", "sandbox_duration=0",
+    task_id = invoke("submit", "flux-dev", "-p", "x", "-i", "sandbox_fail=true", "-i", "sandbox_duration=0",
                   env=env).stdout.strip()
-    result = g3w("get", task_id, "--json", env=env)
+    result = invoke("get", task_id, "--json", env=env)
     assert result.code == 1
     assert json.loads(result.stdout)["status"] == "failed"
 
@@ -419,7 +421,8 @@ def test_get_of_a_failed_task_exits_1(sandbox: ThreadedSandbox) -> None:
 
 
 def test_sandbox_flag_runs_end_to_end_without_key_or_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's first command: a real PNG from an in-process sandbox, no key, no network."""
+    """The README's first command, through the real console entry point (a process of its own):
+    a real PNG from an in-process sandbox, no key, no network."""
     monkeypatch.chdir(tmp_path)
     env = {"GET3W_BASE_URL": DEAD_URL, "ABSTRAKT_BASE_URL": DEAD_URL}
     result = g3w("run", "flux-dev", "--prompt", "a lighthouse", "--sandbox", "-o", "out/", env=env)
@@ -447,7 +450,7 @@ def test_at_file_input_is_uploaded_first(tmp_path: Path, sandbox: ThreadedSandbo
 def test_first_poll_honours_the_estimated_duration(sandbox: ThreadedSandbox) -> None:
     """Get3W v1 answers estimated_duration (here 2 s): the first poll waits for it, and one poll suffices."""
     env = sandbox_env(sandbox)
-    result = g3w("run", "google/nano-banana-pro/text-to-image", "-p", "x", "-i", "sandbox_duration=1.2",
+    result = invoke("run", "google/nano-banana-pro/text-to-image", "-p", "x", "-i", "sandbox_duration=1.2",
                  "--via", "poll", env=env)
     assert result.code == 0, result.stderr
     [submit] = sandbox.sandbox.submissions()
@@ -459,7 +462,7 @@ def test_first_poll_honours_the_estimated_duration(sandbox: ThreadedSandbox) -> 
 def test_retry_after_is_honoured_while_polling(sandbox: ThreadedSandbox) -> None:
     """A poll answered 429 with Retry-After: 1 is retried no sooner than a second later."""
     sandbox.sandbox.inject(status=429, count=1, method="GET", path_prefix="/api/v3/predictions", retry_after=1)
-    result = g3w("run", "flux-dev", "-p", "x", "--via", "poll", *FAST, env=sandbox_env(sandbox))
+    result = invoke("run", "flux-dev", "-p", "x", "--via", "poll", *FAST, env=sandbox_env(sandbox))
     assert result.code == 0, result.stderr
     polls = api_requests(sandbox, "GET", "/api/v3/predictions/")
     assert len(polls) == 2
@@ -472,7 +475,7 @@ def test_busy_listener_port_fails_webhook_and_falls_back_under_auto(sandbox: Thr
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = str(busy.getsockname()[1])
-        strict = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--listen-port", port,
+        strict = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", "--listen-port", port,
                      env=sandbox_env(sandbox))
         assert strict.code == 7 and strict.stdout == ""
         assert sandbox.sandbox.submissions() == []

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ThreadedSandbox, g3w, sandbox_env
+from conftest import ThreadedSandbox, sandbox_env
 from inproc import invoke
 from get3w_cli import constants as C
 from get3w_cli.config import (
@@ -211,10 +211,10 @@ def test_flag_beats_environment_beats_file_for_keys_and_urls(tmp_path: Path, san
     config = tmp_path / "c.toml"
     write_config(config, {"get3w.api_key": "sk_invalid", "get3w.base_url": DEAD_URL})
     env = {"G3W_CONFIG": str(config), "GET3W_API_KEY": "sk_env_good", "GET3W_BASE_URL": sandbox.base_url}
-    assert g3w("balance", "--json", env=env).code == 0  # env beats the file's bad key and URL
-    assert g3w("balance", "--json", "--api-key", "sk_invalid", env=env).code == 3  # flag beats env
+    assert invoke("balance", "--json", env=env).code == 0  # env beats the file's bad key and URL
+    assert invoke("balance", "--json", "--api-key", "sk_invalid", env=env).code == 3  # flag beats env
     env["GET3W_BASE_URL"] = DEAD_URL
-    assert g3w("balance", "--json", "--base-url", sandbox.base_url, env=env).code == 0  # flag beats env
+    assert invoke("balance", "--json", "--base-url", sandbox.base_url, env=env).code == 0  # flag beats env
     keys = [r.headers.get("Authorization") for r in sandbox.sandbox.requests]
     assert keys == ["Bearer sk_env_good", "Bearer sk_invalid", "Bearer sk_env_good"]
 
@@ -224,8 +224,8 @@ def test_default_provider_from_g3w_provider_and_config(tmp_path: Path, sandbox: 
     config = tmp_path / "c.toml"
     write_config(config, {"provider": "abstrakt"})
     env = {**sandbox_env(sandbox), "G3W_CONFIG": str(config)}
-    assert g3w("submit", "flux-schnell", "-p", "x", "-q", env=env).stdout.startswith("job_")
-    overridden = g3w("submit", "flux-schnell", "-p", "x", "-q", env={**env, "G3W_PROVIDER": "get3w"})
+    assert invoke("submit", "flux-schnell", "-p", "x", "-q", env=env).stdout.startswith("job_")
+    overridden = invoke("submit", "flux-schnell", "-p", "x", "-q", env={**env, "G3W_PROVIDER": "get3w"})
     assert overridden.stdout.startswith("pred_")
     paths = [r.path for r in sandbox.sandbox.submissions()]
     assert paths == ["/v1/models/flux-schnell/run", "/api/v3/get3w/flux-schnell"]
@@ -237,5 +237,5 @@ def test_default_via_from_config_file(tmp_path: Path, sandbox: ThreadedSandbox) 
     write_config(config, {"defaults.via": "poll"})
     env = {**sandbox_env(sandbox), "G3W_CONFIG": str(config)}
     args = ("run", "flux-dev", "-p", "x", "--json", "--poll-max", "0.2")
-    assert g3w(*args, env=env).json()["via"] == "poll"
-    assert g3w(*args, "--via", "webhook", env=env).json()["via"] == "webhook"
+    assert invoke(*args, env=env).json()["via"] == "poll"
+    assert invoke(*args, "--via", "webhook", env=env).json()["via"] == "webhook"

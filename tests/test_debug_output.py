@@ -1,7 +1,8 @@
 """--debug output is safe to paste: no API key, webhook secret, ngrok authtoken or callback token.
 
 The registry itself (get3w_cli/redaction.py) is tested in-process with fresh random values (it is
-process-wide); the CLI is run in a subprocess and its real stderr read.
+process-wide); the CLI is run in-process (``inproc.invoke``: a fresh registry and logging set-up
+each time, as in a new process) and its stderr read.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 import fake_ngrok  # tests/fake_ngrok.py
-from conftest import ThreadedSandbox, g3w, sandbox_env
+from conftest import ThreadedSandbox, sandbox_env
+from inproc import invoke
 from get3w_cli import redaction
-from get3w_cli.cli.boundary import redacting_formatter
+from get3w_cli.cli.boundary import configure_logging, redacting_formatter
 
 V1_MODEL = "google/nano-banana-pro/text-to-image"
 
@@ -93,7 +95,25 @@ def test_log_lines_are_redacted_message_arguments_and_traceback() -> None:
     assert f"RuntimeError: agent said: {redaction.MASK}" in out
 
 
-# --- the CLI, through a subprocess -------------------------------------------------------------
+def test_logging_set_up_by_one_command_is_not_inherited_by_the_next() -> None:
+    """Two commands in one process (the suite runs many): --debug after a plain command still lets
+    pyngrok's logs through, and a plain one after --debug silences them again."""
+    root, pyngrok = logging.getLogger(), logging.getLogger("pyngrok")
+    saved = root.handlers[:], root.level, pyngrok.level
+    try:
+        configure_logging(False)
+        assert not pyngrok.isEnabledFor(logging.ERROR)
+        configure_logging(True)
+        assert pyngrok.isEnabledFor(logging.DEBUG)
+        configure_logging(False)
+        assert not pyngrok.isEnabledFor(logging.ERROR) and not root.isEnabledFor(logging.INFO)
+        assert len(root.handlers) == 1
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        pyngrok.setLevel(saved[2])
+
+
+# --- the CLI ------------------------------------------------------------------------------------
 
 
 def test_debug_run_with_a_webhook_shows_neither_the_callback_token_nor_the_key() -> None:
@@ -102,7 +122,7 @@ def test_debug_run_with_a_webhook_shows_neither_the_callback_token_nor_the_key()
     key, webhook_secret = fresh("sk_live_"), fresh("whsec_")
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=webhook_secret) as sb:
         env = {**sandbox_env(sb, key=key), "GET3W_WEBHOOK_SECRET": webhook_secret}
-        result = g3w("run", V1_MODEL, "-p", "x", "--via", "webhook", "--debug", "--json", env=env)
+        result = invoke("run", V1_MODEL, "-p", "x", "--via", "webhook", "--debug", "--json", env=env)
         (submit,) = sb.sandbox.submissions()
     assert result.code == 0, result.stderr
     assert result.json()["via"] == "webhook"
@@ -120,15 +140,18 @@ def test_debug_run_with_a_webhook_shows_neither_the_callback_token_nor_the_key()
 
 def test_debug_traceback_of_a_tunnel_failure_shows_no_authtoken(tmp_path: Path) -> None:
     """pyngrok's chained error quotes the agent, which echoes a rejected authtoken: under --debug
-    the traceback and the error line mask it."""
+    the traceback, pyngrok's own log lines and the error line mask it. A command without --debug
+    ran first in this process: the --debug one still shows pyngrok's logs (nothing inherited)."""
     authtoken = fresh("2ngrok_")
     env = {"NGROK_PATH": fake_ngrok.install(str(tmp_path / "bin"), "auth_failed"), "NGROK_AUTHTOKEN": authtoken}
     with ThreadedSandbox(duration=0.05) as sb:
-        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--debug", env={**sandbox_env(sb), **env})
+        quiet = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", env={**sandbox_env(sb), **env})
+        assert quiet.code == 7 and "pyngrok.process: " not in quiet.stderr  # pyngrok's own talk: --debug only
+        result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", "--debug", env={**sandbox_env(sb), **env})
         assert sb.sandbox.submissions() == []
     assert result.code == 7
     assert "Traceback" in result.stderr and "PyngrokNgrokError" in result.stderr  # the chained error is shown
-    assert "ERR_NGROK_105" in result.stderr
+    assert "pyngrok.process: Starting ngrok" in result.stderr and "ERR_NGROK_105" in result.stderr
     assert f"Your authtoken: {redaction.MASK}" in result.stderr
     assert authtoken not in result.stderr
 
@@ -163,7 +186,7 @@ def echoing_provider() -> Iterator[str]:
 def test_an_error_message_quoting_the_key_is_masked(echoing_provider: str) -> None:
     """The boundary masks secrets in the error line and the --debug traceback, whatever their source."""
     key = fresh("sk_live_")
-    result = g3w("run", "flux-dev", "-p", "x", "--via", "poll", "--debug",
+    result = invoke("run", "flux-dev", "-p", "x", "--via", "poll", "--debug",
                  env={"GET3W_BASE_URL": echoing_provider, "GET3W_API_KEY": key})
     assert result.code == 3, result.stderr
     assert f"Incorrect API key provided: {redaction.MASK}" in result.stderr

@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from aiohttp import web
 
-from conftest import g3w
+from inproc import invoke
 from get3w_cli.constants import (
     DOWNLOAD_CHUNK_BYTES,
     DOWNLOAD_EXPANSION_FLOOR,
@@ -354,8 +354,8 @@ def test_part_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path: Pat
 
 class ThreadedHosts:
     """A stand-in Get3W v3 provider and output host, serving from a loop in a thread while a
-    g3w subprocess runs. The first download stalls mid-body after STALL_AFTER bytes; later
-    ones are served whole."""
+    g3w subprocess (then an in-process g3w) runs. The first download stalls mid-body after
+    STALL_AFTER bytes; later ones are served whole."""
 
     STALL_AFTER = 100_000
     TASK = "pred_killed"
@@ -441,7 +441,8 @@ def test_a_killed_download_leaves_a_part_that_the_next_run_removes(tmp_path: Pat
         assert [p.name for p in part] == [p.name for p in out.iterdir()]
         assert part[0].name.startswith(f".{hosts.TASK}_0.{proc.pid}.")
 
-        result = g3w("wait", hosts.TASK, "--api", "v3", "-o", str(out), env=env)
+        result = invoke("wait", hosts.TASK, "--api", "v3", "-o", str(out),
+                        env={"GET3W_BASE_URL": hosts.url, "GET3W_API_KEY": "sk_test_key"})
     assert result.code == 0, result.stderr
     assert result.stdout.splitlines() == [str(out / f"{hosts.TASK}_0.png")]
     assert names(out) == [f"{hosts.TASK}_0.png"] and (out / f"{hosts.TASK}_0.png").read_bytes() == PAYLOAD

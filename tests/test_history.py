@@ -7,7 +7,8 @@ import json
 import urllib.request
 from typing import Any
 
-from conftest import ThreadedSandbox, g3w, sandbox_env
+from conftest import ThreadedSandbox, sandbox_env
+from inproc import invoke
 from get3w_cli.cli.history_refresh import fetch_all
 from get3w_cli.errors import TransientError
 from get3w_cli.journal import JournalEntry
@@ -30,7 +31,7 @@ def prediction_gets(sb: ThreadedSandbox) -> list[str]:
 
 
 def history(*args: str, env: dict[str, str]) -> list[dict[str, Any]]:
-    result = g3w("history", "--json", *args, env=env)
+    result = invoke("history", "--json", *args, env=env)
     assert result.code == 0, result.stderr
     return [json.loads(row) for row in result.stdout.splitlines()]
 
@@ -39,21 +40,21 @@ def test_refresh_brings_an_unfinished_row_up_to_date(sandbox: ThreadedSandbox) -
     """A submitted task shows `created`; once the provider has finished it, --refresh asks (only
     about unfinished rows, through a 429), prints the refreshed row and journals it `completed`."""
     env = sandbox_env(sandbox)
-    done = g3w("run", "flux-dev", "-p", "done", "--via", "poll", "--poll-max", "0.2", "--json", env=env).json()
-    pending = g3w("submit", "flux-dev", "-p", "later", "-i", "sandbox_duration=0.3", env=env).stdout.strip()
+    done = invoke("run", "flux-dev", "-p", "done", "--via", "poll", "--poll-max", "0.2", "--json", env=env).json()
+    pending = invoke("submit", "flux-dev", "-p", "later", "-i", "sandbox_duration=0.3", env=env).stdout.strip()
     assert {r["id"]: r["status"] for r in history(env=env)} == {done["id"]: "completed", pending: "created"}
     wait_until(lambda: provider_status(sandbox, pending) == "completed")
     sandbox.sandbox.inject(status=429, count=1, method="GET", path_prefix="/api/v3/predictions", retry_after=0.1)
     asked_before = len(prediction_gets(sandbox))
 
-    refreshed = g3w("history", "--refresh", "--json", env=env)
+    refreshed = invoke("history", "--refresh", "--json", env=env)
     assert refreshed.code == 0, refreshed.stderr
     records = [json.loads(row) for row in refreshed.stdout.splitlines()]
     assert [(r["id"], r["status"], r["via"]) for r in records] == [(pending, "completed", "poll")]
     assert records[0]["outputs"] and records[0]["input"] == {"prompt": "later", "sandbox_duration": 0.3}
     assert prediction_gets(sandbox)[asked_before:] == [pending, pending]  # the 429, then the answer
     assert {r["id"]: r["status"] for r in history(env=env)} == {done["id"]: "completed", pending: "completed"}
-    table = g3w("history", "--refresh", env=env)
+    table = invoke("history", "--refresh", env=env)
     assert table.code == 0 and table.stdout.splitlines() == ["id\tprovider\tmodel\tstatus\tsubmitted"]
 
 
@@ -61,9 +62,9 @@ def test_refresh_reports_a_row_it_could_not_refresh(sandbox: ThreadedSandbox) ->
     """A GET that keeps failing: the row is named on stderr, kept as it was, and the exit code is
     the failure's (5 for a task the provider does not know)."""
     env = sandbox_env(sandbox)
-    pending = g3w("submit", "flux-dev", "-p", "x", "-i", "sandbox_duration=30", env=env).stdout.strip()
+    pending = invoke("submit", "flux-dev", "-p", "x", "-i", "sandbox_duration=30", env=env).stdout.strip()
     sandbox.sandbox.inject(status=404, count=1, method="GET", path_prefix="/api/v3/predictions")
-    result = g3w("history", "--refresh", env=env)
+    result = invoke("history", "--refresh", env=env)
     assert result.code == 5, result.stderr
     assert f"could not refresh {pending}" in result.stderr and "Traceback" not in result.stderr
     assert [r["status"] for r in history(env=env)] == ["created"]
@@ -72,9 +73,9 @@ def test_refresh_reports_a_row_it_could_not_refresh(sandbox: ThreadedSandbox) ->
 def test_refresh_needs_the_key_of_each_provider_before_asking(sandbox: ThreadedSandbox) -> None:
     """No key for a row's provider: exit 3 before any request."""
     env = sandbox_env(sandbox)
-    g3w("submit", "abstrakt:flux-schnell", "-p", "x", "-i", "sandbox_duration=30", env=env)
+    invoke("submit", "abstrakt:flux-schnell", "-p", "x", "-i", "sandbox_duration=30", env=env)
     asked = len(sandbox.sandbox.requests)
-    result = g3w("history", "--refresh", env={**env, "ABSTRAKT_API_KEY": ""})
+    result = invoke("history", "--refresh", env={**env, "ABSTRAKT_API_KEY": ""})
     assert result.code == 3 and "no API key for abstrakt" in result.stderr
     assert len(sandbox.sandbox.requests) == asked
 

@@ -243,15 +243,42 @@ ONE = lambda: 1.0  # noqa: E731 - the top of the jitter range
         ("GET", 4, {"status": 503, "remaining": 3.0}, None),
     ],
 )
-def test_retry_delay_table(method: str, attempt: int, kwargs: dict, expected: float | None) -> None:
+def test_retry_delay_table(method: str, attempt: int, kwargs: dict, expected: float | None, real_backoff: None) -> None:
     """retry_delay retries only what is safe, backs off exponentially and respects both budgets."""
     assert retry_delay(method, attempt, rand=ONE, **kwargs) == expected
 
 
-def test_retry_delay_full_jitter() -> None:
+def test_retry_delay_full_jitter(real_backoff: None) -> None:
     """The backoff is drawn uniformly between zero and the exponential ceiling."""
     assert retry_delay("GET", 3, status=503, rand=lambda: 0.25) == 0.5
     assert retry_delay("GET", 3, status=503, rand=lambda: 0.0) == 0.0
+
+
+def test_set_testing_shortens_every_backoff_but_not_the_providers_advice(real_backoff: None) -> None:
+    """retry.set_testing (the suite's switch, like stamina's): every pause g3w's own back-off computes
+    (the HTTP retry loop's, the forwarder's, the batch pacer's) is cut to the test pause; a provider's
+    Retry-After and the attempt budget are not; set_testing(False) restores the production pauses."""
+    from get3w_cli.batch.pacing import Pacer
+    from get3w_cli.retry import NONE, backoff, is_testing, set_testing
+    from get3w_cli.webhooks.forwarder import backoff_delay
+
+    def pauses() -> list[float | None]:
+        pacer = Pacer(4, clock=lambda: 0.0)
+        return [retry_delay("GET", 4, status=503, rand=ONE), backoff_delay(5), pacer.throttled(0, None),
+                backoff(3, base=RETRY_BACKOFF_CAP, cap=RETRY_BACKOFF_CAP, jitter=NONE)]
+
+    production = pauses()
+    assert not is_testing() and all(p is not None and p >= 0.5 for p in production), production
+    set_testing(True, pause=0.01)
+    try:
+        assert is_testing() and pauses() == [0.01] * 4
+        assert retry_delay("GET", 1, status=429, retry_after=1.5, rand=ONE) == 1.5
+        assert retry_delay("GET", RETRY_MAX_ATTEMPTS, status=503, rand=ONE) is None
+        set_testing(True)
+        assert pauses() == [0.0] * 4
+    finally:
+        set_testing(False)
+    assert pauses()[0] == production[0] and not is_testing()
 
 
 @pytest.mark.parametrize(
@@ -591,7 +618,7 @@ def test_an_upload_gets_time_for_its_size(backend: str) -> None:
     asyncio.run(main())
 
 
-def test_time_budget_stops_retries(backend: str) -> None:
+def test_time_budget_stops_retries(backend: str, real_backoff: None) -> None:
     """With many attempts allowed, the total-time budget still ends the retries."""
 
     async def main() -> None:

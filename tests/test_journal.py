@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from conftest import ThreadedSandbox, g3w, sandbox_env
+from conftest import ThreadedSandbox, sandbox_env
+from inproc import invoke
 from get3w_cli.errors import ExitCode, JournalError
 from get3w_cli.journal import Journal
 from get3w_cli.journal.schema import VERSION
@@ -166,17 +167,17 @@ def test_a_large_input_is_stored_once(tmp_path: Path, sandbox: ThreadedSandbox) 
     big = "x" * 2_000_000
     env = sandbox_env(sandbox)
     (tmp_path / "input.json").write_text(json.dumps({"prompt": big}))
-    ran = g3w("run", "flux-dev", "--input", str(tmp_path / "input.json"), "--via", "poll", "--poll-max", "0.2",
+    ran = invoke("run", "flux-dev", "--input", str(tmp_path / "input.json"), "--via", "poll", "--poll-max", "0.2",
               "--json", env=env)
     assert ran.code == 0, ran.stderr
     lines = [{"model": "flux-dev", "input": {"prompt": big + str(i)}, "key": f"k{i}"} for i in range(2)]
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    batch = g3w("batch", str(tmp_path / "t.jsonl"), "--via", "poll", "--poll-max", "0.2", env=env)
+    batch = invoke("batch", str(tmp_path / "t.jsonl"), "--via", "poll", "--poll-max", "0.2", env=env)
     assert batch.code == 0, batch.stderr
     assert all(json.loads(row)["raw"]["input"]["prompt"].startswith(big) for row in batch.stdout.splitlines())
     home = Path(os.environ["G3W_HOME"])
     assert journal_bytes(home) < 1.2 * 3 * len(big)
-    history = [json.loads(row) for row in g3w("history", "--json").stdout.splitlines()]
+    history = [json.loads(row) for row in invoke("history", "--json").stdout.splitlines()]
     assert sorted(len(r["input"]["prompt"]) for r in history) == [len(big), len(big) + 1, len(big) + 1]
     assert all(r["raw"]["input"] == r["input"] for r in history)  # put back as the provider sent it
 
@@ -265,7 +266,7 @@ def test_a_corrupt_journal_is_exit_3_with_a_hint_and_no_traceback(tmp_path: Path
     home = Path(os.environ["G3W_HOME"])
     home.mkdir(parents=True)
     (home / "history.db").write_bytes(b"this is not a database" * 100)
-    result = g3w("history")
+    result = invoke("history")
     assert result.code == 3
     assert "cannot open the journal" in result.stderr and "G3W_HOME" in result.stderr
     assert "Traceback" not in result.stderr
@@ -340,11 +341,11 @@ def test_history_shows_rows_whose_submit_got_no_answer() -> None:
         journal.task_unknown(submitting(journal), "the answer was lost")
     finally:
         journal.close()
-    records = [json.loads(row) for row in g3w("history", "--json").stdout.splitlines()]
+    records = [json.loads(row) for row in invoke("history", "--json").stdout.splitlines()]
     assert [(r["id"], r["status"]) for r in records] == [(None, "unknown"), ("pred_1", "created")]
     assert records[0]["error"] == {"code": "submit_unknown", "message": "the answer was lost"}
     assert records[0]["input"] == INPUT and records[0]["model"] == "get3w/flux-dev"
-    table = g3w("history").stdout.splitlines()
+    table = invoke("history").stdout.splitlines()
     assert table[1].split("\t")[:4] == ["-", "get3w v3", "get3w/flux-dev", "unknown"]
 
 

@@ -1,4 +1,6 @@
-"""``g3w listen``: the real command in a subprocess, and its receiver core in-process, over real sockets."""
+"""``g3w listen``: the real command (in a subprocess while it serves, in-process for one-shot uses),
+and its receiver core in-process, over real sockets. No port is picked and released: servers bind
+port 0 and report theirs, and an app that is down is a socket bound without listening."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,7 +24,8 @@ import aiohttp
 import httpx
 import pytest
 
-from conftest import ThreadedSandbox, g3w
+from conftest import ThreadedSandbox
+from inproc import invoke
 from fake_ngrok import install
 from get3w_cli.constants import WEBHOOK_MAX_BODY_BYTES
 from get3w_cli.records import Status
@@ -33,15 +37,19 @@ SECRET = "whsec_test"
 KEY = "sk_test"
 EVENT_KEYS = {"received_at", "provider", "id", "status", "verified", "outputs", "error", "payload"}
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+LISTENING = re.compile(r"Listening on http://127\.0\.0\.1:(\d+)")
 
 
 # --- helpers -------------------------------------------------------------------------
 
 
-def free_port() -> int:
+@contextmanager
+def refusing_url() -> Iterator[str]:
+    """A URL whose port is held (bound, not listening) while the test runs: every connection to it
+    is refused, and nobody else can start serving there meanwhile."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
 
 
 def get3w_body(task_id: str = "pred_1", status: str = "completed") -> bytes:
@@ -56,9 +64,8 @@ def abstrakt_body(job_id: str = "job_1", status: str = "succeeded") -> bytes:
 class Listen:
     """``g3w listen --print-url ...`` in a subprocess; stdout lines arrive on a queue."""
 
-    def __init__(self, *args: str, port: int | None = None, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
-        self.port = free_port() if port is None else port  # port=0: the listener picks one
+    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.port = 0  # the listener picks its port, and --print-url says which
         full_env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "get3w_cli", "listen", "--port", str(self.port), "--print-url", *args],
@@ -71,8 +78,8 @@ class Listen:
         for thread in self._threads:
             thread.start()
         self.url = self.line(timeout=10)
-        if self.port == 0:
-            self.port = int(self.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+        wait_until(lambda: LISTENING.search(self.stderr) is not None, timeout=10)  # said with the URL
+        self.port = int(LISTENING.search(self.stderr).group(1))  # the local port, behind any tunnel
 
     @staticmethod
     def _pump(stream: Any, sink: Any) -> None:
@@ -122,10 +129,15 @@ def listen() -> Iterator[Any]:
 
 
 class Target:
-    """A local app for --forward-to: records each request (thread server, started on demand)."""
+    """A local app for --forward-to: records each request (thread server, started on demand).
 
-    def __init__(self, port: int | None = None, status: int = 200) -> None:
-        self.port = free_port() if port is None else port  # port=0: bound at start()
+    Its port is bound at once and held: until ``start()`` listens on it, connections are refused
+    (the app is down), and no other server can take the port in between."""
+
+    def __init__(self, status: int = 200) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.status = status
         self._server: http.server.ThreadingHTTPServer | None = None
@@ -148,8 +160,10 @@ class Target:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler, bind_and_activate=False)
+        self._server.socket.close()
+        self._server.socket = self._socket  # the port held since __init__
+        self._server.server_activate()
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
@@ -157,6 +171,41 @@ class Target:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        self._socket.close()
+
+
+class Relay:
+    """A webhook URL to give the provider before the listener exists (``--for`` needs the task's id,
+    which only the submit tells): 503 until ``to`` is set, so the provider retries on its schedule;
+    then each delivery is passed on to ``to`` (body and signature headers) and its answer returned."""
+
+    def __init__(self) -> None:
+        self.to: str | None = None
+        relay = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = 503
+                if relay.to is not None:
+                    status = httpx.post(relay.to, content=body, headers=forward_headers(dict(self.headers))).status_code
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def __enter__(self) -> Relay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def submit_get3w(sb: ThreadedSandbox, webhook_url: str, **inputs: Any) -> str:
@@ -200,10 +249,11 @@ def test_print_url_first_then_json_event_lines(listen, sandbox):
 
 def test_for_id_exits_0_when_the_verified_abstrakt_job_completes(listen):
     """--for ID with --secret: a signed Abstrakt delivery is verified and the exit code is 0."""
-    port = free_port()
-    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.1, webhook_secret=SECRET) as sb:  # retries span ~6 s
-        job_id = submit_abstrakt(sb, f"http://127.0.0.1:{port}/hooks", sandbox_duration=0.5)
-        proc = listen("--json", "--for", job_id, "--secret", SECRET, port=port)
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.1, webhook_secret=SECRET) as sb, \
+            Relay() as relay:  # the sandbox's retries span ~6 s
+        job_id = submit_abstrakt(sb, relay.url, sandbox_duration=0.5)
+        proc = listen("--json", "--for", job_id, "--secret", SECRET)
+        relay.to = proc.url + "/hooks"
         event = proc.event(timeout=8)
         assert (event["id"], event["status"], event["verified"], event["provider"]) == (job_id, "completed", True, "abstrakt")
         assert proc.wait() == 0
@@ -211,10 +261,11 @@ def test_for_id_exits_0_when_the_verified_abstrakt_job_completes(listen):
 
 def test_for_id_exits_1_when_the_task_fails(listen):
     """--for ID exits 1 with the task's error when the provider reports it failed."""
-    port = free_port()
-    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.1, webhook_secret=SECRET) as sb:  # retries span ~6 s
-        task_id = submit_get3w(sb, f"http://127.0.0.1:{port}", sandbox_duration=0.5, sandbox_fail="out of cats")
-        proc = listen("--json", "--for", task_id, port=port, env={"GET3W_WEBHOOK_SECRET": SECRET})
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.1, webhook_secret=SECRET) as sb, \
+            Relay() as relay:  # the sandbox's retries span ~6 s
+        task_id = submit_get3w(sb, relay.url, sandbox_duration=0.5, sandbox_fail="out of cats")
+        proc = listen("--json", "--for", task_id, env={"GET3W_WEBHOOK_SECRET": SECRET})
+        relay.to = proc.url
         event = proc.event(timeout=8)
         assert (event["status"], event["verified"], event["error"]["message"]) == ("failed", True, "out of cats")
         assert proc.wait() == 1
@@ -285,20 +336,21 @@ def test_save_then_replay(listen, tmp_path):
     assert records[1]["body"] == body.decode() and "Authorization" not in records[1]["headers"]
     target = Target().start()
     try:
-        result = g3w("listen", "--replay", str(files[1]), "--forward-to", target.url, timeout=20)
+        result = invoke("listen", "--replay", str(files[1]), "--forward-to", target.url)
         assert result.code == 0, result.stderr
         [(_, got, raw)] = target.requests
         assert raw == body and got["X-Abstrakt-Signature"] == "x" and "Authorization" not in got
     finally:
         target.stop()
-    down = g3w("listen", "--replay", str(files[1]), "--forward-to", f"http://127.0.0.1:{free_port()}/", timeout=20)
+    with refusing_url() as down_url:
+        down = invoke("listen", "--replay", str(files[1]), "--forward-to", down_url)
     assert down.code == 6 and "could not replay" in down.stderr
 
 
 def test_timeout_exits_4_with_the_resume_hint():
     """--timeout ends the wait with exit 4; with --for the hint names g3w wait ID."""
     started = time.monotonic()
-    result = g3w("listen", "--port", "0", "--for", "pred_x", "--timeout", "0.3", timeout=20)
+    result = invoke("listen", "--port", "0", "--for", "pred_x", "--timeout", "0.3")
     assert result.code == 4 and time.monotonic() - started < 5
     assert "g3w wait pred_x" in result.stderr
 
@@ -314,8 +366,7 @@ def test_sigint_exits_130_and_frees_the_port(listen):
 
 def test_closed_stdout_ends_the_listener_quietly():
     """``g3w listen --json | head -1``: when the reader goes away the command exits 0, no traceback."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "listen", "--port", str(port), "--print-url", "--json"],
+    proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "listen", "--port", "0", "--print-url", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         url = proc.stdout.readline().decode().strip()
@@ -391,11 +442,11 @@ def test_setup_failures_exit_7(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        taken = g3w("listen", "--port", str(sock.getsockname()[1]), timeout=20)
+        taken = invoke("listen", "--port", str(sock.getsockname()[1]))
     assert taken.code == 7 and "cannot listen" in taken.stderr
     ngrok = install(str(tmp_path / "bin"), "auth_failed")
-    failed = g3w("listen", "--port", "0", "--tunnel", "ngrok", env={"NGROK_PATH": ngrok, "NGROK_AUTHTOKEN": "tok_secret"},
-                 timeout=30)
+    failed = invoke("listen", "--port", "0", "--tunnel", "ngrok",
+                    env={"NGROK_PATH": ngrok, "NGROK_AUTHTOKEN": "tok_secret"})
     assert failed.code == 7 and "tok_secret" not in failed.stderr
 
 
@@ -505,7 +556,7 @@ def test_the_verifying_secret_decides_the_provider_of_an_event():
 def test_for_is_not_fooled_by_a_forgery_claiming_the_other_provider(listen):
     """listen --provider get3w --secret S --for ID: a forged unsigned 'completed' labelled Abstrakt gets 401
     and neither ends the command nor runs --exec; the signed one does."""
-    proc = listen("--json", "--provider", "get3w", "--secret", SECRET, "--for", "pred_for", "--exec", "cat >&2", port=0)
+    proc = listen("--json", "--provider", "get3w", "--secret", SECRET, "--for", "pred_for", "--exec", "cat >&2")
     forged = get3w_body("pred_for")
     labelled = {"X-Abstrakt-Timestamp": str(int(time.time())), "X-Abstrakt-Signature": "0" * 64}
     assert httpx.post(proc.url, content=forged, headers=labelled).status_code == 401
@@ -524,7 +575,7 @@ def test_replay_with_secret_resigns_only_what_was_verified_when_saved(listen, tm
     """--save records 'verified'; --replay --secret re-signs a verified delivery, and sends a rejected
     forgery (or an older file that does not say) as it was saved, with one line saying why."""
     saved = tmp_path / "saved"
-    proc = listen("--count", "1", "--secret", SECRET, "--save", str(saved), port=0)
+    proc = listen("--count", "1", "--secret", SECRET, "--save", str(saved))
     forged, genuine = abstrakt_body("job_forged"), abstrakt_body("job_real")
     stale = {"X-Abstrakt-Timestamp": "1", "X-Abstrakt-Signature": "0" * 64}
     now = str(int(time.time()))
@@ -537,10 +588,10 @@ def test_replay_with_secret_resigns_only_what_was_verified_when_saved(listen, tm
     assert (verified["answered"], verified["verified"]) == (200, True)
     older = tmp_path / "older.json"
     older.write_text(json.dumps({k: v for k, v in verified.items() if k != "verified"}))
-    target = Target(port=0).start()
+    target = Target().start()
     try:
         for path in [*sorted(saved.glob("*.json")), older]:
-            result = g3w("listen", "--replay", str(path), "--forward-to", target.url, "--secret", SECRET, timeout=20)
+            result = invoke("listen", "--replay", str(path), "--forward-to", target.url, "--secret", SECRET)
             assert result.code == 0, result.stderr
             said = [line for line in result.stderr.splitlines() if "not re-signed" in line]
             assert len(said) == (0 if path.name != older.name and "job_real" in path.read_text() else 1), said
@@ -620,9 +671,10 @@ def test_forwarder_retries_5xx_and_stops_on_4xx():
             target.status = 404
             result = await forwarder.send({}, b"{}")
             assert (result.ok, result.attempts, result.status) == (False, 1, 404)
-        async with Forwarder(f"http://127.0.0.1:{free_port()}/", max_attempts=2, delay=lambda n: 0.01) as forwarder:
-            result = await forwarder.send({}, b"{}")
-            assert (result.ok, result.attempts, result.status) == (False, 2, None)
+        with refusing_url() as down_url:
+            async with Forwarder(down_url, max_attempts=2, delay=lambda n: 0.01) as forwarder:
+                result = await forwarder.send({}, b"{}")
+                assert (result.ok, result.attempts, result.status) == (False, 2, None)
 
     try:
         asyncio.run(main())

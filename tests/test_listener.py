@@ -323,7 +323,7 @@ def test_next_wakes_on_a_later_delivery():
 
     async def scenario(listener, inbox):
         waiter = asyncio.create_task(inbox.next("later"))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # one turn of the loop: the waiter runs, and blocks
         assert not waiter.done()
         await post(listener.local_url, get3w_body("later"))
         delivery = await asyncio.wait_for(waiter, 1)
@@ -430,11 +430,9 @@ def test_check_reachable_passes_locally_and_fails_elsewhere():
     async def scenario(listener, inbox):
         await check_reachable(f"http://127.0.0.1:{listener.port}", listener, timeout=2)
         assert len(listener.probes) == 1
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            dead = sock.getsockname()[1]
-        with pytest.raises(TunnelError) as info:
-            await check_reachable(f"http://127.0.0.1:{dead}", listener, timeout=2)
+        with socket.socket() as sock, pytest.raises(TunnelError) as info:
+            sock.bind(("127.0.0.1", 0))  # held, not listening: refused, and nobody else's meanwhile
+            await check_reachable(f"http://127.0.0.1:{sock.getsockname()[1]}", listener, timeout=2)
         assert info.value.kind == "unreachable" and info.value.exit_code == 7
         assert listener.token not in info.value.message
 

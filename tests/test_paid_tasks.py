@@ -1,7 +1,8 @@
 """A paid task is never lost: its id reaches stdout and the journal on every exit (issue #8).
 
-Real `g3w` processes against the sandbox, or against a stand-in Get3W v3 provider of the test's
-own where the sandbox cannot misbehave the way a provider can (hold an answer, drop it).
+g3w against the sandbox, or against a stand-in Get3W v3 provider of the test's own where the
+sandbox cannot misbehave the way a provider can (hold an answer, drop it): in-process, and in
+real processes where a signal is sent.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from conftest import Result, ThreadedSandbox, g3w, sandbox_env
+from conftest import Result, ThreadedSandbox, sandbox_env
+from inproc import invoke
 
 FAST = ("--poll-max", "0.2")
 TASK_ID = "pred_standin1"
@@ -87,7 +89,7 @@ def journal_rows(home: Path) -> list[tuple[Any, ...]]:
 
 
 def history(env: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    result = g3w("history", "--json", env=env)
+    result = invoke("history", "--json", env=env)
     assert result.code == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
 
@@ -118,7 +120,7 @@ def test_a_journal_locked_after_the_submit_costs_exit_6_never_the_task(home: Pat
 
     with StandIn(lock_then_answer) as provider:
         try:
-            result = g3w("run", "flux-dev", "-p", "x", "--via", "poll", "--json", *FAST, env=provider.env())
+            result = invoke("run", "flux-dev", "-p", "x", "--via", "poll", "--json", *FAST, env=provider.env())
         finally:
             for db in holder:
                 db.rollback()
@@ -215,7 +217,7 @@ def test_an_unreadable_submit_answer_is_unknown_exit_6_never_resent(sandbox: Thr
     journalled `unknown`, g3w exits 6 and says not to resubmit blindly; exactly one POST was sent."""
     sandbox.sandbox.inject(status=status, body=body, method="POST", path_prefix="/api/v3/get3w")
     extra = ("--via", "poll", *FAST) if command == "run" else ()
-    result = g3w(command, "flux-dev", "-p", "x", *extra, env=sandbox_env(sandbox))
+    result = invoke(command, "flux-dev", "-p", "x", *extra, env=sandbox_env(sandbox))
     assert result.code == 6, result.stderr
     assert "may have been created" in result.stderr and "resubmitting blindly" in result.stderr
     assert "try again later" not in result.stderr and "Traceback" not in result.stderr
@@ -226,7 +228,7 @@ def test_an_unreadable_submit_answer_is_unknown_exit_6_never_resent(sandbox: Thr
 def test_a_submit_refused_for_good_leaves_no_row(sandbox: ThreadedSandbox) -> None:
     """A 400 created nothing: no journal row is left behind (the pre-submit row is dropped)."""
     sandbox.sandbox.inject(status=400, method="POST", path_prefix="/api/v3/get3w")
-    result = g3w("run", "flux-dev", "-p", "x", "--via", "poll", env=sandbox_env(sandbox))
+    result = invoke("run", "flux-dev", "-p", "x", "--via", "poll", env=sandbox_env(sandbox))
     assert result.code == 5
     assert history() == []
 
@@ -237,7 +239,7 @@ def test_a_submit_refused_for_good_leaves_no_row(sandbox: ThreadedSandbox) -> No
 def test_timeout_prints_the_record_and_journals_what_was_known(sandbox: ThreadedSandbox) -> None:
     """--json on timeout (exit 4): the record is on stdout (status still processing), and the journal
     row says processing too, not the `created` of the submit answer."""
-    result = g3w("run", "flux-dev", "-p", "x", "-i", "sandbox_duration=6", "--via", "poll", "--timeout", "1.5s",
+    result = invoke("run", "flux-dev", "-p", "x", "-i", "sandbox_duration=6", "--via", "poll", "--timeout", "1.5s",
                  "--json", *FAST, env=sandbox_env(sandbox))
     assert result.code == 4, result.stderr
     record = one_record(result)
@@ -274,8 +276,8 @@ def test_interrupt_prints_the_record(sandbox: ThreadedSandbox, home: Path) -> No
 @pytest.fixture
 def finished_task(sandbox: ThreadedSandbox) -> Iterator[str]:
     env = sandbox_env(sandbox)
-    task_id = g3w("submit", "flux-dev", "-p", "x", "-i", "sandbox_duration=0", env=env).stdout.strip()
-    assert g3w("wait", task_id, *FAST, env=env).code == 0
+    task_id = invoke("submit", "flux-dev", "-p", "x", "-i", "sandbox_duration=0", env=env).stdout.strip()
+    assert invoke("wait", task_id, *FAST, env=env).code == 0
     yield task_id
 
 
@@ -283,7 +285,7 @@ def test_cancel_of_a_finished_task_sends_nothing_and_exits_2(sandbox: ThreadedSa
     """`g3w cancel` of a completed Get3W v3 task: no DELETE (it would delete the outputs), exit 2,
     and the journal still says completed."""
     env = sandbox_env(sandbox)
-    result = g3w("cancel", finished_task, env=env)
+    result = invoke("cancel", finished_task, env=env)
     assert result.code == 2
     assert "already completed" in result.stderr and "--delete-outputs" in result.stderr
     assert [r for r in sandbox.sandbox.requests if r.method == "DELETE"] == []
@@ -294,7 +296,7 @@ def test_cancel_delete_outputs_deletes_a_finished_task(sandbox: ThreadedSandbox,
     """--delete-outputs is the explicit way to delete a finished v3 task's outputs; the record keeps
     its status."""
     env = sandbox_env(sandbox)
-    result = g3w("cancel", finished_task, "--delete-outputs", "--json", env=env)
+    result = invoke("cancel", finished_task, "--delete-outputs", "--json", env=env)
     assert result.code == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "completed"
     assert [r.path for r in sandbox.sandbox.requests if r.method == "DELETE"] == [

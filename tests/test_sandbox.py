@@ -182,7 +182,7 @@ def test_v3_account_endpoints_and_upload() -> None:
         assert (await client.get("/api/v3/balance")).json()["data"] == {
             "balance": 42.5, "currency": "USD"}
         await client.post(V3_MODEL, json={"prompt": "x"})
-        await asyncio.sleep(0.01)
+        await until(lambda: all(t.finished for t in sandbox._runtime.store.tasks.values()))  # only finished ones count
         usage = (await client.get("/api/v3/usage")).json()["data"]
         assert usage["total_tasks"] == 1 and usage["breakdown"]["text-to-image"]["tasks"] == 1
         bills = (await client.get("/api/v3/billings", params={"type": "usage"})).json()["data"]
@@ -543,7 +543,7 @@ def test_webhook_retries_follow_the_schedule() -> None:
         async with Receiver(statuses=(500, 503)) as hook:
             await client.post(V1_MODEL, params={"webhook": hook.url}, json={"prompt": "x"})
             await hook.wait_for(3)
-            await asyncio.sleep(0.1)
+            await until(lambda: len(sandbox.deliveries) == 3)  # logged once its answer is read
         times = [at for at, _, _ in hook.hits]
         assert len(times) == 3
         assert 0.02 <= times[1] - times[0] < 0.5 and 0.04 <= times[2] - times[1] < 0.5
@@ -577,7 +577,7 @@ def test_webhook_duplicates_and_drop() -> None:
                                               "sandbox_webhook": "drop"})
             await client.post(V3_MODEL, json={"prompt": "x", "webhook_url": hook.url})
             await hook.wait_for(3)
-            await asyncio.sleep(0.05)
+            await until(lambda: len(sandbox.deliveries) == 3)  # logged once its answer is read
         assert len(hook.hits) == 3 and len({body for _, _, body in hook.hits}) == 1
         assert len({h["x-get3w-signature"] for _, h, _ in hook.hits}) == 1
         assert [d.kind for d in sandbox.deliveries] == ["final", "duplicate", "duplicate"]
@@ -682,13 +682,34 @@ async def statuses(client: httpx.AsyncClient, ids: dict[str, str]) -> dict[str, 
     return {"v3": v3, "v1": v1, "abstrakt": job}
 
 
+RESTART_MARGIN = 2.0  # seconds a task outlives a sandbox restart by
+
+
+async def completed(client: httpx.AsyncClient, ids: dict[str, str], timeout: float) -> dict[str, dict[str, Any]]:
+    """The tasks' GET answers once all three read completed (polled; fail after ``timeout``)."""
+    answers: dict[str, dict[str, Any]] = {}
+
+    async def done() -> bool:
+        answers.update(await statuses(client, ids))
+        return all(answers[api]["status"] == "completed" for api in ("v3", "v1", "abstrakt"))
+
+    async def poll() -> None:
+        while not await done():
+            await asyncio.sleep(0.05)  # the poll's pace
+
+    await asyncio.wait_for(poll(), timeout)
+    return answers
+
+
 def test_state_file_tasks_complete_for_the_next_sandbox(tmp_path: Any) -> None:
     """A task saved by one sandbox completes by the wall clock in the next, on its own URL."""
     path = tmp_path / "state.json"
 
     async def main() -> None:
         async with persisted(path) as first:
-            ids = await submit_all(first.base_url, 0.4)
+            # Long enough that the restart (close, save, load, start) surely ends before them,
+            # even on a busy machine: 0.4 s was seen to be too short.
+            ids = await submit_all(first.base_url, RESTART_MARGIN)
             first_url = first.base_url
             async with httpx.AsyncClient(base_url=first_url, headers=KEY) as client:
                 before = await statuses(client, ids)
@@ -699,8 +720,7 @@ def test_state_file_tasks_complete_for_the_next_sandbox(tmp_path: Any) -> None:
                 assert early["v3"]["status"] in ("created", "processing")
                 assert early["abstrakt"]["status"] in ("pending", "processing")
                 assert early["v3"]["created_at"] == before["v3"]["created_at"]
-                await asyncio.sleep(0.45)
-                done = await statuses(client, ids)
+                done = await completed(client, ids, timeout=RESTART_MARGIN + 5)
                 assert [done[api]["status"] for api in ("v3", "v1", "abstrakt")] == ["completed"] * 3
                 url = done["v3"]["outputs"][0]
                 assert url == f"{second.base_url}/cdn/outputs/{ids['v3']}_0.png"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import gc
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from inproc import invoke
 
 PACKAGE = Path(__file__).resolve().parent.parent / "get3w_cli"
 
@@ -246,3 +249,14 @@ def test_start_up_runs_no_collection_and_the_command_runs_with_one(tmp_path: Pat
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["code"] == 0 and seen["enabled"] is True and seen["frozen"] > 10_000
     assert seen["starting"] == 0
+
+
+def test_a_second_command_in_one_process_freezes_nothing_more() -> None:
+    """Start-up is frozen once per process: commands run one after another in one process (as the
+    suite runs them) leave their garbage collectable instead of freezing it too."""
+    assert invoke("history", "--json").code == 0
+    frozen = gc.get_freeze_count()
+    since = [[n] for n in range(5_000)]  # objects the collector tracks, made after the first command
+    assert invoke("history", "--json").code == 0
+    assert gc.get_freeze_count() <= frozen, "the second command froze what was made after the first"
+    assert len(since) == 5_000

@@ -53,7 +53,9 @@ def _started(state: Path) -> list[int]:
 
 
 def _config_dirs() -> set[str]:
-    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("g3w-ngrok-")}
+    """This process's private ngrok configs (the tunnels here open in it): other processes, such
+    as the suite's other workers, make and remove their own meanwhile."""
+    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith(f"g3w-ngrok-{os.getpid()}-")}
 
 
 async def _kind(**kwargs) -> str:

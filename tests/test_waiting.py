@@ -1,4 +1,10 @@
-"""The waiting engine: callbacks raced against adaptive polling, with a deadline (pure asyncio)."""
+"""The waiting engine: callbacks raced against adaptive polling, with a deadline (pure asyncio).
+
+Its timing tests run in virtual time (``conftest.run_in_virtual_time``, looptime): the loop's
+clock jumps to the next timer, so a test asserts the exact instant of every GET and of the
+outcome, with the production intervals, and takes no real time. Tests with real sockets (the
+listener) run on a real loop.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +17,13 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 import pytest
 
+from conftest import run_in_virtual_time
 from get3w_cli import constants as C
-from get3w_cli.errors import (
-    NetworkError,
-    RejectedError,
-    TransientError,
-    WaitTimeoutError,
-)
-from get3w_cli.names import Via
+from get3w_cli.errors import NetworkError, RejectedError, TransientError, WaitTimeoutError
 from get3w_cli.payloads import abstrakt_job, get3w_task
 from get3w_cli.records import Status, Task
-from get3w_cli.waiting import (
-    Outcome,
-    WaitPlan,
-    cancel_quietly,
-    first_poll_delay,
-    wait_for,
-)
+from get3w_cli.names import Via
+from get3w_cli.waiting import Outcome, WaitPlan, cancel_quietly, first_poll_delay, wait_for
 from get3w_cli.webhooks.inbox import Delivery, Inbox
 from get3w_cli.webhooks.listener import CallbackListener
 from get3w_cli.webhooks.signatures import sign_abstrakt, sign_get3w
@@ -98,6 +94,12 @@ class Notes:
 
 
 def run(test: Callable[[], Awaitable[Any]]) -> Any:
+    """In virtual time: every instant the test reads from the loop is exact."""
+    return run_in_virtual_time(test)
+
+
+def run_real(test: Callable[[], Awaitable[Any]]) -> Any:
+    """On a real loop, for tests that talk to the listener over real sockets."""
     return asyncio.run(asyncio.wait_for(test(), 10))
 
 
@@ -105,18 +107,17 @@ def later(delay: float, action: Callable[[], object]) -> None:
     asyncio.get_running_loop().call_later(delay, action)
 
 
-@pytest.fixture
-def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let poll intervals go below the production floor so back-off tests take milliseconds."""
-    monkeypatch.setattr(C, "POLL_MIN", 0.01)
+def at(*instants: float) -> list[Any]:
+    """GET times as asserted: exact up to the float arithmetic of adding intervals."""
+    return [pytest.approx(t, abs=1e-6) for t in instants]
 
 
 def test_signed_callback_is_trusted_without_a_get() -> None:
     """A verified final callback ends the wait at once; the provider is not asked."""
     async def main() -> tuple[Outcome, FakeAdapter]:
         adapter, inbox = FakeAdapter(done_after=100), Inbox()
-        later(0.05, lambda: inbox.put(delivery(Status.COMPLETED, verified=True, outputs=("https://cb/x.png",))))
-        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=5)
+        later(3, lambda: inbox.put(delivery(Status.COMPLETED, verified=True, outputs=("https://cb/x.png",))))
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=600, fallback_after=60)
         return await wait_for(adapter, submitted(), plan, inbox=inbox), adapter
 
     outcome, adapter = run(main)
@@ -125,20 +126,20 @@ def test_signed_callback_is_trusted_without_a_get() -> None:
     assert outcome.task.outputs == ("https://cb/x.png",)
     assert (outcome.task.provider, outcome.task.api) == ("get3w", "v3")
     assert adapter.gets == []
-    assert 0.04 <= outcome.elapsed < 1
+    assert outcome.elapsed == pytest.approx(3.0, abs=1e-6)  # the callback's instant, not a poll's
 
 
 def test_unsigned_callback_is_confirmed_with_exactly_one_get() -> None:
     """An unsigned final callback is a hint: one GET confirms it, and the GET's answer is what counts."""
     async def main() -> tuple[Outcome, FakeAdapter]:
         adapter, inbox = FakeAdapter(done_after=0), Inbox()
-        later(0.02, lambda: inbox.put(delivery(Status.COMPLETED, verified=False, outputs=("https://evil/x",))))
-        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=5)
+        later(2, lambda: inbox.put(delivery(Status.COMPLETED, verified=False, outputs=("https://evil/x",))))
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=600, fallback_after=60)
         return await wait_for(adapter, submitted(), plan, inbox=inbox), adapter
 
     outcome, adapter = run(main)
     assert outcome.via == Via.WEBHOOK
-    assert len(adapter.gets) == 1
+    assert adapter.gets == at(2.0)  # confirmed when it came
     assert outcome.task.outputs == (REAL_OUTPUT,)
 
 
@@ -148,16 +149,16 @@ def test_forged_unsigned_completion_while_running_is_ignored() -> None:
 
     async def main() -> tuple[Outcome, FakeAdapter]:
         adapter, inbox = FakeAdapter(done_after=100), Inbox()
-        later(0.02, lambda: inbox.put(delivery(Status.COMPLETED, verified=False, outputs=("https://evil/x",))))
-        later(0.15, lambda: inbox.put(delivery(Status.COMPLETED, verified=True, outputs=("https://cb/ok.png",))))
-        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=5)
+        later(2, lambda: inbox.put(delivery(Status.COMPLETED, verified=False, outputs=("https://evil/x",))))
+        later(15, lambda: inbox.put(delivery(Status.COMPLETED, verified=True, outputs=("https://cb/ok.png",))))
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=600, fallback_after=60)
         return await wait_for(adapter, submitted(), plan, inbox=inbox, notify=notes), adapter
 
     outcome, adapter = run(main)
     assert outcome.via == Via.WEBHOOK
     assert outcome.task.outputs == ("https://cb/ok.png",)
-    assert outcome.elapsed >= 0.14
-    assert len(adapter.gets) == 1
+    assert outcome.elapsed == pytest.approx(15.0, abs=1e-6)
+    assert adapter.gets == at(2.0)
     assert "ignored an unconfirmed callback" in notes.text()
 
 
@@ -167,14 +168,14 @@ def test_no_callback_falls_back_to_polling_after_fallback_after() -> None:
 
     async def main() -> tuple[Outcome, FakeAdapter]:
         adapter = FakeAdapter(done_after=0)
-        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=0.2)
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=600, fallback_after=30)
         return await wait_for(adapter, submitted(), plan, inbox=Inbox(), notify=notes), adapter
 
     outcome, adapter = run(main)
     assert outcome.via == Via.POLL
     assert outcome.task.status is Status.COMPLETED
-    assert len(adapter.gets) == 1 and 0.19 <= adapter.gets[0] < 1.0
-    assert "no callback within 0.2s; polling" in notes.text()
+    assert adapter.gets == at(30.0)
+    assert "no callback within 30s; polling" in notes.text()
     assert ("phase", "polling") in notes.items
 
 
@@ -186,16 +187,26 @@ def test_default_fallback_is_at_least_a_minute_or_twice_the_estimate() -> None:
     assert WaitPlan(fallback_after=3).fallback_for(submitted(estimated=100)) == 3
 
 
-def test_first_poll_waits_for_the_estimated_duration() -> None:
-    """The first poll comes near the provider's estimate, not at once."""
+def test_default_fallback_is_when_polling_starts() -> None:
+    """No --fallback-after, no callback: the first GET comes at FALLBACK_MIN, then polls back off."""
     async def main() -> FakeAdapter:
-        adapter = FakeAdapter(done_after=0)
-        await wait_for(adapter, submitted(estimated=0.3), WaitPlan(mode=Via.POLL, timeout=5, poll_max=10))
+        adapter = FakeAdapter(done_after=C.FALLBACK_MIN + 1)
+        await wait_for(adapter, submitted(estimated=4), WaitPlan(mode=Via.WEBHOOK, poll_max=10), inbox=Inbox())
         return adapter
 
     adapter = run(main)
-    assert len(adapter.gets) == 1
-    assert 0.29 <= adapter.gets[0] < 1.0
+    assert adapter.gets == at(C.FALLBACK_MIN, C.FALLBACK_MIN + 4)
+
+
+def test_first_poll_waits_for_the_estimated_duration() -> None:
+    """The first poll comes at the provider's estimate, not at once."""
+    async def main() -> FakeAdapter:
+        adapter = FakeAdapter(done_after=0)
+        await wait_for(adapter, submitted(estimated=7), WaitPlan(mode=Via.POLL, timeout=600, poll_max=10))
+        return adapter
+
+    adapter = run(main)
+    assert adapter.gets == at(7.0)
 
 
 @pytest.mark.parametrize(
@@ -207,101 +218,98 @@ def test_first_poll_delay_is_the_estimate_clamped(estimate: float | None, poll_m
     assert first_poll_delay(submitted(estimated=estimate), WaitPlan(poll_max=poll_max)) == pytest.approx(expected)
 
 
-def test_polling_backs_off_up_to_poll_max(fast_polls: None) -> None:
-    """Intervals grow by the back-off factor and never exceed --poll-max."""
+def test_polling_backs_off_up_to_poll_max() -> None:
+    """Intervals grow by the back-off factor (x1.5) from the estimate and never exceed --poll-max."""
+    assert C.POLL_BACKOFF_FACTOR == 1.5  # the instants below are worked out with it
+
     async def main() -> FakeAdapter:
-        adapter = FakeAdapter(done_after=0.6)
-        await wait_for(adapter, submitted(estimated=0.02), WaitPlan(mode=Via.POLL, timeout=5, poll_max=0.1))
+        adapter = FakeAdapter(done_after=12)
+        await wait_for(adapter, submitted(estimated=1), WaitPlan(mode=Via.POLL, timeout=600, poll_max=3))
         return adapter
 
     adapter = run(main)
-    gaps = [b - a for a, b in zip([0.0, *adapter.gets], adapter.gets)]
-    assert gaps[0] < 0.05, gaps  # started near the estimate
-    assert gaps[-1] >= 0.09, gaps  # grew to the ceiling...
-    assert max(gaps) <= 0.1 + 0.05, gaps  # ...and no further
-    assert 5 <= len(gaps) <= 12, gaps  # a fixed 0.02 s interval would have polled ~30 times
+    # Gaps 1 (the estimate), 1, 1.5, 2.25, then 3 = --poll-max each time; done at 12.
+    assert adapter.gets == at(1.0, 2.0, 3.5, 5.75, 8.75, 11.75, 14.75)
 
 
-def test_transient_poll_errors_do_not_end_the_wait(fast_polls: None) -> None:
-    """A 5xx/429 or a network error while polling is noted and the wait goes on."""
+def test_transient_poll_errors_do_not_end_the_wait() -> None:
+    """A 5xx/429 or a network error while polling is noted and the wait goes on, backing off."""
     notes = Notes()
 
     async def main() -> tuple[Outcome, FakeAdapter]:
         errors: list[Exception] = [TransientError("HTTP 503", status=503), NetworkError("connection reset")]
         adapter = FakeAdapter(done_after=0, errors=errors)
-        plan = WaitPlan(mode=Via.POLL, timeout=5, poll_max=0.05)
-        return await wait_for(adapter, submitted(estimated=0.01), plan, notify=notes), adapter
+        plan = WaitPlan(mode=Via.POLL, timeout=600, poll_max=2)
+        return await wait_for(adapter, submitted(estimated=1), plan, notify=notes), adapter
 
     outcome, adapter = run(main)
     assert outcome.task.status is Status.COMPLETED and outcome.via == Via.POLL
-    assert len(adapter.gets) == 3
+    assert adapter.gets == at(1.0, 2.0, 3.5)
     assert notes.text().count("poll failed") == 2
 
 
-def test_retry_after_of_a_failed_poll_is_honoured(fast_polls: None) -> None:
-    """A poll answered 429 with retry_after waits at least that long before the next poll."""
+def test_retry_after_of_a_failed_poll_is_honoured() -> None:
+    """A poll answered 429 with retry_after waits exactly that long (not the shorter interval)."""
     async def main() -> FakeAdapter:
-        adapter = FakeAdapter(done_after=0, errors=[TransientError("HTTP 429", status=429, retry_after=0.3)])
-        await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=Via.POLL, timeout=5, poll_max=0.05))
+        adapter = FakeAdapter(done_after=0, errors=[TransientError("HTTP 429", status=429, retry_after=7)])
+        await wait_for(adapter, submitted(estimated=1), WaitPlan(mode=Via.POLL, timeout=600, poll_max=2))
         return adapter
 
     adapter = run(main)
-    assert len(adapter.gets) == 2
-    assert adapter.gets[1] - adapter.gets[0] >= 0.29
+    assert adapter.gets == at(1.0, 8.0)
 
 
-def test_refused_poll_ends_the_wait(fast_polls: None) -> None:
+def test_refused_poll_ends_the_wait() -> None:
     """A 404 while polling is final: the error is raised, not retried forever."""
     async def main() -> None:
         adapter = FakeAdapter(errors=[RejectedError("HTTP 404", status=404)])
-        await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=Via.POLL, timeout=5))
+        await wait_for(adapter, submitted(estimated=1), WaitPlan(mode=Via.POLL, timeout=600))
 
     with pytest.raises(RejectedError):
         run(main)
 
 
 def test_timeout_detaches_by_default() -> None:
-    """The deadline raises WaitTimeoutError and leaves the task running."""
-    adapters: list[FakeAdapter] = []
+    """The deadline raises WaitTimeoutError, at the deadline, and leaves the task running."""
+    async def main() -> tuple[pytest.ExceptionInfo[WaitTimeoutError], FakeAdapter]:
+        adapter = FakeAdapter(done_after=1000)
+        with pytest.raises(WaitTimeoutError) as info:
+            await wait_for(adapter, submitted(estimated=5), WaitPlan(mode=Via.POLL, timeout=30, poll_max=10))
+        assert adapter.now() == pytest.approx(30.0, abs=1e-6)  # raised at the deadline itself
+        return info, adapter
 
-    async def main() -> None:
-        adapters.append(FakeAdapter(done_after=100))
-        await wait_for(adapters[0], submitted(estimated=0.05), WaitPlan(mode=Via.POLL, timeout=0.3, poll_max=0.05))
-
-    started = time.monotonic()
-    with pytest.raises(WaitTimeoutError) as info:
-        run(main)
-    assert 0.29 <= time.monotonic() - started < 1.5
+    info, adapter = run(main)
+    assert adapter.gets == at(5.0, 10.0, 17.5, 27.5)  # the next poll (37.5) is past the deadline
     assert info.value.task_id == TASK_ID and not info.value.cancelled
     assert f"g3w wait {TASK_ID}" in (info.value.hint or "")
-    assert adapters[0].cancels == []
+    assert adapter.cancels == []
 
 
 def test_timeout_with_on_timeout_cancel_cancels_the_task() -> None:
-    """--on-timeout cancel: the deadline cancels the task at the provider."""
-    adapters: list[FakeAdapter] = []
+    """--on-timeout cancel: the deadline cancels the task at the provider, after a look."""
+    async def main() -> tuple[pytest.ExceptionInfo[WaitTimeoutError], FakeAdapter]:
+        adapter = FakeAdapter(done_after=1000)
+        plan = WaitPlan(mode=Via.POLL, timeout=20, poll_max=10, on_timeout="cancel")
+        with pytest.raises(WaitTimeoutError) as info:
+            await wait_for(adapter, submitted(estimated=5), plan)
+        return info, adapter
 
-    async def main() -> None:
-        adapters.append(FakeAdapter(done_after=100))
-        plan = WaitPlan(mode=Via.POLL, timeout=0.2, poll_max=0.05, on_timeout="cancel")
-        await wait_for(adapters[0], submitted(estimated=0.05), plan)
-
-    with pytest.raises(WaitTimeoutError) as info:
-        run(main)
+    info, adapter = run(main)
     assert info.value.cancelled
-    assert adapters[0].cancels == [TASK_ID]
+    assert adapter.cancels == [TASK_ID]
+    assert adapter.gets == at(5.0, 10.0, 17.5, 20.0)  # the last: the look at the deadline
 
 
 def test_timeout_cuts_a_hanging_poll_short() -> None:
     """--timeout bounds the whole wait, even while a poll request is stuck (long Retry-After)."""
-    async def main() -> None:
+    async def main() -> FakeAdapter:
         adapter = FakeAdapter(hang=True)
-        await wait_for(adapter, submitted(estimated=0.05), WaitPlan(mode=Via.POLL, timeout=0.3))
+        with pytest.raises(WaitTimeoutError):
+            await wait_for(adapter, submitted(estimated=5), WaitPlan(mode=Via.POLL, timeout=30))
+        assert adapter.now() == pytest.approx(30.0, abs=1e-6)  # not the hour the GET would take
+        return adapter
 
-    started = time.monotonic()
-    with pytest.raises(WaitTimeoutError):
-        run(main)
-    assert time.monotonic() - started < 1.0
+    assert run(main).gets == at(5.0)
 
 
 def test_unconfirmable_callback_falls_back_to_polling() -> None:
@@ -310,14 +318,14 @@ def test_unconfirmable_callback_falls_back_to_polling() -> None:
 
     async def main() -> tuple[Outcome, FakeAdapter]:
         adapter, inbox = FakeAdapter(done_after=0, errors=[TransientError("HTTP 429", status=429)]), Inbox()
-        later(0.02, lambda: inbox.put(delivery(Status.COMPLETED, verified=False)))
-        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=60, poll_max=0.2)
-        return await wait_for(adapter, submitted(estimated=0.05), plan, inbox=inbox, notify=notes), adapter
+        later(2, lambda: inbox.put(delivery(Status.COMPLETED, verified=False)))
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=600, fallback_after=60, poll_max=10)
+        return await wait_for(adapter, submitted(estimated=3), plan, inbox=inbox, notify=notes), adapter
 
     outcome, adapter = run(main)
     assert outcome.task.status is Status.COMPLETED and outcome.via == Via.POLL
-    assert len(adapter.gets) == 2
-    assert outcome.elapsed < 1
+    assert adapter.gets == at(2.0, 5.0)  # the hint's GET, then one interval (3 s) later: not the 60 s fallback
+    assert outcome.elapsed == pytest.approx(5.0, abs=1e-6)
     assert "could not confirm a callback" in notes.text()
 
 
@@ -326,15 +334,17 @@ def test_interrupting_the_wait_cancels_the_task_only_when_asked(on_timeout: str,
     """Ctrl-C (task cancellation) cancels at the provider only with --on-timeout cancel."""
     async def main() -> FakeAdapter:
         adapter = FakeAdapter(done_after=100)
-        plan = WaitPlan(mode=Via.POLL, timeout=5, poll_max=0.05, on_timeout=on_timeout)
-        waiter = asyncio.ensure_future(wait_for(adapter, submitted(estimated=0.05), plan))
-        await asyncio.sleep(0.1)
+        plan = WaitPlan(mode=Via.POLL, timeout=600, poll_max=10, on_timeout=on_timeout)
+        waiter = asyncio.ensure_future(wait_for(adapter, submitted(estimated=5), plan))
+        await asyncio.sleep(2)  # virtual: interrupted at t=2, before the first poll (t=5)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
         return adapter
 
-    assert run(main).cancels == cancels
+    adapter = run(main)
+    assert adapter.cancels == cancels
+    assert adapter.gets == (at(2.0) if cancels else [])  # cancelling looks first
 
 
 def test_already_final_task_returns_at_once() -> None:
@@ -348,11 +358,11 @@ def test_already_final_task_returns_at_once() -> None:
     assert outcome.via == Via.SYNC and outcome.elapsed == 0.0 and adapter.gets == []
 
 
-def test_failed_task_is_returned_not_raised(fast_polls: None) -> None:
+def test_failed_task_is_returned_not_raised() -> None:
     """A failed task is an outcome (the CLI decides the exit code), not an exception."""
     async def main() -> Outcome:
         adapter = FakeAdapter(done_after=0, final=Status.FAILED)
-        return await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=Via.POLL, timeout=5))
+        return await wait_for(adapter, submitted(estimated=1), WaitPlan(mode=Via.POLL, timeout=600))
 
     assert run(main).task.status is Status.FAILED
 
@@ -403,7 +413,7 @@ def test_a_flood_of_forged_hints_costs_at_most_one_get_per_poll_interval() -> No
                 await waiter
         return adapter, posts, listener
 
-    adapter, posts, listener = run(main)
+    adapter, posts, listener = run_real(main)
     assert posts >= 50 and listener.stats.accepted == posts  # every one reached the waiter as a hint
     # The interval starts at 0.4 s and grows x1.5 after each GET: 0 s, 0.4 s, then past the 1 s deadline.
     assert 1 <= len(adapter.gets) <= 3, adapter.gets
@@ -413,8 +423,8 @@ def test_a_genuine_hint_inside_the_interval_is_confirmed_at_the_intervals_end() 
     """After a forged hint's GET, the real (unsigned) callback is not ignored: the next GET confirms it."""
     async def main() -> tuple[Outcome, Watched]:
         adapter, inbox = Watched(done_after=100), Inbox()
-        plan = WaitPlan(mode=Via.WEBHOOK, timeout=5, fallback_after=60, poll_max=10)
-        waiter = asyncio.ensure_future(wait_for(adapter, submitted(estimated=0.3), plan, inbox=inbox))
+        plan = WaitPlan(mode=Via.WEBHOOK, timeout=600, fallback_after=60, poll_max=10)
+        waiter = asyncio.ensure_future(wait_for(adapter, submitted(estimated=3), plan, inbox=inbox))
         inbox.put(delivery(Status.COMPLETED, verified=False, outputs=("https://evil/x",)))
         await adapter.got.get()  # the forged hint was checked: still running
         adapter.done_after = 0  # now the task really ends, and its unsigned callback comes in
@@ -423,8 +433,10 @@ def test_a_genuine_hint_inside_the_interval_is_confirmed_at_the_intervals_end() 
 
     outcome, adapter = run(main)
     assert outcome.via == Via.WEBHOOK and outcome.task.outputs == (REAL_OUTPUT,)
-    assert len(adapter.gets) == 2
-    assert outcome.elapsed < 3  # within an interval (0.45 s here), far from the 60 s fallback
+    # The interval was 3 s and grew to 4.5 s with the first GET: the second comes at its end,
+    # far from the 60 s fallback.
+    assert adapter.gets == at(0.0, 4.5)
+    assert outcome.elapsed == pytest.approx(4.5, abs=1e-6)
 
 
 def test_a_callback_verified_by_another_providers_secret_is_only_a_hint() -> None:
@@ -443,7 +455,7 @@ def test_a_callback_verified_by_another_providers_secret_is_only_a_hint() -> Non
                 await wait_for(adapter, submitted(), plan, inbox=inbox, notify=notes)
         return adapter
 
-    adapter = run(main)
+    adapter = run_real(main)
     assert len(adapter.gets) == 1  # confirmed, found running, ignored
     assert "ignored an unconfirmed callback" in notes.text()
 
@@ -467,7 +479,7 @@ def test_a_signature_rejection_is_said_once_and_the_task_is_checked_at_once(capl
             return await waiter, adapter
 
     with caplog.at_level(logging.WARNING):
-        outcome, adapter = run(main)
+        outcome, adapter = run_real(main)
     assert outcome.via == Via.POLL and outcome.task.status is Status.COMPLETED
     assert notes.text().count("the webhook secret looks wrong") == 1
     assert ("phase", "polling") in notes.items
@@ -490,7 +502,7 @@ def test_a_final_submit_answer_is_webhook_when_its_callback_came_first_else_sync
         polled = await wait_for(adapter, final, WaitPlan(mode=Via.POLL, timeout=5), via_if_done=Via.POLL)
         return [early.via, alone.via, no_channel.via, polled.via], adapter
 
-    vias, adapter = run(main)
+    vias, adapter = run_real(main)
     assert vias == [Via.WEBHOOK, Via.SYNC, Via.SYNC, Via.POLL]
     assert adapter.gets == []
 
@@ -531,13 +543,13 @@ class Words(FakeAdapter):
         return get3w_task({"id": task_id, "status": self.words.pop(0)}, api="v3")
 
 
-def test_the_waiter_says_once_per_word_that_it_did_not_know_it(fast_polls: None) -> None:
+def test_the_waiter_says_once_per_word_that_it_did_not_know_it() -> None:
     """Unknown words keep the wait going; each distinct word is said once."""
     notes = Notes()
 
     async def main() -> Outcome:
         adapter = Words(["warming_up", "warming_up", "rendering", "warming_up"])
-        return await wait_for(adapter, submitted(estimated=0.01), WaitPlan(mode=Via.POLL, timeout=5, poll_max=0.02),
+        return await wait_for(adapter, submitted(estimated=1), WaitPlan(mode=Via.POLL, timeout=600, poll_max=2),
                               notify=notes)
 
     outcome = run(main)
@@ -554,13 +566,14 @@ def test_on_timeout_cancel_looks_first_and_leaves_a_finished_task_alone() -> Non
 
     async def main() -> Outcome:
         adapters.append(FakeAdapter(done_after=0))  # finished, but the first poll is due after the deadline
-        plan = WaitPlan(mode=Via.POLL, timeout=0.3, poll_max=10, on_timeout="cancel")
+        plan = WaitPlan(mode=Via.POLL, timeout=5, poll_max=10, on_timeout="cancel")
         return await wait_for(adapters[0], submitted(estimated=10), plan, notify=notes)
 
     outcome = run(main)
     assert (outcome.task.status, outcome.via) == (Status.COMPLETED, Via.POLL)
     assert adapters[0].cancels == []
-    assert len(adapters[0].gets) == 1  # the look
+    assert adapters[0].gets == at(5.0)  # the look, at the deadline
+    assert outcome.elapsed == pytest.approx(5.0, abs=1e-6)
     assert f"task {TASK_ID} already completed; not cancelling it" in notes.text()
 
 

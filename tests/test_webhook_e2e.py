@@ -1,6 +1,7 @@
 """Webhook scenarios of `g3w run` end to end: forged callbacks, duplicates, and the ngrok tunnel.
 
-Every test runs the real CLI in a subprocess against a sandbox on 127.0.0.1; tunnel tests drive
+Every test runs the CLI against a sandbox on 127.0.0.1, in-process (a forger posts from a thread
+of its own while the run waits), or in a subprocess where a signal is sent; tunnel tests drive
 pyngrok against the stand-in agent in tests/fake_ngrok.py.
 """
 
@@ -8,20 +9,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import httpx
 import pytest
 
 import fake_ngrok  # tests/fake_ngrok.py
-from conftest import ThreadedSandbox, g3w, sandbox_env
+from conftest import Result, ThreadedSandbox, sandbox_env
+from inproc import invoke
+from test_batch import wait_until
 
 SECRET = "whsec_e2e"
+SUBMITTED = re.compile(r"submitted (\S+) \(")
+_T = TypeVar("_T")
 
 
 def start_run(sb: ThreadedSandbox, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -30,17 +37,21 @@ def start_run(sb: ThreadedSandbox, *args: str, env: dict[str, str] | None = None
                             stderr=subprocess.PIPE, text=True, env=full)
 
 
-def wait_for_submit(sb: ThreadedSandbox, timeout: float = 15) -> tuple[str, str]:
-    """The callback URL the CLI registered, and the task id the sandbox gave it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        subs = sb.sandbox.submissions()
-        if subs:
-            body = json.loads(subs[0].body)
-            task_ids = [r.path.rsplit("/", 1)[-1] for r in sb.sandbox.requests if "/predictions/" in r.path]
-            return body["webhook_url"], task_ids[0] if task_ids else ""
-        time.sleep(0.02)
-    raise AssertionError("the CLI never submitted")
+def submitted_task(sb: ThreadedSandbox) -> tuple[str, str]:
+    """The callback URL the CLI registered and the id of the task the sandbox made, once both exist."""
+    wait_until(lambda: bool(sb.sandbox.submissions()) and bool(sb.call(_task_ids(sb))))
+    [task_id] = sb.call(_task_ids(sb))
+    return json.loads(sb.sandbox.submissions()[0].body)["webhook_url"], task_id
+
+
+def while_running(sb: ThreadedSandbox, forger: Callable[[str, str], _T], *args: str,
+                  env: dict[str, str] | None = None) -> tuple[Result, _T]:
+    """``g3w run ARGS --json`` in-process; once it has submitted, ``forger(callback_url, task_id)``
+    posts from a thread of its own while the run waits. Returns the run and what the forger returned."""
+    with ThreadPoolExecutor(1) as pool:
+        forging: Future[_T] = pool.submit(lambda: forger(*submitted_task(sb)))
+        result = invoke("run", *args, "--json", env={**sandbox_env(sb), **(env or {})})
+        return result, forging.result(timeout=30)
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 20) -> tuple[int, dict[str, Any] | None, str]:
@@ -54,37 +65,40 @@ def forged(task_id: str) -> bytes:
 
 
 def test_forged_unsigned_completion_is_confirmed_and_ignored(tmp_path: Path) -> None:
-    """No secret: a forged 'completed' is checked with one GET, found running, ignored; the real result wins."""
+    """No secret: a forged 'completed' is checked with one GET, found running, ignored; the real result wins.
+    (A callback that beats the submit answer is held for the waiter, so the forger need not wait for it.)"""
+    def forge(url: str, task_id: str) -> int:
+        return httpx.post(url, content=forged(task_id)).status_code
+
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
-        proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=1.5", "--via", "webhook", "--json")
-        url, _ = wait_for_submit(sb)
-        time.sleep(0.3)  # the submit answer has reached the CLI
-        task_id = next(t for t in sb.call(_task_ids(sb)))
-        assert httpx.post(url, content=forged(task_id)).status_code == 200  # a hint, acknowledged
-        code, record, err = finish(proc)
-    assert code == 0 and record is not None
+        result, status = while_running(sb, forge, "flux-dev", "-p", "x", "-i", "sandbox_duration=1.5",
+                                       "--via", "webhook")
+    assert status == 200  # a hint, acknowledged
+    assert result.code == 0, result.stderr
+    record = result.json()
     assert record["outputs"] and "evil" not in json.dumps(record["outputs"])
     assert record["via"] == "webhook"
-    assert "ignored an unconfirmed callback" in err
+    assert "ignored an unconfirmed callback" in result.stderr
 
 
 def test_forged_callback_with_a_secret_gets_401_and_changes_nothing() -> None:
     """With a secret, a callback no configured secret verifies is 401, whatever provider it claims; the
     run says once that a signature was rejected, checks the task itself, and ends with the real result."""
-    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
-        proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=1.5", "--via", "webhook", "--json",
-                         env={"GET3W_WEBHOOK_SECRET": SECRET})
-        url, _ = wait_for_submit(sb)
-        task_id = next(t for t in sb.call(_task_ids(sb)))
+    def forge(url: str, task_id: str) -> tuple[int, int, int]:
         bad = httpx.post(url, content=forged(task_id), headers={"X-Get3W-Signature": "0" * 64})
         unsigned = httpx.post(url, content=forged(task_id))
         claims_abstrakt = httpx.post(url, content=forged(task_id),
                                      headers={"X-Abstrakt-Timestamp": str(int(time.time())), "X-Abstrakt-Signature": "0"})
-        code, record, err = finish(proc)
-    assert (bad.status_code, unsigned.status_code, claims_abstrakt.status_code) == (401, 401, 401)
-    assert code == 0 and record is not None and "evil" not in json.dumps(record["outputs"])
-    assert err.count("the webhook secret looks wrong") == 1
-    assert "g3w.webhooks" not in err  # the listener itself prints nothing
+        return bad.status_code, unsigned.status_code, claims_abstrakt.status_code
+
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
+        result, statuses = while_running(sb, forge, "flux-dev", "-p", "x", "-i", "sandbox_duration=1.5",
+                                         "--via", "webhook", env={"GET3W_WEBHOOK_SECRET": SECRET})
+    assert statuses == (401, 401, 401)
+    assert result.code == 0, result.stderr
+    assert "evil" not in json.dumps(result.json()["outputs"])
+    assert result.stderr.count("the webhook secret looks wrong") == 1
+    assert "g3w.webhooks" not in result.stderr  # the listener itself prints nothing
 
 
 def test_a_wrong_webhook_secret_costs_no_fallback_wait() -> None:
@@ -92,8 +106,8 @@ def test_a_wrong_webhook_secret_costs_no_fallback_wait() -> None:
     instead of waiting out --fallback-after (60 s by default) with log lines over the progress."""
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
         started = time.monotonic()
-        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--json", "--webhook-secret", "not-it",
-                     "--timeout", "20s", env=sandbox_env(sb), timeout=40)
+        result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", "--json", "--webhook-secret", "not-it",
+                        "--timeout", "20s", env=sandbox_env(sb))
         elapsed = time.monotonic() - started
         rejected = [d.status_code for d in sb.sandbox.deliveries]
     assert result.code == 0, result.stderr
@@ -106,20 +120,20 @@ def test_a_wrong_webhook_secret_costs_no_fallback_wait() -> None:
 
 def test_wrong_token_gets_404_during_a_run() -> None:
     """A request to the listener without the token is 404 and does not end the wait."""
+    def forge(url: str, task_id: str) -> int:
+        return httpx.post(url.rsplit("/", 1)[0] + "/not-the-token", content=forged(task_id)).status_code
+
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
-        proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=1", "--via", "webhook", "--json")
-        url, _ = wait_for_submit(sb)
-        base = url.rsplit("/", 1)[0]
-        task_id = next(t for t in sb.call(_task_ids(sb)))
-        assert httpx.post(base + "/not-the-token", content=forged(task_id)).status_code == 404
-        code, record, _ = finish(proc)
-    assert code == 0 and record is not None and "evil" not in json.dumps(record["outputs"])
+        result, status = while_running(sb, forge, "flux-dev", "-p", "x", "-i", "sandbox_duration=1", "--via", "webhook")
+    assert status == 404
+    assert result.code == 0, result.stderr
+    assert "evil" not in json.dumps(result.json()["outputs"])
 
 
 def test_duplicate_deliveries_end_the_wait_once() -> None:
     """The sandbox sends each callback three times; the run completes once, with one API call."""
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET, webhook_duplicates=2) as sb:
-        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--json",
+        result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", "--json",
                      env={**sandbox_env(sb), "GET3W_WEBHOOK_SECRET": SECRET})
         assert result.code == 0 and result.json()["via"] == "webhook"
         api = [r for r in sb.sandbox.requests if r.path.startswith(("/api/", "/v1/"))]
@@ -157,7 +171,7 @@ def test_run_through_an_ngrok_tunnel(tmp_path: Path) -> None:
     """--tunnel auto with an authtoken: the callback travels the tunnel; the agent is gone afterwards."""
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
         env = {**sandbox_env(sb), **ngrok_env(tmp_path, "ok"), "GET3W_WEBHOOK_SECRET": SECRET}
-        result = g3w("run", "flux-dev", "-p", "x", "--json", env=env)
+        result = invoke("run", "flux-dev", "-p", "x", "--json", env=env)
         webhook_url = json.loads(sb.sandbox.submissions()[0].body)["webhook_url"]
         delivered = [d.status_code for d in sb.sandbox.deliveries if d.url == webhook_url]
     assert result.code == 0, result.stderr
@@ -171,7 +185,7 @@ def test_run_through_an_ngrok_tunnel(tmp_path: Path) -> None:
 def test_tunnel_failures_fall_back_to_polling_under_auto(tmp_path: Path, mode: str) -> None:
     """Under --via auto each classified ngrok failure warns and polls; nothing is left running."""
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
-        result = g3w("run", "flux-dev", "-p", "x", "--json", "--poll-max", "0.2",
+        result = invoke("run", "flux-dev", "-p", "x", "--json", "--poll-max", "0.2",
                      env={**sandbox_env(sb), **ngrok_env(tmp_path, mode)})
     assert result.code == 0, result.stderr
     assert result.json()["via"] == "poll"
@@ -184,7 +198,8 @@ def test_tunnel_failures_fall_back_to_polling_under_auto(tmp_path: Path, mode: s
 def test_tunnel_failures_exit_7_under_via_webhook_before_paying(tmp_path: Path, mode: str, words: str) -> None:
     """Under --via webhook a tunnel failure exits 7 with a hint, and no task was submitted."""
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
-        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", env={**sandbox_env(sb), **ngrok_env(tmp_path, mode)})
+        result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook",
+                        env={**sandbox_env(sb), **ngrok_env(tmp_path, mode)})
         assert sb.sandbox.submissions() == []
     assert result.code == 7
     assert words.lower() in result.stderr.lower() and "Hint:" in result.stderr
@@ -194,7 +209,7 @@ def test_tunnel_failures_exit_7_under_via_webhook_before_paying(tmp_path: Path, 
 def test_missing_ngrok_binary_exits_7_with_install_hint(tmp_path: Path) -> None:
     """--tunnel ngrok with no binary: exit 7, say how to install it or set NGROK_PATH."""
     with ThreadedSandbox(duration=0.05) as sb:
-        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--tunnel", "ngrok",
+        result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", "--tunnel", "ngrok",
                      env={**sandbox_env(sb), "NGROK_PATH": str(tmp_path / "no-ngrok"), "NGROK_AUTHTOKEN": "t"})
         assert sb.sandbox.submissions() == []
     assert result.code == 7 and "NGROK_PATH" in result.stderr
@@ -203,7 +218,7 @@ def test_missing_ngrok_binary_exits_7_with_install_hint(tmp_path: Path) -> None:
 def test_no_authtoken_with_tunnel_ngrok_exits_7(tmp_path: Path) -> None:
     """--tunnel ngrok --via webhook without an authtoken: exit 7 before anything is sent."""
     with ThreadedSandbox(duration=0.05) as sb:
-        result = g3w("run", "flux-dev", "-p", "x", "--via", "webhook", "--tunnel", "ngrok", env=sandbox_env(sb))
+        result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", "--tunnel", "ngrok", env=sandbox_env(sb))
         assert sb.sandbox.submissions() == []
     assert result.code == 7 and "NGROK_AUTHTOKEN" in result.stderr
 
@@ -212,9 +227,13 @@ def test_ctrl_c_closes_the_tunnel_and_the_agent(tmp_path: Path) -> None:
     """SIGINT during a tunnelled wait: exit 130, the id printed, and no ngrok agent left behind."""
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
         proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=30", env=ngrok_env(tmp_path, "ok"))
-        wait_for_submit(sb)
-        time.sleep(0.3)
-        assert live_agents(tmp_path, "ok")
+        assert proc.stderr is not None
+        seen: list[str] = []
+        for line in proc.stderr:  # "submitted <id>" is said as the wait begins
+            seen.append(line)
+            if SUBMITTED.search(line):
+                break
+        assert live_agents(tmp_path, "ok"), seen
         proc.send_signal(signal.SIGINT)
         code, _, err = finish(proc)
     assert code == 130 and "g3w wait" in err

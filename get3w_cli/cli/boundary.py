@@ -114,9 +114,9 @@ def configure_logging(debug: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    if not debug:
-        # pyngrok logs the agent's errors itself; g3w classifies them into one message with a hint.
-        logging.getLogger("pyngrok").setLevel(logging.CRITICAL)
+    # pyngrok logs the agent's errors itself; g3w classifies them into one message with a hint.
+    # Set either way: a command run after another in one process must not inherit its level.
+    logging.getLogger("pyngrok").setLevel(logging.NOTSET if debug else logging.CRITICAL)
 
 
 def _flush(ui: Ui, tracker: Tracker) -> None:
@@ -154,6 +154,23 @@ def report_error(ui: Ui, message: str, hint: str | None, *, with_traceback: bool
         ui.err.print(redact(traceback.format_exc()), markup=False)
 
 
+_frozen = False
+
+
+def _freeze_start_up() -> None:
+    """Freeze what start-up built (it lives to the end: later collections skip it, see cli.main).
+
+    Once per process: a second command in the same process (the test suite runs many) would
+    otherwise freeze the first one's garbage too, and it could never be collected.
+    """
+    import gc
+
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
+
+
 def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | None = None) -> NoReturn:
     """Run a command's coroutine once and exit with the contract's code."""
     # Imported here, not at the top: `g3w --help` must not pay for asyncio.
@@ -163,7 +180,7 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
     from get3w_cli.cli.render import StdoutClosed
 
     tracker = tracker or Tracker()
-    gc.freeze()  # what start-up built lives to the end: later collections skip it (see cli.main)
+    _freeze_start_up()
     gc.enable()
     configure_logging(ui.debug)
     try:

@@ -153,7 +153,7 @@ class Waiter:
             self.next_poll = self.loop.time() + delay
         self.gets += 1
         self.interval = backoff(self.gets + 1, base=self.first_interval, cap=max(self.plan.poll_max, C.POLL_MIN),
-                                factor=C.POLL_BACKOFF_FACTOR, jitter=NONE)
+                                factor=C.POLL_BACKOFF_FACTOR, jitter=NONE, after_failure=False)
 
     def _start_polling(self, why: str) -> None:
         if not self.polling:

@@ -257,14 +257,17 @@ class _AcceptTrouble:
             why = exc.strerror or str(exc)
             self._notes.note("accept-failure", f"cannot accept new connections ({why}); they wait until open ones "
                                                "close (raise the open files limit: ulimit -n)")
+        elif isinstance(exc, (ValueError, OSError)) and "._start_serving(" in repr(context.get("handle")):
+            pass  # that retry, come after close() closed the socket (see remove): nothing left to serve
         elif self._previous is not None:
             self._previous(loop, context)
         else:
             loop.default_exception_handler(context)
 
     def remove(self) -> None:
-        if self._loop.get_exception_handler() is self:
-            self._loop.set_exception_handler(self._previous)
+        """The server is closed: flush the notes. The handler stays: asyncio's retry of a refused
+        accept(), a second later, is not cancelled by close() and would meet the closed socket with
+        a traceback (a Ctrl-C in the middle of a flood); everything else still goes on as before."""
         self._notes.flush()
 
 
