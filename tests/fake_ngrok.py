@@ -88,7 +88,7 @@ class Forwarder(http.server.BaseHTTPRequestHandler):
 
     target: tuple[str, int] = ("127.0.0.1", 0)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _body(self) -> bytes:
@@ -178,7 +178,7 @@ class Api(http.server.BaseHTTPRequestHandler):
 
     agent: Agent
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _json(self, status: int, obj: object | None) -> None:
@@ -194,7 +194,7 @@ class Api(http.server.BaseHTTPRequestHandler):
         style = parts[1] if len(parts) > 1 and parts[0] == "api" else ""
         return style, parts[2] if len(parts) > 2 else None
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         style, name = self._route()
         if style == "status":
             return self._json(200, {"status": "online"})
@@ -206,7 +206,7 @@ class Api(http.server.BaseHTTPRequestHandler):
         found = self.agent.endpoints.get(name)
         return self._json(200, found) if found else self._json(404, {"msg": "tunnel not found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         style, _ = self._route()
         length = int(self.headers.get("Content-Length") or 0)
         spec = json.loads(self.rfile.read(length) or b"{}")
@@ -214,7 +214,7 @@ class Api(http.server.BaseHTTPRequestHandler):
             return self._json(404, {"msg": "not found"})
         return self._json(201, self.agent.create(spec, style))
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         _, name = self._route()
         return self._json(204, None) if name and self.agent.delete(name) else self._json(404, {"msg": "not found"})
 
@@ -223,7 +223,7 @@ def _options(args: list[str]) -> dict[str, str]:
     opts: dict[str, str] = {}
     it = iter(args)
     for arg in it:
-        if arg.startswith("--") and arg not in ("--none",):
+        if arg.startswith("--") and arg != "--none":
             key, _, value = arg[2:].partition("=")
             opts[key] = value or next(it, "")
     return opts
@@ -272,11 +272,14 @@ def start(opts: dict[str, str]) -> int:
     if mode == "hang":
         return _watch_parent()
     if not token:
-        return _fail("ERR_NGROK_4018", "authentication failed: Usage of ngrok requires a verified account and authtoken.")
+        return _fail("ERR_NGROK_4018",
+                     "authentication failed: Usage of ngrok requires a verified account and authtoken.")
     if mode == "session_limit":
-        return _fail("ERR_NGROK_108", "authentication failed: Your account is limited to 1 simultaneous ngrok agent sessions.")
+        return _fail("ERR_NGROK_108",
+                     "authentication failed: Your account is limited to 1 simultaneous ngrok agent sessions.")
     if mode == "auth_failed":
-        return _fail("ERR_NGROK_105", f"authentication failed: The authtoken you specified does not look like a proper ngrok tunnel authtoken.\nYour authtoken: {token}")
+        return _fail("ERR_NGROK_105", "authentication failed: The authtoken you specified does not look like a proper "
+                     f"ngrok tunnel authtoken.\nYour authtoken: {token}")
     log("info", "client session established", obj="tunnels.session")
     log("info", "tunnel session started", obj="tunnels.session")
     return _watch_parent()

@@ -18,15 +18,14 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
-
-from typer.testing import CliRunner
 
 from conftest import Result
+from typer.testing import CliRunner
+
 from get3w_cli import downloads, redaction
 from get3w_cli.cli.app import app
-
 
 # Python's default filters for a process started without -W or PYTHONWARNINGS.
 _IGNORED_BY_DEFAULT = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import httpx
-
 from conftest import ThreadedSandbox, sandbox_env
 from inproc import invoke
 from test_cli_run import check_record

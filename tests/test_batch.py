@@ -11,14 +11,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
+from typing import Any
 
 import pytest
-
 from conftest import Result, ThreadedSandbox, g3w_on_terminal, run_in_virtual_time, sandbox_env
 from inproc import invoke
+
 from get3w_cli.batch.ledger import Ledger
 from get3w_cli.batch.lines import BatchLine, LineDefaults, check_file, spool, valid_lines
 from get3w_cli.batch.pacing import Pacer
@@ -104,7 +104,8 @@ def test_mixed_batch_writes_every_line_once_and_exits_9_on_failures(tmp_path: Pa
     assert result.code == 9, result.stderr
     assert result.stdout == ""
     records = read_records(out.read_text())
-    assert sorted(map(str, (r["key"] for r in records))) == sorted(str(expected_key(i, l)) for i, l in enumerate(lines))
+    expected = sorted(str(expected_key(i, text)) for i, text in enumerate(lines))
+    assert sorted(map(str, (r["key"] for r in records))) == expected
     by_key = {r["key"]: r for r in records}
     for i, line in enumerate(lines):
         record = by_key[expected_key(i, line)]
@@ -160,7 +161,8 @@ def test_kill_9_then_resume_pays_no_line_twice(tmp_path: Path) -> None:
     assert max(sent.values()) == 1, [p for p, n in sent.items() if n > 1]  # the provider's request log
     assert max(accepted.values()) == 1
     records = read_records(out.read_text())
-    assert sorted(map(str, (r["key"] for r in records))) == sorted(str(expected_key(i, l)) for i, l in enumerate(lines))
+    expected = sorted(str(expected_key(i, text)) for i, text in enumerate(lines))
+    assert sorted(map(str, (r["key"] for r in records))) == expected
     unknown = [r for r in records if r["status"] == "unknown"]
     assert all(r["status"] == "completed" for r in records if r not in unknown)
     assert all(r["error"]["code"] == "submit_unknown" for r in unknown)
@@ -400,7 +402,7 @@ def test_lines_are_checked_and_streamed(tmp_path: Path) -> None:
     stream = valid_lines(source, LineDefaults(), result.invalid_lines)
     first = next(stream)
     assert (first.number, first.out_key, first.ident, first.route.model) == (1, 1, "n:1", "get3w/flux-dev")
-    assert [(l.number, l.out_key, l.ident) for l in stream] == [(4, "a", "k:a")]
+    assert [(ln.number, ln.out_key, ln.ident) for ln in stream] == [(4, "a", "k:a")]
 
 
 def test_stdin_spool_keeps_the_bytes(tmp_path: Path) -> None:
@@ -473,10 +475,10 @@ def test_lines_finishing_together_are_journalled_before_their_records_are_writte
     async def main() -> None:
         refs = await asyncio.gather(*(ledger.submitting(line, "http://provider") for line in lines))
         await asyncio.gather(*(ledger.submitted(line, ref, dataclasses.replace(task, status=Status.PROCESSING))
-                               for line, ref, task in zip(lines, refs, tasks)))
+                               for line, ref, task in zip(lines, refs, tasks, strict=False)))
         assert seen == []
         await asyncio.gather(*(ledger.finished(line, ref, task, {"key": line.number, "status": "completed"}, "done")
-                               for line, ref, task in zip(lines, refs, tasks)))
+                               for line, ref, task in zip(lines, refs, tasks, strict=False)))
 
     try:
         asyncio.run(main())

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from conftest import ThreadedSandbox, g3w, sandbox_env
-from get3w_cli.batch.pacing import Pacer
 from test_batch import FAST, batch, read_records, start_batch, submitted_prompt, wait_until, write
+
+from get3w_cli.batch.pacing import Pacer
 
 
 def keyed_lines(count: int, *, duration: float = 0.05) -> list[dict[str, Any]]:
@@ -78,7 +79,8 @@ def test_an_edited_line_is_listed_and_only_it_is_resubmitted_when_asked(tmp_path
     assert again.code == 2 and "already ran" in again.stderr
     resumed = batch(sandbox, str(source), "--resume")
     assert resumed.code == 2, resumed.stderr
-    assert "line 2 (key k1): changed since it was submitted" in resumed.stderr and "--resubmit-changed" in resumed.stderr
+    assert "line 2 (key k1): changed since it was submitted" in resumed.stderr
+    assert "--resubmit-changed" in resumed.stderr
     assert len(sandbox.sandbox.submissions()) == 4 and resumed.stdout == ""
     forced = batch(sandbox, str(source), "--resume", "--resubmit-changed")
     assert forced.code == 0, forced.stderr

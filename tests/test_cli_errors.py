@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Result, ThreadedSandbox, sandbox_env
 from inproc import invoke
 

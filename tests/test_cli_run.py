@@ -18,13 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
-
 from conftest import Result, ThreadedSandbox, g3w, g3w_on_terminal, sandbox_env
 from inproc import invoke
 
 RECORD_KEYS = ["id", "provider", "api", "model", "status", "outputs", "error", "via", "input", "created_at",
                "completed_at", "elapsed_s", "raw"]
-RECORD_KEYS_WITH_FILES = RECORD_KEYS[:6] + ["files"] + RECORD_KEYS[6:]
+RECORD_KEYS_WITH_FILES = [*RECORD_KEYS[:6], "files", *RECORD_KEYS[6:]]
 STATUSES = {"created", "processing", "completed", "failed", "cancelled"}
 DEAD_URL = "http://127.0.0.1:9"
 FAST = ("--poll-max", "0.2")

@@ -18,7 +18,8 @@ def test_completion_scripts_are_current() -> None:
     """Regenerating from the command tree gives exactly the files in completions/."""
     for name, text in render_all().items():
         shipped = (ROOT / "completions" / name).read_text(encoding="utf-8")
-        assert shipped == text, f"completions/{name} is stale: run python -m get3w_cli.cli.completion --write completions/"
+        regenerate = "python -m get3w_cli.cli.completion --write completions/"
+        assert shipped == text, f"completions/{name} is stale: run {regenerate}"
 
 
 def test_every_command_and_option_is_in_each_script() -> None:
@@ -37,7 +38,8 @@ def test_every_command_and_option_is_in_each_script() -> None:
 
 def _bash_complete(words: str) -> list[str]:
     script = ROOT / "completions" / FILES["bash"]
-    line = f"source {script}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); _g3w; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    line = (f"source {script}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); _g3w; "
+            "printf '%s\\n' \"${COMPREPLY[@]}\"")
     out = subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True)
     return out.stdout.split()
 

@@ -9,12 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import ThreadedSandbox, sandbox_env
 from inproc import invoke
+
 from get3w_cli import constants as C
 from get3w_cli.config import (
-    check_config_value, default_config_path, load_settings, mask, parse_duration, read_config, write_config,
+    check_config_value,
+    default_config_path,
+    load_settings,
+    mask,
+    parse_duration,
+    read_config,
+    write_config,
 )
 from get3w_cli.errors import ConfigError, UsageError
 from get3w_cli.names import FACTS, Provider

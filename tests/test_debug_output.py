@@ -12,16 +12,16 @@ import json
 import logging
 import secrets
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote, quote_plus
 
-import pytest
-
 import fake_ngrok  # tests/fake_ngrok.py
+import pytest
 from conftest import ThreadedSandbox, sandbox_env
 from inproc import invoke
+
 from get3w_cli import redaction
 from get3w_cli.cli.boundary import configure_logging, redacting_formatter
 
@@ -80,7 +80,7 @@ def test_log_lines_are_redacted_message_arguments_and_traceback() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(redacting_formatter("%(name)s: %(message)s"))
-    logger = logging.Logger("test.redaction", logging.DEBUG)  # not getLogger(): no global state
+    logger = logging.Logger("test.redaction", logging.DEBUG)  # noqa: LOG001 - not getLogger(): no global state
     logger.addHandler(handler)
     logger.debug("HTTP Request: POST http://h/v1/m?webhook=%s", quote(f"http://127.0.0.1:1/{secret}", safe=""))
     logger.info(f"inline {secret}")
@@ -159,7 +159,7 @@ def test_debug_traceback_of_a_tunnel_failure_shows_no_authtoken(tmp_path: Path) 
 class _EchoingProvider(BaseHTTPRequestHandler):
     """A provider that quotes the key it refuses, as some real APIs do."""
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         key = self.headers.get("Authorization", "").removeprefix("Bearer ")
         body = json.dumps({"code": 401, "message": f"Incorrect API key provided: {key}", "data": None}).encode()
         self.send_response(401)
@@ -168,7 +168,7 @@ class _EchoingProvider(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -11,15 +11,16 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 from aiohttp import web
-
 from inproc import invoke
+
 from get3w_cli.constants import (
     DOWNLOAD_CHUNK_BYTES,
     DOWNLOAD_EXPANSION_FLOOR,

@@ -9,11 +9,12 @@ from typing import Any
 
 from conftest import ThreadedSandbox, sandbox_env
 from inproc import invoke
+from test_batch import wait_until
+
 from get3w_cli.cli.history_refresh import fetch_all
 from get3w_cli.errors import TransientError
 from get3w_cli.journal import JournalEntry
 from get3w_cli.records import Status, Task
-from test_batch import wait_until
 
 
 def provider_status(sb: ThreadedSandbox, task_id: str) -> str:

@@ -6,10 +6,10 @@ import asyncio
 import email.utils
 import json
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -522,7 +522,8 @@ def test_get_lost_connection_is_retried(backend: str) -> None:
 
     async def main() -> None:
         sleep = FakeSleep()
-        async with raw_server(answer=True) as (url, received), HttpSession(backend=backend, sleep=sleep, max_attempts=3) as http:
+        async with (raw_server(answer=True) as (url, received),
+                    HttpSession(backend=backend, sleep=sleep, max_attempts=3) as http):
             with pytest.raises(NetworkError) as info:
                 await http.api(url, KEY, errors=parse_errors).get("/v1/requests/r1")
         assert not isinstance(info.value, SubmitUnknownError)
@@ -626,7 +627,8 @@ def test_time_budget_stops_retries(backend: str, real_backoff: None) -> None:
             return web.Response(status=503, text="busy")
 
         sleep = FakeSleep()
-        async with serve(handler) as srv, HttpSession(backend=backend, sleep=sleep, retry_budget=3.0, max_attempts=1000) as http:
+        async with (serve(handler) as srv,
+                    HttpSession(backend=backend, sleep=sleep, retry_budget=3.0, max_attempts=1000) as http):
             with pytest.raises(TransientError):
                 await http.api(srv.url, KEY, errors=parse_errors).get("/x")
         assert sum(sleep.delays) <= 3.0 and len(srv.seen) == len(sleep.delays) + 1 < 1000

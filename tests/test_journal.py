@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import ThreadedSandbox, sandbox_env
 from inproc import invoke
+
 from get3w_cli.errors import ExitCode, JournalError
 from get3w_cli.journal import Journal
 from get3w_cli.journal.schema import VERSION
@@ -359,7 +359,7 @@ def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
     def open_it() -> None:
         try:
             Journal(path).close()
-        except BaseException as exc:  # collected for the assertion below
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=open_it) for _ in range(4)]

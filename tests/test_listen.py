@@ -16,17 +16,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import aiohttp
 import httpx
 import pytest
-
 from conftest import ThreadedSandbox
-from inproc import invoke
 from fake_ngrok import install
+from inproc import invoke
+
 from get3w_cli.constants import WEBHOOK_MAX_BODY_BYTES
 from get3w_cli.records import Status
 from get3w_cli.webhooks.forwarder import Forwarder, forward_headers, load_saved, resign, save_delivery, saved_record
@@ -153,7 +154,7 @@ class Target:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 target.requests.append((self.path, dict(self.headers), body))
                 self.send_response(target.status)
@@ -187,7 +188,7 @@ class Relay:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = 503
                 if relay.to is not None:
@@ -217,7 +218,8 @@ def submit_get3w(sb: ThreadedSandbox, webhook_url: str, **inputs: Any) -> str:
 
 def submit_abstrakt(sb: ThreadedSandbox, webhook_url: str, **inputs: Any) -> str:
     body = {"input": {"prompt": "x", "sandbox_duration": 0, **inputs}, "webhook_url": webhook_url}
-    resp = httpx.post(f"{sb.base_url}/v1/models/flux-schnell/run", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    resp = httpx.post(f"{sb.base_url}/v1/models/flux-schnell/run", json=body,
+                      headers={"Authorization": f"Bearer {KEY}"})
     assert resp.status_code in (200, 202), resp.text
     return resp.json()["job_id"]
 
@@ -239,7 +241,8 @@ def test_print_url_first_then_json_event_lines(listen, sandbox):
     task_id = submit_get3w(sandbox, proc.url)
     event = proc.event()
     assert set(event) == EVENT_KEYS
-    assert (event["provider"], event["id"], event["status"], event["verified"]) == ("get3w", task_id, "completed", False)
+    seen = (event["provider"], event["id"], event["status"], event["verified"])
+    assert seen == ("get3w", task_id, "completed", False)
     assert event["outputs"] and event["outputs"][0].startswith(sandbox.base_url) and event["error"] is None
     assert ISO_UTC.match(event["received_at"]) and event["payload"]["id"] == task_id
     assert proc.wait() == 0
@@ -255,7 +258,8 @@ def test_for_id_exits_0_when_the_verified_abstrakt_job_completes(listen):
         proc = listen("--json", "--for", job_id, "--secret", SECRET)
         relay.to = proc.url + "/hooks"
         event = proc.event(timeout=8)
-        assert (event["id"], event["status"], event["verified"], event["provider"]) == (job_id, "completed", True, "abstrakt")
+        seen = (event["id"], event["status"], event["verified"], event["provider"])
+        assert seen == (job_id, "completed", True, "abstrakt")
         assert proc.wait() == 0
 
 
@@ -332,7 +336,8 @@ def test_save_then_replay(listen, tmp_path):
     assert proc.wait() == 0
     files = sorted(saved.glob("*.json"))
     records = [json.loads(f.read_text()) for f in files]
-    assert [r["answered"] for r in records] == [400, 200] and records[1]["path"] == "/p" and records[1]["query"] == "q=1"
+    assert [r["answered"] for r in records] == [400, 200]
+    assert (records[1]["path"], records[1]["query"]) == ("/p", "q=1")
     assert records[1]["body"] == body.decode() and "Authorization" not in records[1]["headers"]
     target = Target().start()
     try:
@@ -454,9 +459,8 @@ def test_setup_failures_exit_7(tmp_path):
 
 
 async def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url, data=body, headers=headers or {}) as resp:
-            return resp.status, await resp.json(content_type=None)
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers or {}) as resp:
+        return resp.status, await resp.json(content_type=None)
 
 
 def serve(scenario: Any, **config: Any) -> Any:
@@ -493,9 +497,11 @@ def test_signatures_are_checked_for_both_providers():
         good = {"X-Abstrakt-Timestamp": now, "X-Abstrakt-Signature": sign_abstrakt(SECRET, a, now)}
         assert (await post(url, a, good))[0] == 200
         assert (await post(url, a, {**good, "X-Abstrakt-Signature": sign_abstrakt("wrong", a, now)}))[0] == 401
-        assert (await post(url, abstrakt_body("a2"), {"X-Abstrakt-Timestamp": "1", "X-Abstrakt-Signature": "x"}))[0] == 401
+        forged = {"X-Abstrakt-Timestamp": "1", "X-Abstrakt-Signature": "x"}
+        assert (await post(url, abstrakt_body("a2"), forged))[0] == 401
         events = [item.event for item in drain(receiver)]
-        assert [(e.provider, e.task.id, e.verified) for e in events] == [("get3w", "g1", True), ("abstrakt", "a1", True)]
+        seen = [(e.provider, e.task.id, e.verified) for e in events]
+        assert seen == [("get3w", "g1", True), ("abstrakt", "a1", True)]
         assert receiver.stats.rejected == 4 and sum("401: bad or missing" in n for n in notes) >= 1
 
     serve(scenario, secrets={"get3w": SECRET, "abstrakt": SECRET})
@@ -540,7 +546,8 @@ def test_a_secret_is_never_bypassed_by_claiming_the_other_provider(headers, prov
 
 
 def test_the_verifying_secret_decides_the_provider_of_an_event():
-    """An Abstrakt-signed delivery whose body also looks like Get3W's is an Abstrakt event, even with --provider get3w."""
+    """An Abstrakt-signed delivery whose body also looks like Get3W's is an Abstrakt event, even with
+    --provider get3w."""
 
     async def scenario(receiver, notes):
         body = json.dumps({"id": "both_1", "job_id": "both_1", "status": "completed"}).encode()
@@ -563,7 +570,8 @@ def test_for_is_not_fooled_by_a_forgery_claiming_the_other_provider(listen):
     assert httpx.post(proc.url, content=abstrakt_body("pred_for")).status_code == 401
     assert proc.proc.poll() is None
     genuine = get3w_body("pred_for")
-    assert httpx.post(proc.url, content=genuine, headers={"X-Get3W-Signature": sign_get3w(SECRET, genuine)}).status_code == 200
+    signed = {"X-Get3W-Signature": sign_get3w(SECRET, genuine)}
+    assert httpx.post(proc.url, content=genuine, headers=signed).status_code == 200
     event = proc.event()
     assert (event["id"], event["verified"], event["provider"]) == ("pred_for", True, "get3w")
     assert proc.wait() == 0

@@ -25,8 +25,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -73,7 +74,7 @@ class ListenProc:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "get3w_cli", "listen", "--port", "0", "--print-url", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
-            preexec_fn=limit_files if max_files else None,
+            preexec_fn=limit_files if max_files else None,  # noqa: PLW1509 - setrlimit only, no locks taken
         )
         self.err_lines: list[str] = []
         self._err: queue.Queue[str] = queue.Queue()
@@ -172,7 +173,7 @@ class HeldApp:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 app.gate.wait(60)  # bounded: a failing test must not leave the thread behind
                 self.send_response(200)
@@ -282,10 +283,9 @@ def test_a_stalled_stdout_pushes_back_with_503_and_loses_nothing(listen):
 
 
 async def post(url: str, body: bytes | Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url, data=body, headers=headers or {}) as resp:
-            await resp.read()
-            return resp.status, dict(resp.headers)
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers or {}) as resp:
+        await resp.read()
+        return resp.status, dict(resp.headers)
 
 
 def serve_receiver(scenario: Callable[[Receiver], Awaitable[None]], **config: Any) -> None:
@@ -403,7 +403,8 @@ def request_head(path: str, body: bytes) -> bytes:
 async def answer(reader: asyncio.StreamReader) -> int:
     """Read one whole answer from a keep-alive connection; returns its status."""
     head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode()
-    length = next(int(line.split(":", 1)[1]) for line in head.split("\r\n") if line.lower().startswith("content-length"))
+    length = next(int(line.split(":", 1)[1]) for line in head.split("\r\n")
+                  if line.lower().startswith("content-length"))
     await reader.readexactly(length)
     return int(head.split()[1])
 
@@ -449,8 +450,7 @@ def test_running_out_of_file_descriptors_is_one_warning_line_never_a_traceback(l
     proc = listen("--json", max_files=MAX_FILES)
     conns: list[socket.socket] = []
     try:
-        for _ in range(OVER_LIMIT):
-            conns.append(socket.create_connection(("127.0.0.1", proc.port), timeout=5))
+        conns.extend(socket.create_connection(("127.0.0.1", proc.port), timeout=5) for _ in range(OVER_LIMIT))
         proc.wait_for_stderr("cannot accept new connections", timeout=15)
     finally:
         for sock in conns:

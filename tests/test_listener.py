@@ -30,7 +30,8 @@ def abstrakt_body(job_id: str = "job_1", status: str = "succeeded") -> bytes:
     return json.dumps({"job_id": job_id, "status": status, "output": {"items": [{"url": "https://x/a.png"}]}}).encode()
 
 
-async def post(url: str, body: bytes, headers: dict[str, str] | None = None, method: str = "POST") -> tuple[int, object]:
+async def post(url: str, body: bytes, headers: dict[str, str] | None = None,
+               method: str = "POST") -> tuple[int, object]:
     async with aiohttp.ClientSession() as session:
         data = io.BytesIO(body) if len(body) > 1024 * 1024 else body  # aiohttp warns on big bytes
         async with session.request(method, url, data=data, headers=headers or {}) as resp:
@@ -84,10 +85,9 @@ def test_wrong_method_is_405():
     """GET or PUT at the token path is 405 with Allow: POST."""
 
     async def scenario(listener, inbox):
-        async with aiohttp.ClientSession() as session:
-            async with session.get(listener.local_url) as resp:
-                assert resp.status == 405
-                assert resp.headers["Allow"] == "POST"
+        async with aiohttp.ClientSession() as session, session.get(listener.local_url) as resp:
+            assert resp.status == 405
+            assert resp.headers["Allow"] == "POST"
         assert (await post(listener.local_url, get3w_body(), method="PUT"))[0] == 405
         assert listener.stats.rejected_other == 2
         assert inbox.pending("pred_1") == 0
@@ -118,9 +118,8 @@ def test_oversized_body_is_413():
 
     async def scenario(listener, inbox):
         assert (await post(listener.local_url, b" " * (WEBHOOK_MAX_BODY_BYTES + 1)))[0] == 413
-        async with aiohttp.ClientSession() as session:
-            async with session.post(listener.local_url, data=chunks()) as resp:
-                assert resp.status == 413
+        async with aiohttp.ClientSession() as session, session.post(listener.local_url, data=chunks()) as resp:
+            assert resp.status == 413
         assert listener.stats.rejected_other == 2
 
     serve(scenario)
@@ -254,7 +253,8 @@ def test_rejections_are_not_logged_above_debug(caplog):
         assert (await post(listener.local_url, get3w_body(), {"X-Get3W-Signature": "0" * 64}))[0] == 401
         assert (await post(listener.local_url, b"not json"))[0] == 400
         not_a_task = b'{"hello": 1}'
-        assert (await post(listener.local_url, not_a_task, {"X-Get3W-Signature": sign_get3w(SECRET, not_a_task)}))[0] == 422
+        signed = {"X-Get3W-Signature": sign_get3w(SECRET, not_a_task)}
+        assert (await post(listener.local_url, not_a_task, signed))[0] == 422
         assert listener.stats.rejected_signature == 1 and listener.stats.rejected_other == 2
 
     with caplog.at_level(logging.DEBUG, logger="g3w.webhooks"):
@@ -430,9 +430,10 @@ def test_check_reachable_passes_locally_and_fails_elsewhere():
     async def scenario(listener, inbox):
         await check_reachable(f"http://127.0.0.1:{listener.port}", listener, timeout=2)
         assert len(listener.probes) == 1
-        with socket.socket() as sock, pytest.raises(TunnelError) as info:
+        with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))  # held, not listening: refused, and nobody else's meanwhile
-            await check_reachable(f"http://127.0.0.1:{sock.getsockname()[1]}", listener, timeout=2)
+            with pytest.raises(TunnelError) as info:
+                await check_reachable(f"http://127.0.0.1:{sock.getsockname()[1]}", listener, timeout=2)
         assert info.value.kind == "unreachable" and info.value.exit_code == 7
         assert listener.token not in info.value.message
 

@@ -4,13 +4,13 @@ positional arguments survive the expansion, and each command gets its groups bac
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
+from inproc import invoke
 from typer.testing import CliRunner
 
 from get3w_cli.cli.options import InputFlags, TalkFlags, WaitFlags, options
-from inproc import invoke
 
 
 def _toy_app(seen: dict[str, Any]) -> typer.Typer:
@@ -18,7 +18,7 @@ def _toy_app(seen: dict[str, Any]) -> typer.Typer:
 
     @app.command("go")
     @options(hide=("quiet",))
-    def go(first: Annotated[str, typer.Argument()], second: Annotated[Optional[str], typer.Argument()] = None, *,
+    def go(first: Annotated[str, typer.Argument()], second: Annotated[str | None, typer.Argument()] = None, *,
            wait: WaitFlags, talk: TalkFlags) -> None:
         seen.update(first=first, second=second, wait=wait, talk=talk)
 

@@ -14,12 +14,12 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
 from conftest import Result, ThreadedSandbox, sandbox_env
 from inproc import invoke
 
@@ -43,13 +43,13 @@ class StandIn:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 stand_in.posts += 1
                 stand_in.posted.set()
                 on_post(self)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 answer(self, {"id": TASK_ID, "model": "get3w/flux-dev", "status": "completed",
                               "outputs": ["https://cdn.invalid/out.png"]})
 
@@ -260,7 +260,7 @@ def test_interrupt_prints_the_record(sandbox: ThreadedSandbox, home: Path) -> No
             if "submitted " in line:
                 break
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=15)
+        stdout, _stderr = proc.communicate(timeout=15)
     finally:
         proc.kill()
         proc.wait()
@@ -274,11 +274,11 @@ def test_interrupt_prints_the_record(sandbox: ThreadedSandbox, home: Path) -> No
 
 
 @pytest.fixture
-def finished_task(sandbox: ThreadedSandbox) -> Iterator[str]:
+def finished_task(sandbox: ThreadedSandbox) -> str:
     env = sandbox_env(sandbox)
     task_id = invoke("submit", "flux-dev", "-p", "x", "-i", "sandbox_duration=0", env=env).stdout.strip()
     assert invoke("wait", task_id, *FAST, env=env).code == 0
-    yield task_id
+    return task_id
 
 
 def test_cancel_of_a_finished_task_sends_nothing_and_exits_2(sandbox: ThreadedSandbox, finished_task: str) -> None:

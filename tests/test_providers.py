@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -59,9 +60,8 @@ async def adapter_for(
 ) -> AsyncIterator[tuple[Sandbox, Any, str]]:
     """A sandbox, and the adapter the model routes to, pointed at it."""
     route = resolve_route(model)
-    async with Sandbox(SandboxOptions(duration=0.05)) as sb:
-        async with HttpSession(sleep=sleep or FakeSleep()) as http:
-            yield sb, open_adapter(http, route, api_key=key, base_url=sb.base_url), route.model
+    async with Sandbox(SandboxOptions(duration=0.05)) as sb, HttpSession(sleep=sleep or FakeSleep()) as http:
+        yield sb, open_adapter(http, route, api_key=key, base_url=sb.base_url), route.model
 
 
 async def settle(adapter: Any, task_id: str) -> Task:
@@ -130,7 +130,7 @@ def test_v3_failed_task_carries_its_error() -> None:
     """A task the provider fails is reported failed with the provider's message."""
 
     async def main() -> None:
-        async with adapter_for(V3_MODEL) as (sb, adapter, model):
+        async with adapter_for(V3_MODEL) as (_sb, adapter, model):
             task = await adapter.submit(model, {"prompt": "x", "sandbox_fail": "NSFW filter"})
             done = await settle(adapter, task.id)
             assert done.status is Status.FAILED and done.error is not None
@@ -143,7 +143,7 @@ def test_v3_envelope_error_inside_http_200_raises() -> None:
     """A v3 envelope whose code is not 200 is an error even when the HTTP status is 200."""
 
     async def main() -> None:
-        async with adapter_for(V3_MODEL) as (sb, adapter, model):
+        async with adapter_for(V3_MODEL) as (sb, adapter, _model):
             sb.inject(status=200, method="GET", body=b'{"code": 401, "message": "Invalid key", "data": null}')
             with pytest.raises(AuthError) as info:
                 await adapter.get("pred_x")
@@ -156,9 +156,9 @@ def test_unexpected_success_bodies_are_clean_errors() -> None:
     """A 200 that is not JSON, or JSON without a task, becomes a TransientError, never a KeyError."""
 
     async def main() -> None:
-        async with adapter_for(V3_MODEL) as (sb, adapter, model):
+        async with adapter_for(V3_MODEL) as (sb, adapter, _model):
             sb.inject(status=200, method="GET", body=b"<html>maintenance</html>")
-            with pytest.raises(TransientError, match="unexpected answer.*non-JSON"):
+            with pytest.raises(TransientError, match=r"unexpected answer.*non-JSON"):
                 await adapter.get("pred_x")
             sb.inject(status=200, method="GET", body=b'{"code": 200, "message": "success", "data": {"x": 1}}')
             with pytest.raises(TransientError, match="no id"):
@@ -233,7 +233,7 @@ def test_v1_cancel_is_a_usage_error_before_sending() -> None:
     """Get3W v1 has no cancel endpoint: UsageError (exit 2) and no request."""
 
     async def main() -> None:
-        async with adapter_for(V1_MODEL) as (sb, adapter, model):
+        async with adapter_for(V1_MODEL) as (sb, adapter, _model):
             with pytest.raises(UsageError, match="no cancel endpoint") as info:
                 await adapter.cancel("abc")
             assert info.value.exit_code == 2 and sb.requests == []
@@ -290,7 +290,7 @@ def test_abstrakt_cancel_running_and_finished() -> None:
     """Cancelling a running job gives cancelled; a finished one is rejected (409, exit 5)."""
 
     async def main() -> None:
-        async with adapter_for(AB_MODEL) as (sb, adapter, model):
+        async with adapter_for(AB_MODEL) as (_sb, adapter, model):
             slow = await adapter.submit(model, {"prompt": "slow", **LONG})
             assert (await adapter.cancel(slow.id)).status is Status.CANCELLED
             fast = await adapter.submit(model, {"prompt": "fast"}, sync=True)
@@ -305,7 +305,7 @@ def test_abstrakt_list_models_searches() -> None:
     """Abstrakt's model list is searched by the provider and comes back as table rows."""
 
     async def main() -> None:
-        async with adapter_for(AB_MODEL) as (sb, adapter, model):
+        async with adapter_for(AB_MODEL) as (sb, adapter, _model):
             assert isinstance(adapter, ModelLister) and not isinstance(adapter, Account)
             rows = await adapter.list_models("dev")
             assert rows.columns[0] == "id" and [r[0] for r in rows.rows] == ["fal-ai/flux/dev"]
@@ -338,7 +338,7 @@ def test_broke_key_is_auth_error(model: str) -> None:
     """An account without balance (403) is an AuthError, exit 3."""
 
     async def main() -> None:
-        async with adapter_for(model, key="sk_broke") as (sb, adapter, route_model):
+        async with adapter_for(model, key="sk_broke") as (_sb, adapter, route_model):
             with pytest.raises(AuthError) as info:
                 await adapter.submit(route_model, {"prompt": "x"})
             assert info.value.status == 403 and "Insufficient balance" in str(info.value)

@@ -11,7 +11,8 @@ import socket
 import struct
 import uuid
 import zlib
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -378,7 +379,7 @@ def test_bad_input_is_400(api: str, path: str, body: dict[str, Any]) -> None:
             assert r.status_code == 400, raw
             assert code == ("INVALID_INPUT" if api == "abstrakt" else 400)
             assert api == "abstrakt" or text == "Invalid parameters"
-        assert not [t for t in sandbox.deliveries]
+        assert not list(sandbox.deliveries)
     with_sandbox(test)
 
 
@@ -563,7 +564,7 @@ def test_webhook_gives_up_and_records_connection_errors() -> None:
             await asyncio.sleep(0.1)
         assert [d.attempt for d in sandbox.deliveries] == [1, 2, 3, 4]
         assert all(d.status_code is None and d.error for d in sandbox.deliveries)
-        gaps = [b.at - a.at for a, b in zip(sandbox.deliveries, sandbox.deliveries[1:])]
+        gaps = [b.at - a.at for a, b in zip(sandbox.deliveries, sandbox.deliveries[1:], strict=False)]
         assert gaps[0] >= 0.05 and gaps[1] >= 0.15 and gaps[2] >= 0.3
         assert (await client.get("/api/v3/balance")).status_code == 200
     with_sandbox(test, webhook_time_scale=0.005)
@@ -771,14 +772,13 @@ def test_state_file_delete_and_cancel_a_running_loaded_task(tmp_path: Any) -> No
                 assert r.json()["data"] == {"id": ids["v3"], "status": "deleted"}
                 r = await client.delete(f"/v1/jobs/{ids['abstrakt']}")
                 assert (r.status_code, r.json()["status"]) == (200, "cancelled")
-        async with persisted(path) as third:
-            async with httpx.AsyncClient(base_url=third.base_url, headers=KEY) as client:
-                now = await statuses(client, ids)
-                assert now["v3"]["status"] == "deleted" and now["v3"]["outputs"] == []
-                assert now["abstrakt"]["status"] == "cancelled"
-                assert now["v1"]["status"] in ("created", "processing")
-                r = await client.delete(f"/v1/jobs/{ids['abstrakt']}")
-                assert r.status_code == 409
+        async with persisted(path) as third, httpx.AsyncClient(base_url=third.base_url, headers=KEY) as client:
+            now = await statuses(client, ids)
+            assert now["v3"]["status"] == "deleted" and now["v3"]["outputs"] == []
+            assert now["abstrakt"]["status"] == "cancelled"
+            assert now["v1"]["status"] in ("created", "processing")
+            r = await client.delete(f"/v1/jobs/{ids['abstrakt']}")
+            assert r.status_code == 409
     run(main())
 
 
@@ -851,13 +851,12 @@ def test_state_file_keeps_the_newest_tasks(tmp_path: Any, monkeypatch: pytest.Mo
     path = tmp_path / "state.json"
 
     async def main() -> None:
-        async with persisted(path) as first:
-            async with httpx.AsyncClient(base_url=first.base_url, headers=KEY) as client:
-                ids = []
-                for _ in range(5):
-                    r = await client.post(V3_MODEL, json={"prompt": "x"})
-                    ids.append(r.json()["data"]["id"])
-                    await asyncio.sleep(0.002)  # distinct creation times
+        async with persisted(path) as first, httpx.AsyncClient(base_url=first.base_url, headers=KEY) as client:
+            ids = []
+            for _ in range(5):
+                r = await client.post(V3_MODEL, json={"prompt": "x"})
+                ids.append(r.json()["data"]["id"])
+                await asyncio.sleep(0.002)  # distinct creation times
         assert [t["id"] for t in json.loads(path.read_text())["tasks"]] == ids[:1:-1]
         async with persisted(path) as second:
             async with httpx.AsyncClient(base_url=second.base_url, headers=KEY) as client:
@@ -874,8 +873,7 @@ def test_state_file_shared_by_two_live_sandboxes_keeps_both(tmp_path: Any) -> No
         async with persisted(path) as one, persisted(path) as two:
             a = await submit_all(one.base_url, 0.0)
             b = await submit_all(two.base_url, 0.0)
-        async with persisted(path) as three:
-            async with httpx.AsyncClient(base_url=three.base_url, headers=KEY) as client:
-                for ids in (a, b):
-                    assert (await statuses(client, ids))["v1"]["status"] == "completed"
+        async with persisted(path) as three, httpx.AsyncClient(base_url=three.base_url, headers=KEY) as client:
+            for ids in (a, b):
+                assert (await statuses(client, ids))["v1"]["status"] == "completed"
     run(main())

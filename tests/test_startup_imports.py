@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ThreadedSandbox, sandbox_env
 
 HEAVY = ("aiohttp", "pyngrok", "get3w_cli.sandbox", "get3w_cli.webhooks.listener", "pydantic", "rich")

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from inproc import invoke
 
 PACKAGE = Path(__file__).resolve().parent.parent / "get3w_cli"
@@ -38,7 +37,9 @@ OWNERS = {
     "pyngrok": ("webhooks/tunnel.py",),
     "aiohttp": ("webhooks/", "sandbox/", "http/aio.py"),
 }
-WEBHOOKS_MAY_IMPORT = {"records", "errors", "payloads", "constants", "names", "retry", "webhooks", "timeouts", "__init__"}
+WEBHOOKS_MAY_IMPORT = {
+    "records", "errors", "payloads", "constants", "names", "retry", "webhooks", "timeouts", "__init__",
+}
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Module:
     @property
     def unit(self) -> str:
         first = self.rel.split("/")[0]
-        return first[:-3] if first.endswith(".py") else first
+        return first.removesuffix(".py")
 
 
 def _is_type_checking(node: ast.If) -> bool:

@@ -30,7 +30,8 @@ async def _serve(ssl_context: ssl.SSLContext | None) -> tuple[web.AppRunner, int
 
 def _self_signed(tmp_path: Path) -> ssl.SSLContext:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -55,7 +56,7 @@ def test_http_needs_no_tls_context_and_https_verifies(tmp_path: Path) -> None:
                 reply = await http.api(f"http://127.0.0.1:{plain_port}", None, errors=errors).get("/hello")
                 assert reply.body == {"ok": True}
                 assert tls_context.cache_info().currsize == 0
-                with pytest.raises(NetworkError, match="(?i)certificate"):
+                with pytest.raises(NetworkError, match=r"(?i)certificate"):
                     await http.api(f"https://127.0.0.1:{secure_port}", None, errors=errors).get("/hello")
                 assert tls_context.cache_info().currsize == 1
         finally:

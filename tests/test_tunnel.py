@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import aiohttp
+import fake_ngrok
 import pytest
 
-import fake_ngrok
 from get3w_cli.errors import TunnelError
 from get3w_cli.records import Status
 from get3w_cli.webhooks.inbox import Inbox
@@ -79,7 +79,8 @@ def test_delivery_through_the_tunnel_reaches_the_inbox(agents):
                 body = json.dumps({"id": "pred_t", "status": "completed", "outputs": ["https://x/1.png"]}).encode()
                 headers = {"X-Get3W-Signature": sign_get3w(SECRET, body), "Content-Type": "application/json"}
                 async with aiohttp.ClientSession() as session:
-                    async with session.post(listener.callback_url(tunnel.public_url), data=body, headers=headers) as resp:
+                    url = listener.callback_url(tunnel.public_url)
+                    async with session.post(url, data=body, headers=headers) as resp:
                         assert resp.status == 200
                 delivery = await asyncio.wait_for(inbox.next("pred_t"), 2)
                 assert delivery.verified and delivery.task.status is Status.COMPLETED

@@ -12,17 +12,18 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
-
 from conftest import run_in_virtual_time
+
 from get3w_cli import constants as C
 from get3w_cli.errors import NetworkError, RejectedError, TransientError, WaitTimeoutError
+from get3w_cli.names import Via
 from get3w_cli.payloads import abstrakt_job, get3w_task
 from get3w_cli.records import Status, Task
-from get3w_cli.names import Via
 from get3w_cli.waiting import Outcome, WaitPlan, cancel_quietly, first_poll_delay, wait_for
 from get3w_cli.webhooks.inbox import Delivery, Inbox
 from get3w_cli.webhooks.listener import CallbackListener
@@ -391,9 +392,8 @@ def completed_body(outputs: list[str]) -> bytes:
 
 
 async def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> int:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url, data=body, headers=headers or {}) as resp:
-            return resp.status
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers or {}) as resp:
+        return resp.status
 
 
 def test_a_flood_of_forged_hints_costs_at_most_one_get_per_poll_interval() -> None:
@@ -448,7 +448,8 @@ def test_a_callback_verified_by_another_providers_secret_is_only_a_hint() -> Non
         async with CallbackListener(inbox, secrets={"get3w": SECRET, "abstrakt": "abstrakt-secret"}) as listener:
             body = completed_body(["https://evil/x"])
             stamp = str(int(time.time()))
-            headers = {"X-Abstrakt-Timestamp": stamp, "X-Abstrakt-Signature": sign_abstrakt("abstrakt-secret", body, stamp)}
+            signature = sign_abstrakt("abstrakt-secret", body, stamp)
+            headers = {"X-Abstrakt-Timestamp": stamp, "X-Abstrakt-Signature": signature}
             assert await post(listener.local_url, body, headers) == 200  # verified, by Abstrakt's secret
             plan = WaitPlan(mode=Via.WEBHOOK, timeout=0.5, fallback_after=60)
             with pytest.raises(WaitTimeoutError):
@@ -479,7 +480,7 @@ def test_a_signature_rejection_is_said_once_and_the_task_is_checked_at_once(capl
             return await waiter, adapter
 
     with caplog.at_level(logging.WARNING):
-        outcome, adapter = run_real(main)
+        outcome, _adapter = run_real(main)
     assert outcome.via == Via.POLL and outcome.task.status is Status.COMPLETED
     assert notes.text().count("the webhook secret looks wrong") == 1
     assert ("phase", "polling") in notes.items

@@ -14,14 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, TypeVar
-
-import httpx
-import pytest
+from typing import Any, TypeVar
 
 import fake_ngrok  # tests/fake_ngrok.py
+import httpx
+import pytest
 from conftest import Result, ThreadedSandbox, sandbox_env
 from inproc import invoke
 from test_batch import wait_until
@@ -87,8 +87,8 @@ def test_forged_callback_with_a_secret_gets_401_and_changes_nothing() -> None:
     def forge(url: str, task_id: str) -> tuple[int, int, int]:
         bad = httpx.post(url, content=forged(task_id), headers={"X-Get3W-Signature": "0" * 64})
         unsigned = httpx.post(url, content=forged(task_id))
-        claims_abstrakt = httpx.post(url, content=forged(task_id),
-                                     headers={"X-Abstrakt-Timestamp": str(int(time.time())), "X-Abstrakt-Signature": "0"})
+        claims = {"X-Abstrakt-Timestamp": str(int(time.time())), "X-Abstrakt-Signature": "0"}
+        claims_abstrakt = httpx.post(url, content=forged(task_id), headers=claims)
         return bad.status_code, unsigned.status_code, claims_abstrakt.status_code
 
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
@@ -142,7 +142,7 @@ def test_duplicate_deliveries_end_the_wait_once() -> None:
 
 def _task_ids(sb: ThreadedSandbox) -> Any:
     async def ids() -> list[str]:
-        return list(sb.sandbox._runtime.store.tasks)  # noqa: SLF001 - the test's own sandbox
+        return list(sb.sandbox._runtime.store.tasks)
 
     return ids()
 

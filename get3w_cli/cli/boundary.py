@@ -165,7 +165,7 @@ def _freeze_start_up() -> None:
     """
     import gc
 
-    global _frozen
+    global _frozen  # noqa: PLW0603 - once per process, whichever command runs first
     if not _frozen:
         _frozen = True
         gc.freeze()
