@@ -11,7 +11,8 @@ import sys
 import pytest
 from conftest import ThreadedSandbox, sandbox_env
 
-HEAVY = ("aiohttp", "pyngrok", "get3w_cli.sandbox", "get3w_cli.webhooks.listener", "pydantic", "rich")
+HEAVY = ("aiohttp", "pyngrok", "get3w_cli.sandbox", "get3w_cli.webhooks.listener", "pydantic", "rich",
+         *(("anyio._backends._asyncio", "anyio._core._synchronization") if sys.version_info >= (3, 11) else ()))
 PROBE = (
     "import json, os, sys\n"
     "sys.argv = ['g3w', *json.loads(os.environ['PROBE_ARGV'])]\n"
@@ -42,7 +43,8 @@ def loaded(argv: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
 def test_short_commands_load_neither_aiohttp_nor_pyngrok_nor_the_sandbox(sandbox: ThreadedSandbox,
                                                                          argv: list[str]) -> None:
     """Run against the sandbox (a real request each), the command exits as usual and its process
-    never imported the webhook server, the tunnel, the sandbox, pydantic or rich."""
+    never imported the webhook server, the tunnel, the sandbox, pydantic, rich, or (3.11+) anyio's
+    asyncio layer, which httpcore would load for its locks (asyncio_backend.use_asyncio_primitives)."""
     from inproc import invoke
 
     env = sandbox_env(sandbox)

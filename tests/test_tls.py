@@ -98,3 +98,49 @@ def test_the_asyncio_backend_speaks_tls_and_times_out_as_httpcore_expects(tmp_pa
             await silent.wait_closed()
 
     asyncio.run(main())
+
+
+def test_httpcore_pool_runs_on_asyncio_primitives_without_anyio() -> None:
+    """httpcore's pool with asyncio's own locks, events and timeouts (use_asyncio_primitives): with
+    one connection allowed, a second request waits for it and times out as httpcore's PoolTimeout;
+    a request cancelled mid-answer gives its connection back. (That no command loads anyio's
+    asyncio layer is test_startup_imports'.)"""
+    import httpcore
+    from httpcore import _synchronization
+
+    from get3w_cli.http.asyncio_backend import AsyncioBackend, use_asyncio_primitives
+
+    assert use_asyncio_primitives()
+    assert _synchronization.anyio.__name__ == "_AsyncioPrimitives"  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        release, entered = asyncio.Event(), asyncio.Event()
+
+        async def slow(request: web.Request) -> web.Response:
+            entered.set()
+            await release.wait()
+            return web.json_response({"ok": True})
+
+        app = web.Application()
+        app.router.add_get("/slow", slow)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/slow"
+        try:
+            async with httpcore.AsyncConnectionPool(max_connections=1, network_backend=AsyncioBackend()) as pool:
+                first = asyncio.create_task(pool.request("GET", url))
+                await entered.wait()
+                with pytest.raises(httpcore.PoolTimeout):
+                    await pool.request("GET", url, extensions={"timeout": {"pool": 0.2}})
+                first.cancel()  # mid-answer: its connection must come back to the pool
+                with pytest.raises(asyncio.CancelledError):
+                    await first
+                release.set()
+                response = await pool.request("GET", url, extensions={"timeout": {"pool": 5}})
+                assert (response.status, response.content) == (200, b'{"ok": true}')
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())

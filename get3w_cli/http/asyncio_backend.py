@@ -1,10 +1,12 @@
-"""httpcore's network I/O on asyncio's own streams, instead of through anyio.
+"""httpcore on asyncio itself, instead of through anyio: its network I/O and its locks.
 
-httpcore reaches the network through a pluggable backend; its default on asyncio is anyio, whose
-import is the largest share of what a one-request command (``g3w get``) spends starting up, for
-nothing g3w uses (g3w runs on asyncio only). This backend speaks the same interface on
+httpcore reaches the network through a pluggable backend, and builds its pool's locks, events and
+cancel shields with anyio whenever it runs on asyncio. anyio's asyncio layer is the largest share
+of what a one-request command (``g3w get``) spends starting up (~35 ms), for nothing g3w uses: g3w
+runs on asyncio only. ``AsyncioBackend`` speaks httpcore's network interface on
 ``asyncio.open_connection`` and ``StreamWriter.start_tls`` (Python 3.11+; on 3.10 httpcore keeps
-its default), raising httpcore's own exceptions, which httpx then translates as usual.
+its default), raising httpcore's own exceptions, which httpx then translates as usual;
+``use_asyncio_primitives`` gives httpcore's synchronisation module asyncio's own primitives.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import sys
 from collections.abc import Iterable
+from types import TracebackType
 from typing import Any
 
 import httpcore
@@ -116,3 +120,75 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class _FailAfter:
+    """anyio.fail_after on asyncio: TimeoutError when the block outlives ``delay`` (None: never)."""
+
+    def __init__(self, delay: float | None) -> None:
+        self._delay = delay
+        self._expired = False
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def __enter__(self) -> _FailAfter:
+        if self._delay is not None:
+            self._task = asyncio.current_task()
+            self._handle = asyncio.get_running_loop().call_later(max(0.0, self._delay), self._expire)
+        return self
+
+    def _expire(self) -> None:
+        self._expired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if not (self._expired and exc_type is asyncio.CancelledError and self._task is not None):
+            return
+        if sys.version_info >= (3, 11) and self._task.uncancel() > 0:
+            return  # somebody else cancelled the task too: their cancel goes on
+        raise TimeoutError from exc
+
+
+class _NoShield:
+    """anyio.CancelScope(shield=True) on asyncio, where it has nothing to do: asyncio's cancellation
+    interrupts one await, so the clean-up httpcore shields after it runs unless the task is
+    cancelled again, which only a second Ctrl-C does, when the process is ending anyway."""
+
+    def __init__(self, *, shield: bool = True) -> None:
+        del shield
+
+    def __enter__(self) -> _NoShield:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _AsyncioPrimitives:
+    """The part of anyio httpcore's ``_synchronization`` uses, built on asyncio."""
+
+    Lock = asyncio.Lock
+    Event = asyncio.Event
+    fail_after = _FailAfter
+    CancelScope = _NoShield
+
+    @staticmethod
+    def Semaphore(initial_value: int, *, max_value: int) -> asyncio.BoundedSemaphore:  # noqa: N802 - anyio's name
+        del max_value  # a BoundedSemaphore's bound is its initial value, as httpcore builds them
+        return asyncio.BoundedSemaphore(initial_value)
+
+
+def use_asyncio_primitives() -> bool:
+    """Have httpcore build its locks, events and shields on asyncio instead of importing anyio's
+    asyncio layer. Only on the httpcore 1.x this was written against (its ``_synchronization``
+    holds anyio as a module attribute); anything else keeps httpcore's own. True when in use."""
+    from httpcore import _synchronization
+
+    if not httpcore.__version__.startswith("1.") or getattr(_synchronization, "anyio", None) is None:
+        return False
+    _synchronization.anyio = _AsyncioPrimitives  # type: ignore[attr-defined,assignment]  # the subset httpcore uses
+    return True

@@ -3,7 +3,7 @@ for, and its connections on asyncio's own streams.
 
 Loading the CA bundle for a TLS context costs ~40 ms, a noticeable share of a short command's
 start-up, and a command talking to the sandbox (or any http:// URL) never needs it; anyio, which
-httpcore would load to reach the network, costs about as much again (see asyncio_backend). The
+httpcore would load for its I/O and its locks, costs about as much again (see asyncio_backend). The
 one context built is shared by every client of the process (``tls_context``).
 """
 
@@ -54,8 +54,9 @@ def _asyncio_transport(context: ssl.SSLContext, limits: httpx.Limits) -> httpx.A
     if sys.version_info >= (3, 11):
         import httpcore
 
-        from get3w_cli.http.asyncio_backend import AsyncioBackend
+        from get3w_cli.http.asyncio_backend import AsyncioBackend, use_asyncio_primitives
 
+        use_asyncio_primitives()
         # httpx takes no network backend of its own: its pool is rebuilt with the same settings.
         transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001 - httpx's pool, pinned httpx<1
             ssl_context=context, max_connections=limits.max_connections,
