@@ -1,16 +1,17 @@
 """Options declared once (cli/options.py): flag groups expand into every command that takes them,
-positional arguments survive the expansion, and each command gets its groups back as dataclasses."""
+positional arguments survive the expansion, and each command gets its groups back as FlagGroups."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any
 
+import pytest
 import typer
 from inproc import invoke
 from typer.testing import CliRunner
 
-from get3w_cli.cli.options import InputFlags, TalkFlags, WaitFlags, options
+from get3w_cli.cli.options import AccountFlags, InputFlags, TalkFlags, WaitFlags, options
+from get3w_cli.names import Via
 
 
 def _toy_app(seen: dict[str, Any]) -> typer.Typer:
@@ -30,7 +31,7 @@ def _toy_app(seen: dict[str, Any]) -> typer.Typer:
 
 
 def test_positional_arguments_survive_the_expansion_and_groups_come_back_whole() -> None:
-    """`go A B --via poll --json`: both positionals in order, the flags inside their dataclasses."""
+    """`go A B --via poll --json`: both positionals in order, the flags inside their groups."""
     seen: dict[str, Any] = {}
     result = CliRunner().invoke(_toy_app(seen), ["go", "alpha", "beta", "--via", "poll", "--json", "--timeout", "5m"])
     assert result.exit_code == 0, result.output
@@ -53,15 +54,27 @@ def test_every_wait_option_is_offered_by_run_and_batch_from_one_declaration() ->
     import typing
 
     names = []
-    for field in dataclasses.fields(WaitFlags):
-        info = typing.get_type_hints(WaitFlags, include_extras=True)[field.name].__metadata__[0]
+    for field in WaitFlags.names():
+        info = typing.get_type_hints(WaitFlags, include_extras=True)[field].__metadata__[0]
         names.append(info.default if isinstance(info.default, str) else info.param_decls[0])
     for command in ("run", "batch"):
         text = invoke(command, "--help").stdout
         assert all(name in text for name in names), (command, [n for n in names if n not in text])
-    inputs = [typing.get_type_hints(InputFlags, include_extras=True)[f.name].__metadata__[0]
-              for f in dataclasses.fields(InputFlags)]
+    inputs = [typing.get_type_hints(InputFlags, include_extras=True)[name].__metadata__[0]
+              for name in InputFlags.names()]
     assert all(info.default in invoke("submit", "--help").stdout for info in inputs)
+
+
+def test_a_flag_group_is_frozen_and_knows_only_its_options() -> None:
+    """Built from keywords (defaults for the rest), read-only, and a misspelt option is an error."""
+    wait = WaitFlags(via=Via.POLL)
+    assert (wait.via, wait.timeout, wait.listen_host) == (Via.POLL, None, "127.0.0.1")
+    with pytest.raises(AttributeError):
+        wait.via = Via.SYNC  # type: ignore[misc]
+    with pytest.raises(TypeError, match="poll_maxx"):
+        WaitFlags(poll_maxx="5s")  # type: ignore[call-arg]
+    assert AccountFlags.names() == ("api_key", "base_url", "sandbox")
+    assert "sk_" not in repr(AccountFlags(api_key="sk_secret"))  # no field-by-field repr to leak a key
 
 
 def test_commands_keep_their_positional_arguments() -> None:

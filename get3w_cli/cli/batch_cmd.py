@@ -11,7 +11,6 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,7 +26,16 @@ from get3w_cli.cli.batch_checks import (
 )
 from get3w_cli.cli.batch_output import progress, record_sink, stopper
 from get3w_cli.cli.boundary import Tracker, run
-from get3w_cli.cli.options import AccountFlags, JournalFlags, OutputFlags, RouteFlags, TalkFlags, WaitFlags, options
+from get3w_cli.cli.options import (
+    AccountFlags,
+    FlagGroup,
+    JournalFlags,
+    OutputFlags,
+    RouteFlags,
+    TalkFlags,
+    WaitFlags,
+    options,
+)
 from get3w_cli.cli.render import Ui
 from get3w_cli.names import Via
 
@@ -41,8 +49,7 @@ if TYPE_CHECKING:
 BATCH = "Batch"
 
 
-@dataclass(frozen=True)
-class BatchFlags:
+class BatchFlags(FlagGroup):
     """``g3w batch``'s own options."""
 
     concurrency: Annotated[int, typer.Option(

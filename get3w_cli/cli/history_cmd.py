@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,7 +10,7 @@ import typer
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Context
-from get3w_cli.cli.options import AccountFlags, TalkFlags, options
+from get3w_cli.cli.options import AccountFlags, FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui
 
 if TYPE_CHECKING:
@@ -25,8 +24,7 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-@dataclass(frozen=True)
-class HistoryFlags:
+class HistoryFlags(FlagGroup):
     """What ``g3w history`` shows."""
 
     limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="How many tasks (or batches) to show.")] = 20

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
@@ -23,7 +23,7 @@ from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Context
-from get3w_cli.cli.options import OUT, TalkFlags, options
+from get3w_cli.cli.options import OUT, FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui, describe_duration
 from get3w_cli.errors import ExitCode, NetworkError, UsageError
 from get3w_cli.names import PROVIDERS, Provider, TunnelKind
@@ -102,8 +102,7 @@ def _opt(flag: str, help: str, *, panel: str = ACT, **extra: Any) -> Any:
     return typer.Option(flag, help=help, rich_help_panel=panel, show_default=False, **extra)
 
 
-@dataclass(frozen=True)
-class ListenFlags:
+class ListenFlags(FlagGroup):
     """``g3w listen``'s own options."""
 
     port: Annotated[int, _opt("--port", f"Port to listen on (default {C.LISTEN_DEFAULT_PORT}; 0: any free port).",
@@ -120,7 +119,7 @@ class ListenFlags:
         metavar="URL")] = None
     secret: Annotated[str | None, _opt(
         "--secret", "Verify signatures; bad ones get 401 (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).",
-        panel=LISTEN, metavar="SECRET")] = field(default=None, repr=False)
+        panel=LISTEN, metavar="SECRET")] = None
     provider: Annotated[Provider | None, _opt(
         "--provider", "Provider of unverified deliveries (default: from the payload shape); with a secret, the "
         "secret that verifies a delivery decides.", panel=LISTEN)] = None

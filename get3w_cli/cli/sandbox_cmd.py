@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import typer
@@ -10,7 +9,7 @@ import typer
 from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
-from get3w_cli.cli.options import TalkFlags, options
+from get3w_cli.cli.options import FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui
 
 
@@ -18,8 +17,7 @@ def _opt(*names: str, help: str, metavar: str | None = None) -> Any:
     return typer.Option(*names, help=help, metavar=metavar, show_default=False)
 
 
-@dataclass(frozen=True)
-class SandboxFlags:
+class SandboxFlags(FlagGroup):
     """``g3w sandbox``'s options (the SandboxOptions it starts with)."""
 
     port: Annotated[int, _opt("--port", metavar="PORT", help=f"Port to serve on (default {C.SANDBOX_DEFAULT_PORT}; "
@@ -30,7 +28,7 @@ class SandboxFlags:
         = f"{C.SANDBOX_DEFAULT_DURATION:g}s"
     webhook_secret: Annotated[str | None, _opt(
         "--webhook-secret", metavar="SECRET", help="Sign webhook deliveries with this secret.")] \
-        = field(default=None, repr=False)
+        = None
     duplicates: Annotated[int, _opt("--duplicates", metavar="N",
                                     help="Send each webhook this many extra times (default 0).")] = 0
     time_scale: Annotated[float, _opt("--webhook-time-scale", metavar="FACTOR",

@@ -44,7 +44,6 @@ from get3w_cli.constants import (
     RETRY_MAX_ATTEMPTS,
 )
 from get3w_cli.errors import ConfigError, DownloadError, error_for_status
-from get3w_cli.http.download import download_once
 from get3w_cli.http.failures import Failure as _Failure
 from get3w_cli.http.failures import deadline_failure, host, network_failure, one_line
 from get3w_cli.http.lazy_tls import LazyTlsTransport, tls_context
@@ -166,6 +165,8 @@ class HttpSession:
         """
         if urlsplit(url).scheme not in ("http", "https"):
             raise DownloadError(f"cannot download {url!r}: not an http(s) URL", urls=(url,))
+        from get3w_cli.http.download import download_once  # only the commands that download
+
         window = self._stall_window
         try:
             return await self._retry(

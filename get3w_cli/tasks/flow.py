@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from get3w_cli.downloads import download_outputs
 from get3w_cli.errors import DownloadError, TaskFailedError, WaitTimeoutError
 from get3w_cli.names import Via
 from get3w_cli.records import Status, Task, utc_now_iso
@@ -27,11 +26,11 @@ from get3w_cli.tasks.requests import (
     choose_mode,
     open_channel_for,
 )
-from get3w_cli.waiting import Outcome, WaitPlan, wait_for
 
 if TYPE_CHECKING:
     from get3w_cli.callbacks import Channel
     from get3w_cli.providers import Adapter
+    from get3w_cli.waiting import Outcome, WaitPlan
 
 
 async def resolve_uploads(conn: Connections, spec: TaskSpec, notify: Notify) -> dict[str, Any]:
@@ -95,6 +94,8 @@ class _Run:
     async def wait(self, adapter: Adapter, plan: WaitPlan, channel: Channel | None, *, via_if_done: str | None
                    ) -> Outcome:
         """The wait, with the journal row brought up to date on timeout and Ctrl-C."""
+        from get3w_cli.waiting import wait_for  # not for submit
+
         assert self.task is not None
         try:
             return await wait_for(adapter, self.task, plan, inbox=channel.inbox if channel else None,
@@ -115,6 +116,8 @@ class _Run:
         files = None
         if output_dir and task.status is Status.COMPLETED:
             self.observer.notify("phase", "downloading")
+            from get3w_cli.downloads import download_outputs
+
             try:
                 files = await download_outputs(self.conn.session, task, Path(output_dir),
                                                progress=self.observer.download_progress)

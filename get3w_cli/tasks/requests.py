@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from get3w_cli.callbacks import ChannelOptions, webhook_possible
 from get3w_cli.constants import HTTP_SYNC_REQUEST_DEADLINE
 from get3w_cli.errors import WebhookSetupError
 from get3w_cli.names import Via
 
 if TYPE_CHECKING:
-    from get3w_cli.callbacks import Channel
+    from get3w_cli.callbacks import Channel, ChannelOptions
     from get3w_cli.http import HttpSession
     from get3w_cli.journal import Journal
     from get3w_cli.providers import Adapter, Route
@@ -84,6 +83,8 @@ def choose_mode(via: str, channel: ChannelOptions, notify: Notify, *, timeout: f
         notify("note", f"--timeout {timeout:g}s is shorter than a sync request may take; polling instead")
         return Via.POLL
     if via == Via.AUTO:
+        from get3w_cli.callbacks import webhook_possible
+
         return Via.WEBHOOK if webhook_possible(channel) else Via.POLL
     return Via(via)
 
