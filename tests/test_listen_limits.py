@@ -560,3 +560,19 @@ def test_save_drops_every_header_that_may_carry_a_credential_and_keeps_the_signa
     assert kept["x-request-id"] == "r1"
     text = file.read_text()
     assert not any(secret in text for secret in CREDENTIALS.values())
+
+
+def test_ctrl_c_while_out_of_file_descriptors_exits_130_quietly(listen):
+    """Interrupted while every descriptor is taken: the summary and exit 130, no internal error
+    (closing must not need a new thread, a module import or a file)."""
+    proc = listen("--json", max_files=MAX_FILES)
+    conns: list[socket.socket] = []
+    try:
+        conns.extend(socket.create_connection(("127.0.0.1", proc.port), timeout=5) for _ in range(OVER_LIMIT))
+        proc.wait_for_stderr("cannot accept new connections", timeout=15)
+        assert proc.interrupt() == 130, proc.stderr
+    finally:
+        for sock in conns:
+            sock.close()
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "0 event(s)" in proc.stderr

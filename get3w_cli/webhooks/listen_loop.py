@@ -106,6 +106,11 @@ class SerialWorker:
             await asyncio.gather(task, return_exceptions=True)
 
 
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class OutputPump:
     """Runs the output callback on one thread, in order, so a stalled stdout never stalls the server.
 
@@ -121,10 +126,22 @@ class OutputPump:
         self._failure: BaseException | None = None
         self._loop = asyncio.get_running_loop()
         self.failed: asyncio.Future[None] = self._loop.create_future()
+        # Set from the thread as it ends, so that close() needs no executor thread to join it:
+        # a listener out of file descriptors could not start one (nor import its module).
+        self._ended: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(target=self._run, name="g3w-listen-output", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            try:
+                self._loop.call_soon_threadsafe(_settle, self._ended)
+            except RuntimeError:
+                pass  # the loop is closed: nobody is waiting
+
+    def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
             event, done = job
             try:
@@ -161,7 +178,7 @@ class OutputPump:
         """Print what is queued, then stop the thread."""
         if self._thread.is_alive():
             await self._put(None)
-            await asyncio.to_thread(self._thread.join)
+            await self._ended
         if self.failed.done():
             self.failed.exception()  # retrieved here: the failure is raised just below
         self._check()
