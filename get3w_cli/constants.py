@@ -6,8 +6,11 @@ Durations are in seconds unless the name says otherwise.
 from __future__ import annotations
 
 # --- Providers ---------------------------------------------------------------
-# Abstrakt's GET /v1/models allows at most 100 models a page; one page is the whole list today.
+# Abstrakt's GET /v1/models allows at most 100 models a page; g3w reads page after page
+# (offset/total) up to MAX_PAGES (10,000 models, far above the ~45 listed), so that a server that
+# ignores offset, or whose total never comes, cannot keep it reading forever.
 ABSTRAKT_MODELS_LIMIT = 100
+ABSTRAKT_MODELS_MAX_PAGES = 100
 
 # --- HTTP --------------------------------------------------------------------
 HTTP_CONNECT_TIMEOUT = 5.0
@@ -101,6 +104,10 @@ LISTEN_QUEUE_MAX_BYTES = 64 * 1024 * 1024
 # the rest are counted into the next note, so a flood cannot flood the terminal.
 LISTEN_NOTE_INTERVAL = 1.0
 LISTEN_RETRY_AFTER_S = 1  # Retry-After of the 503 answered while the queue is full
+# `g3w listen` mentions each status word it does not know once; it remembers this many words,
+# so that a stranger posting a new word each time cannot grow its memory (they still print as
+# events, status processing).
+LISTEN_UNKNOWN_WORDS_MAX = 100
 # Dedupe keys (task id, status) and settled ids remembered; oldest forgotten first.
 WEBHOOK_DEDUPE_MAX = 100_000
 # Grace given to in-flight requests when the listener closes.

@@ -64,6 +64,17 @@ class ServiceChannel(Name):
     OFFICIAL = "official"
 
 
+class SignatureScheme(Name):
+    """``g3w sandbox --signature-scheme``: how the sandbox signs its webhook deliveries."""
+
+    NATIVE = "native"  # each API its own documented way (Get3W: GET3W; Abstrakt: ABSTRAKT)
+    GET3W = "get3w"  # X-Get3W-Signature: hex HMAC of the raw body
+    ABSTRAKT = "abstrakt"  # X-Abstrakt-Signature: hex HMAC of "<X-Abstrakt-Timestamp>.<body>"
+    ABSTRAKT_BODY = "abstrakt-body"  # X-Abstrakt-Signature over the raw body alone (the tutorial)
+    STANDARD_V1 = "standard-v1"  # webhook-signature: v1,<base64>, key = the decoded whsec_ secret
+    WAVESPEED_V3 = "wavespeed-v3"  # webhook-signature: v3,<hex>, key = the whsec_ secret's text
+
+
 @dataclass(frozen=True)
 class ProviderFacts:
     """What g3w knows about a provider before any request (CONTRACT.md sections 1 and 7)."""

@@ -124,12 +124,28 @@ def infer_provider(headers: Mapping[str, str], payload: object) -> str | None:
     return None
 
 
+# Fields only v3 predictions carry (api/get3w.md 4 and 10): their presence makes a payload v3
+# whatever its model id looks like (v3 ids may have three segments: wavespeed-ai/z-image/turbo).
+_V3_MARKERS = ("timings", "urls", "has_nsfw_contents")
+
+
+def get3w_api_hint(payload: object) -> str:
+    """The Get3W API a payload looks like it came from: only a hint, for when no waiter knows.
+
+    v3 when it carries a v3-only field or a ``pred_`` id; else v1 when its model id has three
+    or more segments (provider/model/task); else v3.
+    """
+    if not isinstance(payload, Mapping):
+        return "v3"
+    task_id, model = payload.get("id"), payload.get("model")
+    if any(name in payload for name in _V3_MARKERS) or (isinstance(task_id, str) and task_id.startswith("pred_")):
+        return "v3"
+    return "v1" if isinstance(model, str) and model.count("/") >= 2 else "v3"
+
+
 def callback_task(payload: object, *, provider: str, api: str | None = None) -> Task:
-    """Parse a webhook payload from ``provider``; ``api`` is the Get3W API when known."""
+    """Parse a webhook payload from ``provider``; ``api`` is the Get3W API when known (the waiter's
+    adapter knows it; ``g3w listen`` has only the payload's shape, ``get3w_api_hint``)."""
     if provider == Provider.ABSTRAKT:
         return abstrakt_job(payload)
-    if api is None:
-        # v1 model ids have three segments (provider/model/task), v3 two (owner/name).
-        model = payload.get("model") if isinstance(payload, Mapping) else None
-        api = "v1" if isinstance(model, str) and model.count("/") >= 2 else "v3"
-    return get3w_task(payload, api=api)
+    return get3w_task(payload, api=api or get3w_api_hint(payload))

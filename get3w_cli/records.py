@@ -48,7 +48,9 @@ _STATUS_WORDS = {
 def parse_status(word: object) -> tuple[Status, str | None]:
     """Map a provider's status word onto the vocabulary, and return the word when it is unknown.
 
-    Unknown words count as processing (CONTRACT.md section 1); the second item is the word,
+    Failed: ``failed``, ``error``, ``timeout``, ``expired``, ``aborted``; cancelled: ``cancelled``,
+    ``canceled``, ``deleted`` (Get3W v3's answer to a DELETE). Unknown words count as processing
+    (CONTRACT.md section 1); the second item is the word,
     made printable and short, so that the waiter can say it did not know it. A missing status
     (None or "") is not a word: processing, and nothing to say.
     """
@@ -125,6 +127,13 @@ class Task:
             raw=dict(self.raw),
         )
         return out
+
+
+def unknown_status_note(task: Task) -> str | None:
+    """What g3w says (once) about a status word it does not know, or None when it knows it."""
+    if not task.unknown_status:
+        return None
+    return f"task {task.id}: unknown status {task.unknown_status!r} from {task.provider}; counting it as processing"
 
 
 def utc_now_iso() -> str:

@@ -18,7 +18,7 @@ from get3w_cli.cli.context import Context, Services, open_services
 from get3w_cli.errors import RejectedError, TaskFailedError, UsageError
 from get3w_cli.names import Api, OnTimeout, Provider, Via
 from get3w_cli.providers import Adapter, Route
-from get3w_cli.records import Status, Task
+from get3w_cli.records import Status, Task, unknown_status_note
 
 if TYPE_CHECKING:
     from get3w_cli.cli.boundary import Tracker
@@ -153,6 +153,9 @@ async def get_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui: U
         adapter, values, model = _locate(services, route, account, task_id)
         with _about_task(task_id):
             task = _with_model(await adapter.get(task_id), model)
+        unknown = unknown_status_note(task)
+        if unknown is not None:
+            ui.note(unknown)
         record = task.record(input=values, via=Via.POLL if task.status.terminal else None)
         services.journal.task_updated(task.id, task.status.value, record if task.status.terminal else None)
         if ui.json_mode:

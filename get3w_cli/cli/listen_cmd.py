@@ -173,7 +173,9 @@ async def serve(ui: Ui, request: ListenRequest) -> ListenOutcome:
         public = await _public_base(request, receiver.port, stack)
         _announce(ui, request, receiver, public)
         stack.callback(_summary, ui, receiver)
-        return await listen(receiver, request.rules, request.actions, on_event=lambda e: _show(ui, e), note=ui.note)
+        said: set[str] = set()  # the unknown status words already mentioned
+        return await listen(receiver, request.rules, request.actions, on_event=lambda e: _show(ui, e, said),
+                            note=ui.note)
 
 
 async def _public_base(request: ListenRequest, port: int, stack: AsyncExitStack) -> str | None:
@@ -218,9 +220,17 @@ def event_line(event: Event) -> str:
     return "  ".join(one_line(f) for f in fields if f)  # the id and error come from whoever posted
 
 
-def _show(ui: Ui, event: Event) -> None:
+def _show(ui: Ui, event: Event, said: set[str]) -> None:
     """The stderr line of one unique event, and its --json line on stdout (a reader that went away
-    raises StdoutClosed, which ends the command quietly)."""
+    raises StdoutClosed, which ends the command quietly). A status word g3w does not know is
+    mentioned once (the event says ``processing``, as CONTRACT.md section 1 maps it)."""
+    from get3w_cli.records import unknown_status_note
+    from get3w_cli.webhooks.http_common import one_line
+
+    word = event.task.unknown_status
+    if word is not None and word not in said and len(said) < C.LISTEN_UNKNOWN_WORDS_MAX:
+        said.add(word)
+        ui.note(one_line(unknown_status_note(event.task) or word))  # the word comes from whoever posted
     ui.note(event_line(event))
     if ui.json_mode:
         ui.json(event.as_json())

@@ -11,6 +11,7 @@ from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.options import FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui
+from get3w_cli.names import SignatureScheme
 
 
 def _opt(*names: str, help: str, metavar: str | None = None) -> Any:
@@ -29,6 +30,10 @@ class SandboxFlags(FlagGroup):
     webhook_secret: Annotated[str | None, _opt(
         "--webhook-secret", metavar="SECRET", help="Sign webhook deliveries with this secret.")] \
         = None
+    signature_scheme: Annotated[SignatureScheme, _opt(
+        "--signature-scheme", help="How webhook deliveries are signed: native (each API its own way), get3w, "
+        "abstrakt, abstrakt-body, standard-v1 (webhook-signature v1,<base64>, whsec_ secret decoded), "
+        "wavespeed-v3 (v3,<hex>, whsec_ secret as text).")] = SignatureScheme.NATIVE
     duplicates: Annotated[int, _opt("--duplicates", metavar="N",
                                     help="Send each webhook this many extra times (default 0).")] = 0
     time_scale: Annotated[float, _opt("--webhook-time-scale", metavar="FACTOR",
@@ -53,8 +58,8 @@ def sandbox_cmd(*, sandbox: SandboxFlags, talk: TalkFlags) -> None:
         from get3w_cli.sandbox import SandboxOptions, serve
 
         options = SandboxOptions(duration=parse_duration(sandbox.duration), webhook_secret=sandbox.webhook_secret,
-                                 webhook_duplicates=sandbox.duplicates, webhook_time_scale=sandbox.time_scale,
-                                 max_concurrent=sandbox.max_concurrent)
+                                 signature_scheme=sandbox.signature_scheme, webhook_duplicates=sandbox.duplicates,
+                                 webhook_time_scale=sandbox.time_scale, max_concurrent=sandbox.max_concurrent)
 
         def ready(url: str) -> None:
             ui.err.print(f"Sandbox listening on {url}  (Ctrl-C to stop)")

@@ -1,7 +1,12 @@
 """The Abstrakt API (``/v1/models/{model}/run``, ``/v1/jobs/{id}``): flat job objects.
 
 A run answers 200 when the job finished within the sync window and 202 while it still runs;
-both carry the job, so both are parsed the same way.
+both carry the job, so both are parsed the same way. The two docs generations ask for an
+asynchronous run differently (newer ``"sync": false``, older ``"async": true``, the older being
+synchronous by default), so a run that is not ``--via sync`` sends both: under either, the POST
+returns at once instead of holding the connection while the model works. The cancel answer's
+body is undocumented: any 2xx is accepted and the job is read back with a GET. The model list
+is paged (``offset``/``limit``/``total``): every page is read.
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from get3w_cli.constants import ABSTRAKT_MODELS_LIMIT, HTTP_SYNC_READ_TIMEOUT
+from get3w_cli.constants import ABSTRAKT_MODELS_LIMIT, ABSTRAKT_MODELS_MAX_PAGES, HTTP_SYNC_READ_TIMEOUT
+from get3w_cli.errors import NetworkError, RejectedError, TransientError
 from get3w_cli.http import ApiClient, Reply
 from get3w_cli.names import Provider
 from get3w_cli.payloads import PayloadError, abstrakt_job
@@ -21,7 +27,7 @@ from get3w_cli.providers.common import (
     table,
     unexpected,
 )
-from get3w_cli.records import Task
+from get3w_cli.records import Status, Task
 
 API = "v1"
 MODEL_COLUMNS = ("id", "name", "category", "provider", "status", "description")
@@ -62,6 +68,8 @@ class Abstrakt:
         """POST /v1/models/{model}/run; a webhook makes the run asynchronous."""
         sync = sync and not webhook_url
         body: dict[str, Any] = {"input": dict(input), "sync": sync}
+        if not sync:
+            body["async"] = True  # the older docs' switch: their runs are synchronous by default
         if webhook_url:
             body["webhook_url"] = webhook_url
         reply = await self.client.post(
@@ -76,20 +84,72 @@ class Abstrakt:
         return _job(reply, "the job request", None)
 
     async def cancel(self, task_id: str) -> Task:
+        """DELETE /v1/jobs/{id}, then the job as a GET reads it.
+
+        Any 2xx is a cancel that worked, whatever its body (none, a job, something else); a
+        refusal (409 for a finished job, 404) raises as usual. When the confirming GET fails,
+        the DELETE's own job is used if it sent one, else the job is taken as cancelled, as the
+        docs say a DELETE does to a pending or processing job.
+        """
         reply = await self.client.delete(f"/v1/jobs/{id_segment(task_id)}")
-        return _job(reply, "the cancel", None)
+        try:
+            return await self.get(task_id)
+        except (TransientError, NetworkError, RejectedError):
+            return _cancel_answer(reply, task_id)
 
     async def list_models(self, search: str | None = None) -> AccountRows:
-        """GET /v1/models (the first ABSTRAKT_MODELS_LIMIT), searched by the provider."""
-        params = {"limit": str(ABSTRAKT_MODELS_LIMIT)}
-        if search:
-            params["search"] = search
-        reply = await self.client.get("/v1/models", params=params)
-        body = expect_object(reply, "the model list")
-        items = body.get("models")
-        if not isinstance(items, list):
-            raise unexpected("the model list", "no list of models", reply)
+        """GET /v1/models, every page, searched by the provider."""
+        items = await self._every_model(search)
         return table(items, MODEL_COLUMNS, items)
+
+    async def _every_model(self, search: str | None) -> list[object]:
+        """Page after page (``offset`` += what came) until ``total`` is reached or a page is short
+        or empty; a page with nothing new (a server ignoring ``offset``) ends it too."""
+        models: list[object] = []
+        seen: set[str] = set()
+        offset = 0
+        for _ in range(ABSTRAKT_MODELS_MAX_PAGES):
+            params = {"limit": str(ABSTRAKT_MODELS_LIMIT), "offset": str(offset)}
+            if search:
+                params["search"] = search
+            reply = await self.client.get("/v1/models", params=params)
+            body = expect_object(reply, "the model list")
+            page = body.get("models")
+            if not isinstance(page, list):
+                raise unexpected("the model list", "no list of models", reply)
+            fresh = [item for item in page if _first_time(item, seen)]
+            models.extend(fresh)
+            offset += len(page)
+            total, size = _count(body.get("total")), _count(body.get("limit")) or ABSTRAKT_MODELS_LIMIT
+            if not fresh or (offset >= total if total is not None else len(page) < size):
+                break
+        return models
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _first_time(item: object, seen: set[str]) -> bool:
+    """Whether a listed model is new to this listing (models without an id always are)."""
+    model_id = item.get("id") if isinstance(item, Mapping) else None
+    if not isinstance(model_id, str):
+        return True
+    if model_id in seen:
+        return False
+    seen.add(model_id)
+    return True
+
+
+def _cancel_answer(reply: Reply, task_id: str) -> Task:
+    """The job a cancel's 2xx answer names, or a cancelled job when it names none."""
+    if isinstance(reply.body, Mapping):
+        try:
+            return abstrakt_job(reply.body)
+        except PayloadError:
+            pass
+    raw = dict(reply.body) if isinstance(reply.body, Mapping) else {}
+    return Task(id=task_id, provider=Provider.ABSTRAKT, api=API, model="", status=Status.CANCELLED, raw=raw)
 
 
 def _job(reply: Reply, what: str, model: str | None) -> Task:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 from collections.abc import Mapping
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from get3w_cli.errors import UsageError
+from get3w_cli.errors import RejectedError, UsageError
 from get3w_cli.http import ApiClient, Reply, error_for_status
 from get3w_cli.names import Provider
 from get3w_cli.payloads import PayloadError, get3w_task
@@ -114,17 +115,27 @@ class Get3wV3:
         return table([data], tuple(data), data)
 
     async def upload(self, path: Path) -> str:
-        """POST /api/v3/files/upload (multipart part ``file``); returns the file's URL."""
+        """POST /api/v3/files/upload (multipart part ``file``); returns the file's URL.
+
+        The answer's ``data.url`` (Get3W's docs) or ``data.download_url`` (WaveSpeed's). Where
+        that path is 404, WaveSpeed's ``/api/v3/media/upload/binary`` is tried once: same form.
+        """
         try:
             content = await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        reply = await self.client.post(f"{PREFIX}/files/upload", files={"file": (path.name, content, kind)})
+        files = {"file": (path.name, content, kind)}
+        try:
+            reply = await self.client.post(f"{PREFIX}/files/upload", files=files)
+        except RejectedError as exc:
+            if exc.status != HTTPStatus.NOT_FOUND:
+                raise
+            reply = await self.client.post(f"{PREFIX}/media/upload/binary", files=files)
         data = unwrap(reply, "the upload")
-        url = data.get("url") if isinstance(data, Mapping) else None
-        if not isinstance(url, str) or not url:
-            raise unexpected("the upload", "no file URL", reply)
+        url = _uploaded_url(data) if isinstance(data, Mapping) else None
+        if url is None:
+            raise unexpected("the upload", "no file URL (url or download_url)", reply)
         return url
 
     def _task(self, reply: Reply, what: str, model: str | None) -> Task:
@@ -133,6 +144,14 @@ class Get3wV3:
             return get3w_task(data, api=API, model=model)
         except PayloadError as exc:
             raise unexpected(what, str(exc), reply) from exc
+
+
+def _uploaded_url(data: Mapping[str, Any]) -> str | None:
+    for name in ("url", "download_url"):
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _matches(model: Mapping[str, Any], needle: str) -> bool:

@@ -3,6 +3,10 @@
     resolve_route("flux-dev")                               -> get3w v3, model get3w/flux-dev
     resolve_route("google/nano-banana-pro/text-to-image")   -> get3w v1
     resolve_route("abstrakt:fal-ai/flux/schnell")           -> abstrakt v1
+    resolve_route("wavespeed-ai/z-image/turbo", api="v3")   -> get3w v3, the id as written
+
+Without ``--api`` three or more segments mean v1; ``--api v3`` takes any model id as v3
+(WaveSpeed-style ids such as ``wavespeed-ai/z-image/turbo`` have three).
 """
 
 from __future__ import annotations
@@ -57,8 +61,6 @@ def _get3w_route(model: str, name: str, api: str | None) -> Route:
     if api == Api.V3:
         if len(segments) == 1:
             segments = [Provider.GET3W, *segments]
-        if len(segments) != 2:
-            raise UsageError(f"Get3W v3 models are owner/name, not {name!r}")
     elif len(segments) < 3:
         raise UsageError(f"Get3W v1 models are provider/model/task, not {name!r}")
     return Route(Provider.GET3W, Api(api), "/".join(segments))

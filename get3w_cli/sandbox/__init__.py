@@ -7,10 +7,10 @@ makes real PNG outputs, and delivers signed webhooks with each provider's retry 
 
 APIs on one base URL:
 
-- Get3W v3: ``POST /api/v3/{owner}/{name}``, ``GET /api/v3/predictions/{id}`` (and
+- Get3W v3: ``POST /api/v3/{model id}``, ``GET /api/v3/predictions/{id}`` (and
   ``/result``), ``DELETE /api/v3/predictions/{id}``, ``GET /api/v3/models|balance|usage|billings``,
-  ``POST /api/v3/files/upload``. Models: get3w/flux-dev, get3w/flux-schnell,
-  get3w/wan-2.1-i2v-720p.
+  ``POST /api/v3/files/upload`` and WaveSpeed's ``/api/v3/media/upload/binary``. Models:
+  get3w/flux-dev, get3w/flux-schnell, get3w/wan-2.1-i2v-720p, wavespeed-ai/z-image/turbo.
 - Get3W v1: ``POST /v1/{provider}/{model}/{task}[?webhook=URL][&sync=true]``,
   ``GET /v1/requests/{id}``. Models: google/nano-banana-pro/text-to-image,
   google/nano-banana-pro/edit, bytedance/seedance/text-to-video.
@@ -39,6 +39,10 @@ With ``SandboxOptions.state_file`` (set by ``--sandbox``, not by ``g3w sandbox``
 the process: the next sandbox started with the same file answers GET, DELETE and the CDN for
 them, on its own base URL, their phase following the wall clock; they never call back (see
 persist).
+
+Webhooks are signed in ``SandboxOptions.signature_scheme`` (each API's own by default, or one of
+the Standard Webhooks forms, with a ``webhook-id`` kept across retries); other options emulate
+what the docs leave open (see options.py).
 
 Undocumented choices: the v1 sync answer past the cutoff is 200 with the task still
 ``processing``; a v1 failed task carries ``"code": 500``; a deleted v3 task reads ``deleted``

@@ -73,6 +73,9 @@ GET3W_V3_MODELS = _index(
           "Fast 4-step text-to-image model.", 0.003),
     Model("get3w/wan-2.1-i2v-720p", "Wan 2.1 image-to-video 720p", "image-to-video",
           "Animates an input image into a 5 s 720p clip.", 0.3),
+    # A WaveSpeed-style id with three segments: a v3 model only under --api v3.
+    Model("wavespeed-ai/z-image/turbo", "Z-Image Turbo", "text-to-image",
+          "Fast text-to-image model, WaveSpeed-style id.", 0.005),
 )
 
 GET3W_V1_MODELS = _index(

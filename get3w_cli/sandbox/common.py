@@ -75,7 +75,7 @@ def is_submit(method: str, path: str) -> bool:
         return False
     parts = path.strip("/").split("/")
     if parts[:2] == ["api", "v3"]:
-        return len(parts) == 4 and parts[2] not in ("files", "predictions")
+        return len(parts) >= 4 and parts[2] not in ("files", "media", "predictions")  # ids of 2+ segments
     if parts[:1] != ["v1"] or len(parts) < 3:
         return False
     if parts[1] == "models":

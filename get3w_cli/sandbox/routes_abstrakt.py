@@ -2,7 +2,9 @@
 
 Model ids may contain raw slashes (``fal-ai/flux/schnell``), so the run and detail routes are
 catch-alls. Cancelling a finished job is undocumented; the sandbox answers 409
-``JOB_NOT_CANCELLABLE``.
+``JOB_NOT_CANCELLABLE``. Options emulate what the docs leave open: which docs generation decides
+whether a run is asynchronous (``abstrakt_generation``), the cancel answer's body
+(``abstrakt_cancel_answer``) and a smaller page of the model list (``abstrakt_models_page_max``).
 """
 
 from __future__ import annotations
@@ -41,9 +43,16 @@ def _job(request: web.Request) -> SandboxTask:
     return task
 
 
-def _wants_sync(body: dict[str, object], webhook_url: str | None) -> bool:
-    # Newer docs: "sync" (default true); older docs: "async": true. A webhook means async.
-    return bool(body.get("sync", True)) and not body.get("async", False) and not webhook_url
+def _wants_sync(body: dict[str, object], webhook_url: str | None, generation: str) -> bool:
+    """Newer docs: "sync" (default true), a webhook means async; older docs: synchronous unless
+    "async": true. "both" honours either."""
+    newer = bool(body.get("sync", True)) and not webhook_url
+    older = not body.get("async", False)
+    if generation == "newer":
+        return newer
+    if generation == "older":
+        return older
+    return newer and older
 
 
 async def run(request: web.Request) -> web.Response:
@@ -60,7 +69,7 @@ async def run(request: web.Request) -> web.Response:
     task = runtime.new_task(flavor=ABSTRAKT, model=model, inputs=inputs, key=key,
                             webhook_url=webhook_url or None)
     await runtime.settle_early(task)
-    sync = _wants_sync(body, webhook_url)
+    sync = _wants_sync(body, webhook_url, runtime.options.abstrakt_generation)
     if sync:
         await runtime.store.wait_terminal(task, runtime.options.sync_cutoff)
     now = runtime.store.now()
@@ -87,6 +96,13 @@ async def cancel_job(request: web.Request) -> web.Response:
         raise reject(ABSTRAKT, 409, f"Job is already {phase.value} and cannot be cancelled",
                      code="JOB_NOT_CANCELLABLE")
     runtime.store.cancel(task)
+    answer = runtime.options.abstrakt_cancel_answer
+    if answer == "empty":
+        return web.Response(status=204)
+    if answer == "odd":
+        return web.json_response({"success": True, "message": "Cancellation requested"})
+    if answer == "text":
+        return web.Response(text="OK")
     return web.json_response(abstrakt_job(task, runtime.base_url, runtime.store.now()))
 
 
@@ -104,6 +120,7 @@ async def list_models(request: web.Request) -> web.Response:
     offset = _int_query(request, "offset", 0)
     if not 1 <= limit <= MAX_LIMIT or offset < 0:
         raise bad_input(ABSTRAKT, f"limit must be 1-{MAX_LIMIT} and offset at least 0")
+    limit = min(limit, runtime_of(request).options.abstrakt_models_page_max or limit)
     search, category = request.query.get("search"), request.query.get("category")
     found = [m.abstrakt_listing() for m in ABSTRAKT_MODELS.values()
              if matches(m, search, category)]

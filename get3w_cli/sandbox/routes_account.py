@@ -16,7 +16,7 @@ from aiohttp import web
 
 from get3w_cli.constants import SANDBOX_BALANCE_USD
 from get3w_cli.sandbox.catalogue import GET3W_V3_MODELS, matches
-from get3w_cli.sandbox.common import BROKE_KEY, authorize, bad_input, runtime_of
+from get3w_cli.sandbox.common import BROKE_KEY, authorize, bad_input, reject, runtime_of
 from get3w_cli.sandbox.shapes import V3, envelope
 from get3w_cli.sandbox.state import Phase
 
@@ -110,8 +110,8 @@ def _file_part(content_type: str, body: bytes) -> tuple[str, bytes, str] | None:
     return None
 
 
-async def upload(request: web.Request) -> web.Response:
-    """POST /api/v3/files/upload (multipart, part ``file``) -> data.url on the sandbox's CDN."""
+async def _store_upload(request: web.Request) -> str:
+    """Keep the ``file`` part of a multipart upload; its URL on the sandbox's CDN."""
     runtime = runtime_of(request)
     authorize(request, V3)
     found = _file_part(request.headers.get("Content-Type", ""), await request.read())
@@ -121,7 +121,22 @@ async def upload(request: web.Request) -> web.Response:
     safe = "".join(c if c in _SAFE_NAME else "_" for c in filename.rsplit("/", 1)[-1])
     name = f"{secrets.token_hex(6)}_{safe}"
     runtime.uploads[name] = (data, content_type)
-    return web.json_response(envelope({"url": f"{runtime.base_url}/cdn/uploads/{name}"}))
+    return f"{runtime.base_url}/cdn/uploads/{name}"
+
+
+async def upload(request: web.Request) -> web.Response:
+    """POST /api/v3/files/upload (multipart, part ``file``) -> data.url (or data.download_url,
+    or 404 as on WaveSpeed, by ``SandboxOptions.upload_answer``)."""
+    answer = runtime_of(request).options.upload_answer
+    if answer == "wavespeed":
+        raise reject(V3, 404, "Not found")
+    field = "download_url" if answer == "download_url" else "url"
+    return web.json_response(envelope({field: await _store_upload(request)}))
+
+
+async def media_upload(request: web.Request) -> web.Response:
+    """POST /api/v3/media/upload/binary (WaveSpeed's upload, multipart ``file``) -> data.download_url"""
+    return web.json_response(envelope({"download_url": await _store_upload(request)}))
 
 
 def add_routes(app: web.Application) -> None:
@@ -130,3 +145,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v3/usage", usage)
     app.router.add_get("/api/v3/billings", billings)
     app.router.add_post("/api/v3/files/upload", upload)
+    app.router.add_post("/api/v3/media/upload/binary", media_upload)

@@ -1,5 +1,6 @@
 """Get3W task routes: v1 (``/v1/{provider}/{model}/{task}``, ``/v1/requests/{id}``) and v3
-(``/api/v3/{owner}/{name}``, ``/api/v3/predictions/{id}``)."""
+(``/api/v3/{model id}``, ``/api/v3/predictions/{id}``); a v3 model id may have two segments
+(``get3w/flux-dev``) or more (``wavespeed-ai/z-image/turbo``)."""
 
 from __future__ import annotations
 
@@ -69,12 +70,11 @@ async def v1_get(request: web.Request) -> web.Response:
 
 
 async def v3_submit(request: web.Request) -> web.Response:
-    """POST /api/v3/{owner}/{name} with the inputs (and an optional ``webhook_url``)."""
+    """POST /api/v3/{model id} with the inputs (and an optional ``webhook_url``)."""
     runtime = runtime_of(request)
     key = authorize(request, V3)
     require_funds(key, V3)
-    model_id = f"{request.match_info['owner']}/{request.match_info['name']}"
-    model = _model(GET3W_V3_MODELS, model_id, V3)
+    model = _model(GET3W_V3_MODELS, request.match_info["model"], V3)
     body = await read_json_object(request, V3)
     webhook = body.pop("webhook_url", None)
     body.pop("stream", None)  # SSE streaming is not emulated; the answer is the usual envelope
@@ -118,4 +118,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v3/predictions/{id}", v3_get)
     app.router.add_get("/api/v3/predictions/{id}/result", v3_get)
     app.router.add_delete("/api/v3/predictions/{id}", v3_delete)
-    app.router.add_post("/api/v3/{owner}/{name}", v3_submit)
+    # Last: the account routes' POSTs (/api/v3/files/upload, ...) are matched first.
+    app.router.add_post("/api/v3/{model:[^/]+/.+}", v3_submit)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from get3w_cli import constants as C
 from get3w_cli.errors import NetworkError, TransientError, WaitTimeoutError
 from get3w_cli.names import OnTimeout, Via
-from get3w_cli.records import Status, Task
+from get3w_cli.records import Status, Task, unknown_status_note
 from get3w_cli.retry import NONE, backoff
 from get3w_cli.timeouts import within
 from get3w_cli.waiting.cancel import cancel_within_budget
@@ -173,9 +173,9 @@ class Waiter:
             self.next_poll = self.loop.time()
 
     def _observe(self, task: Task) -> None:
-        if task.unknown_status:
-            self._say_once(f"status {task.unknown_status}", f"task {task.id}: unknown status "
-                           f"{task.unknown_status!r} from {self.adapter.provider}; counting it as processing")
+        note = unknown_status_note(task)
+        if note is not None:
+            self._say_once(f"status {task.unknown_status}", note)
 
     def _say_once(self, key: str, text: str) -> None:
         if key not in self.said:

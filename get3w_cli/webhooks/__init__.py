@@ -2,6 +2,7 @@
 local listeners (aiohttp) and the public tunnel to them (ngrok via pyngrok).
 
     signatures.py   pure HMAC checks for Get3W and Abstrakt deliveries (every secret, every scheme)
+    standard.py     the Standard Webhooks headers: v1 (the spec) and v3 (WaveSpeed) signatures
     delivery.py     the one classification of a delivery (parse, attribute, verify) and de-duplication
     inbox.py        routes deliveries to the waiter of their task, de-duplicated; signature rejections
     listener.py     CallbackListener (the ephemeral server of run/batch) and check_reachable()

@@ -12,11 +12,13 @@ says whether it is new, a duplicate or stale.
   ``verified_by`` lists them all, so that a waiter trusts it only for a task of one of those
   providers. With no secret at all nothing is verified, and the provider (the receiver's,
   else a guess from the payload) only says how to parse a delivery that proves nothing.
-- **De-duplication** (same provider, task id and status): only deliveries that count make later
-  ones duplicates: verified ones, ones the waiter confirmed (``confirm``), and, where there is
-  nothing to confirm with (``g3w listen`` without any secret), unverified ones; so a forgery
-  never masks a genuine delivery. A non-final status after the task's final one is stale;
-  after the waiter confirms a final status, everything about the task is a duplicate.
+- **De-duplication** (same provider, task id and status; or same provider and ``webhook-id``,
+  the Standard Webhooks identity of one delivery across its retries, whatever the body): only
+  deliveries that count make later ones duplicates: verified ones, ones the waiter confirmed
+  (``confirm``), and, where there is nothing to confirm with (``g3w listen`` without any
+  secret), unverified ones; so a forgery never masks a genuine delivery. A non-final status
+  after the task's final one is stale; after the waiter confirms a final status, everything
+  about the task is a duplicate.
 Memory is bounded (WEBHOOK_DEDUPE_MAX keys of each kind, oldest forgotten first).
 """
 
@@ -32,6 +34,7 @@ from get3w_cli.constants import WEBHOOK_DEDUPE_MAX
 from get3w_cli.payloads import PayloadError, callback_task, infer_provider
 from get3w_cli.records import Status, Task
 from get3w_cli.webhooks.signatures import verifying_providers
+from get3w_cli.webhooks.standard import webhook_id
 
 NEW, DUPLICATE, STALE = "new", "duplicate", "stale"
 
@@ -53,6 +56,11 @@ class Delivery:
     def __post_init__(self) -> None:
         if self.verified and not self.verified_by and self.provider:
             object.__setattr__(self, "verified_by", frozenset({self.provider}))
+
+    @property
+    def webhook_id(self) -> str | None:
+        """The Standard Webhooks ``webhook-id`` header: the same for every retry of one delivery."""
+        return webhook_id(self.headers)
 
     def trusted_for(self, provider: str) -> bool:
         """Whether the secret of ``provider`` (the provider of the task waited for) verified it."""
@@ -144,6 +152,7 @@ class Deduper:
     def __init__(self, *, count_unverified: bool = False, limit: int = WEBHOOK_DEDUPE_MAX) -> None:
         self._count_unverified = count_unverified
         self._seen = _Bounded(limit)  # (provider, id, status) of counted deliveries
+        self._hooks = _Bounded(limit)  # (provider, webhook-id) of counted deliveries
         self._final = _Bounded(limit)  # (provider, id) -> the final Status of a counted delivery
         self._confirmed = _Bounded(limit)  # (id, status) the waiter confirmed
         self._settled = _Bounded(limit)  # id -> the final Status the waiter confirmed
@@ -164,6 +173,11 @@ class Deduper:
             return STALE
         if not (delivery.verified or self._count_unverified):
             return NEW
+        hook = delivery.webhook_id
+        if hook is not None:
+            if (provider, hook) in self._hooks:
+                return DUPLICATE  # a retry of a delivery already counted, whatever its body
+            self._hooks.remember((provider, hook), None)
         key = (provider, task.id, task.status)
         if key in self._seen:
             return DUPLICATE

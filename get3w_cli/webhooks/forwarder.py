@@ -46,8 +46,18 @@ from get3w_cli.webhooks.signatures import (
     GET3W_SIGNATURE_HEADER,
     signature_headers,
 )
+from get3w_cli.webhooks.standard import (
+    WEBHOOK_ID_HEADER,
+    WEBHOOK_SIGNATURE_HEADER,
+    WEBHOOK_TIMESTAMP_HEADER,
+    new_webhook_id,
+    signed_version,
+    standard_headers,
+    webhook_id,
+)
 
-FORWARDED_HEADERS = ("Content-Type", GET3W_SIGNATURE_HEADER, ABSTRAKT_SIGNATURE_HEADER, ABSTRAKT_TIMESTAMP_HEADER)
+FORWARDED_HEADERS = ("Content-Type", GET3W_SIGNATURE_HEADER, ABSTRAKT_SIGNATURE_HEADER, ABSTRAKT_TIMESTAMP_HEADER,
+                     WEBHOOK_ID_HEADER, WEBHOOK_TIMESTAMP_HEADER, WEBHOOK_SIGNATURE_HEADER)
 # Headers never written to --save files: credentials a stranger (or a proxy) might send, that
 # is these and any name containing one of UNSAVED_NAME_PARTS (X-Auth-Token, Client-Secret, ...).
 UNSAVED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
@@ -55,7 +65,7 @@ UNSAVED_NAME_PARTS = ("token", "secret", "key")
 # ... except the signature headers, which --replay needs (none of them carries a secret).
 SAVED_SIGNATURE_HEADERS = frozenset({
     GET3W_SIGNATURE_HEADER.lower(), ABSTRAKT_SIGNATURE_HEADER.lower(), ABSTRAKT_TIMESTAMP_HEADER.lower(),
-    "webhook-id", "webhook-timestamp", "webhook-signature",  # Standard Webhooks (CONTRACT.md section 5)
+    WEBHOOK_ID_HEADER, WEBHOOK_TIMESTAMP_HEADER, WEBHOOK_SIGNATURE_HEADER,  # Standard Webhooks (CONTRACT.md 5)
 })
 _RETRY_STATUSES = frozenset({408, 425, 429})
 
@@ -250,7 +260,14 @@ def _not_resigned_reason(saved: SavedDelivery) -> str | None:
 
 
 def resign(headers: Mapping[str, str], body: bytes, secret: str, provider: str | None = None) -> dict[str, str]:
-    """Replace the signature headers with fresh ones made with ``secret`` (provider inferred)."""
+    """Replace the signature headers with fresh ones made with ``secret``: in the Standard
+    Webhooks version the delivery was signed with (same ``webhook-id``), else in its provider's
+    own scheme (provider inferred)."""
+    stale = {name.lower() for name in FORWARDED_HEADERS[1:]}
+    kept = {k: v for k, v in headers.items() if k.lower() not in stale}
+    version = signed_version(headers)
+    if version is not None:
+        return {**kept, **standard_headers(version, secret, body, webhook_id(headers) or new_webhook_id())}
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
@@ -258,8 +275,6 @@ def resign(headers: Mapping[str, str], body: bytes, secret: str, provider: str |
     who = infer_provider(headers, {}) or provider or infer_provider(headers, payload)
     if who is None:
         return dict(headers)
-    stale = {name.lower() for name in FORWARDED_HEADERS[1:]}
-    kept = {k: v for k, v in headers.items() if k.lower() not in stale}
     return {**kept, **signature_headers(who, secret, body)}
 
 

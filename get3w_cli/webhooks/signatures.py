@@ -3,11 +3,17 @@
 Get3W signs the raw body (``X-Get3W-Signature``). Abstrakt's docs show two schemes, so both
 are accepted: ``<X-Abstrakt-Timestamp>.<raw body>`` and the raw body alone
 (``X-Abstrakt-Signature``). Signatures are lower-case hex; a ``sha256=`` prefix and
-upper-case hex are tolerated. Every comparison is constant-time.
+upper-case hex are tolerated.
+
+Both providers may also sign the Standard Webhooks way (``webhook-id``, ``webhook-timestamp``,
+``webhook-signature``), as WaveSpeed, whose API Get3W's v3 mirrors, does: ``v1,<base64>`` (the
+spec) and ``v3,<hex>`` (WaveSpeed) are both verified (standard.py). Every comparison is
+constant-time, and every timestamped scheme refuses a timestamp more than
+WEBHOOK_TIMESTAMP_TOLERANCE from now.
 
 Verification is "every configured secret, every scheme of its provider" (``verifying_providers``):
-``SCHEMES`` lists each provider's schemes, so supporting another one (the Standard Webhooks
-headers, say) is one function and one entry there.
+``SCHEMES`` lists each provider's schemes, so supporting another one is one function and one
+entry there.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ from get3w_cli.constants import (
     WEBHOOK_TIMESTAMP_TOLERANCE,
 )
 from get3w_cli.names import Provider
+from get3w_cli.webhooks.standard import (
+    STANDARD_V1,
+    WAVESPEED_V3,
+    verify_standard,
+)
 
 GET3W_SIGNATURE_HEADER = "X-Get3W-Signature"
 ABSTRAKT_SIGNATURE_HEADER = "X-Abstrakt-Signature"
@@ -118,11 +129,22 @@ def _abstrakt_hmac(secret: str, headers: Mapping[str, str], body: bytes, now: fl
     )
 
 
+def _standard_v1(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> bool:
+    return verify_standard(STANDARD_V1, secret, headers, body, now=now)
+
+
+def _wavespeed_v3(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> bool:
+    return verify_standard(WAVESPEED_V3, secret, headers, body, now=now)
+
+
 # Every scheme each provider signs with. A delivery is verified by a provider's secret when any
 # of that provider's schemes accepts it; a new scheme is one more entry in a provider's tuple.
+# Get3W's v3 mirrors WaveSpeed, which signs the Standard Webhooks way; Abstrakt's newer docs do
+# not show how (or whether) they sign, so the self-describing Standard headers are accepted from
+# it too: a delivery still needs a valid MAC made with the secret configured for Abstrakt.
 SCHEMES: Mapping[str, tuple[Scheme, ...]] = {
-    Provider.GET3W: (_get3w_body_hmac,),
-    Provider.ABSTRAKT: (_abstrakt_hmac,),
+    Provider.GET3W: (_get3w_body_hmac, _standard_v1, _wavespeed_v3),
+    Provider.ABSTRAKT: (_abstrakt_hmac, _standard_v1, _wavespeed_v3),
 }
 
 
@@ -165,7 +187,7 @@ def verifying_providers(
 def signature_headers(
     provider: str, secret: str, body: bytes, *, now: float | None = None
 ) -> dict[str, str]:
-    """Return the headers a provider would sign ``body`` with (for the sandbox and replays)."""
+    """Return the headers a provider would sign ``body`` with in its own scheme (for replays)."""
     if provider == Provider.GET3W:
         return {GET3W_SIGNATURE_HEADER: sign_get3w(secret, body)}
     if provider == Provider.ABSTRAKT:
