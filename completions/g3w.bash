@@ -53,7 +53,8 @@ _g3w() {
     "history")
       COMPREPLY=($(compgen -W "--limit -n --status --batch --batches --refresh --json --debug --sandbox --help -h" -- "$cur")) ;;
     "sandbox")
-      COMPREPLY=($(compgen -W "--port --host --duration --webhook-secret --duplicates --webhook-time-scale --max-concurrent --quiet -q --debug --help -h" -- "$cur")) ;;
+      case "$prev" in --signature-scheme) COMPREPLY=($(compgen -W "native get3w abstrakt abstrakt-body standard-v1 wavespeed-v3" -- "$cur")); return ;; esac
+      COMPREPLY=($(compgen -W "--port --host --duration --webhook-secret --signature-scheme --duplicates --webhook-time-scale --max-concurrent --quiet -q --debug --help -h" -- "$cur")) ;;
     "config")
       COMPREPLY=($(compgen -W "get set unset list path --help -h" -- "$cur")) ;;
     "config get")

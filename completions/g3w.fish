@@ -148,6 +148,7 @@ complete -c g3w -n '__fish_seen_subcommand_from sandbox' -l port -r -d 'Port to 
 complete -c g3w -n '__fish_seen_subcommand_from sandbox' -l host -r -d 'Address to bind (default 127.0.0.1).'
 complete -c g3w -n '__fish_seen_subcommand_from sandbox' -l duration -r -d 'How long each task takes (default 1s).'
 complete -c g3w -n '__fish_seen_subcommand_from sandbox' -l webhook-secret -r -d 'Sign webhook deliveries with this secret.'
+complete -c g3w -n '__fish_seen_subcommand_from sandbox' -l signature-scheme -x -a 'native get3w abstrakt abstrakt-body standard-v1 wavespeed-v3' -d 'How webhook deliveries are signed: native (each API its own way), get3w, abstrakt, abstrakt-body, standard-v1 (webhook-signature v1,<base64>, whsec_ secret decoded), wavespeed-v3 (v3,<hex>, whsec_ secret as text).'
 complete -c g3w -n '__fish_seen_subcommand_from sandbox' -l duplicates -r -d 'Send each webhook this many extra times (default 0).'
 complete -c g3w -n '__fish_seen_subcommand_from sandbox' -l webhook-time-scale -r -d 'Multiply webhook retry delays (default 1; 0.01 for tests).'
 complete -c g3w -n '__fish_seen_subcommand_from sandbox' -l max-concurrent -r -d 'Answer 429 above this many running tasks per key.'
