@@ -7,24 +7,25 @@ both carry the job, so both are parsed the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from get3w_cli.constants import ABSTRAKT_MODELS_LIMIT, HTTP_SYNC_READ_TIMEOUT
 from get3w_cli.http import ApiClient, Reply
 from get3w_cli.names import Provider
 from get3w_cli.payloads import PayloadError, abstrakt_job
-from get3w_cli.providers.base import AccountRows
 from get3w_cli.providers.common import (
     expect_object,
     id_segment,
     model_path,
-    table,
     unexpected,
 )
+from get3w_cli.providers.model_lists import abstrakt_model, parsed
 from get3w_cli.records import Task
 
+if TYPE_CHECKING:
+    from get3w_cli.models import ModelInfo
+
 API = "v1"
-MODEL_COLUMNS = ("id", "name", "category", "provider", "status", "description")
 
 
 def parse_error(status: int, body: object, text: str) -> tuple[str | None, str, float | None]:
@@ -45,7 +46,7 @@ def parse_error(status: int, body: object, text: str) -> tuple[str | None, str, 
 
 
 class Abstrakt:
-    """Adapter for Abstrakt's API; also lists models."""
+    """Adapter for Abstrakt's API; also lists and describes models."""
 
     provider = Provider.ABSTRAKT
     api = API
@@ -79,7 +80,7 @@ class Abstrakt:
         reply = await self.client.delete(f"/v1/jobs/{id_segment(task_id)}")
         return _job(reply, "the cancel", None)
 
-    async def list_models(self, search: str | None = None) -> AccountRows:
+    async def list_models(self, search: str | None = None) -> list[ModelInfo]:
         """GET /v1/models (the first ABSTRAKT_MODELS_LIMIT), searched by the provider."""
         params = {"limit": str(ABSTRAKT_MODELS_LIMIT)}
         if search:
@@ -89,7 +90,15 @@ class Abstrakt:
         items = body.get("models")
         if not isinstance(items, list):
             raise unexpected("the model list", "no list of models", reply)
-        return table(items, MODEL_COLUMNS, items)
+        return parsed(items, abstrakt_model)
+
+    async def describe_model(self, model: str) -> ModelInfo:
+        """GET /v1/models/{id}: the model with its ``input_schema``."""
+        reply = await self.client.get(f"/v1/models/{model_path(model)}")
+        found = abstrakt_model(expect_object(reply, "the model request"))
+        if found is None:
+            raise unexpected("the model request", "no model id", reply)
+        return found
 
 
 def _job(reply: Reply, what: str, model: str | None) -> Task:
