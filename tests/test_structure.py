@@ -34,6 +34,7 @@ OWNERS = {
     "typer": ("cli/",),
     "rich": ("cli/",),
     "httpx": ("http/",),
+    "httpx_sse": ("http/",),
     "pyngrok": ("webhooks/tunnel.py",),
     "aiohttp": ("webhooks/", "sandbox/", "http/aio.py"),
 }

@@ -95,7 +95,8 @@ class Ui:
         """A rich table on a terminal; tab-separated lines with a header when piped (like gh).
 
         On a terminal the ``whole`` columns are never cut nor wrapped (a model name must stay
-        typeable); the ``droppable`` ones wrap, and are left out when the terminal is too narrow.
+        typeable); the ``droppable`` ones wrap, and are left out when the terminal is too narrow;
+        narrower still, each row is one line of its other cells, wrapped by the terminal.
         """
         if not sys.stdout.isatty():
             for row in [columns, *rows]:
@@ -109,8 +110,12 @@ class Ui:
         widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
         kept = [i for i, name in enumerate(columns) if name not in droppable]
         # Each column costs its cell padding and a border (3), plus the table's outer border.
-        needed = sum(widths[i] + 3 for i in kept) + 1 + C.TABLE_DROPPABLE_MIN_WIDTH
-        shown = kept if needed > out.width else list(range(len(columns)))
+        needed = sum(widths[i] + 3 for i in kept) + 1
+        if whole and needed > out.width:  # no table fits: one line a row, which the terminal wraps whole
+            for row in cells:
+                out.print(escape("  ".join(row[i] for i in kept if row[i])), soft_wrap=True)
+            return
+        shown = kept if needed + C.TABLE_DROPPABLE_MIN_WIDTH > out.width else list(range(len(columns)))
         table = Table(title=title)
         for i in shown:
             keep = columns[i] in whole
