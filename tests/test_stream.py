@@ -229,6 +229,15 @@ def test_stream_on_an_api_that_cannot_stream_is_a_usage_error(sandbox: ThreadedS
     assert sandbox.sandbox.requests == []
 
 
+def test_wait_with_stream_polls(sandbox: ThreadedSandbox) -> None:
+    """`g3w wait ID --via stream`: a stream comes only with a submit; the task is polled, and says so."""
+    env = sandbox_env(sandbox)
+    task_id = invoke("submit", "flux-dev", "-p", "x", "-i", "sandbox_duration=0.05", env=env).stdout.strip()
+    result = invoke("wait", task_id, "--via", "stream", "--json", "--poll-max", "0.2", env=env)
+    assert result.code == 0 and result.json()["via"] == "poll"
+    assert "no stream can be opened for a task already submitted; polling" in result.stderr
+
+
 def test_batch_refuses_stream(tmp_path: Any, sandbox: ThreadedSandbox) -> None:
     """A batch cannot stream its tasks: exit 2, nothing sent."""
     lines = tmp_path / "in.jsonl"
