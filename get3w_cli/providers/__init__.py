@@ -23,7 +23,6 @@ from get3w_cli.providers.base import (
            ModelDescriber,
            ModelLister,
            StreamSubmitter,
-           StreamUpdate,
            SubmitStream,
 )
 from get3w_cli.providers.factory import (
@@ -38,5 +37,5 @@ from get3w_cli.providers.routing import PROVIDERS, Route, resolve_route
 from get3w_cli.providers.submitting import nothing_created, refuses_streaming, submit_task
 
 __all__ = ["ADAPTERS", "PROVIDERS", "Account", "AccountRows", "Adapter", "ModelDescriber", "ModelLister", "Route",
-           "StreamSubmitter", "StreamUpdate", "SubmitStream", "adapter_class", "default_base_url", "error_parser",
+           "StreamSubmitter", "SubmitStream", "adapter_class", "default_base_url", "error_parser",
            "make_adapter", "nothing_created", "open_adapter", "refuses_streaming", "resolve_route", "submit_task"]

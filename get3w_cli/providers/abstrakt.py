@@ -19,7 +19,6 @@ from get3w_cli.providers.common import (
     model_path,
     unexpected,
 )
-from get3w_cli.providers.model_lists import abstrakt_model, parsed
 from get3w_cli.records import Task
 
 if TYPE_CHECKING:
@@ -82,6 +81,8 @@ class Abstrakt:
 
     async def list_models(self, search: str | None = None) -> list[ModelInfo]:
         """GET /v1/models (the first ABSTRAKT_MODELS_LIMIT), searched by the provider."""
+        from get3w_cli.providers.model_lists import abstrakt_model, parsed  # not for tasks
+
         params = {"limit": str(ABSTRAKT_MODELS_LIMIT)}
         if search:
             params["search"] = search
@@ -94,6 +95,8 @@ class Abstrakt:
 
     async def describe_model(self, model: str) -> ModelInfo:
         """GET /v1/models/{id}: the model with its ``input_schema``."""
+        from get3w_cli.providers.model_lists import abstrakt_model  # not for tasks
+
         reply = await self.client.get(f"/v1/models/{model_path(model)}")
         found = abstrakt_model(expect_object(reply, "the model request"))
         if found is None:

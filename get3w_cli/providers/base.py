@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from get3w_cli.models import ModelInfo
-    from get3w_cli.records import Status, Task, TaskError
+    from get3w_cli.providers.stream_update import StreamUpdate
+    from get3w_cli.records import Task
 
 
 @runtime_checkable
@@ -74,19 +75,6 @@ class ModelDescriber(Protocol):
     """An API that describes one model, its input schema included, in one request."""
 
     async def describe_model(self, model: str) -> ModelInfo: ...
-
-
-@dataclass(frozen=True)
-class StreamUpdate:
-    """One event of a streamed submit, whichever shape it came in (None: the event does not say)."""
-
-    task_id: str | None = None
-    status: Status | None = None
-    progress: float | None = None  # a fraction, 0 to 1
-    outputs: tuple[str, ...] = ()
-    error: TaskError | None = None
-    log: str | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 class SubmitStream(Protocol):

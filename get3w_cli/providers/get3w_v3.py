@@ -25,8 +25,6 @@ from get3w_cli.providers.common import (
     table,
     unexpected,
 )
-from get3w_cli.providers.model_lists import get3w_model, matches, parsed
-from get3w_cli.providers.v3_stream import V3Stream, answered_task
 from get3w_cli.records import Task
 
 if TYPE_CHECKING:
@@ -101,6 +99,8 @@ class Get3wV3:
     async def list_models(self, search: str | None = None) -> list[ModelInfo]:
         """GET /api/v3/models, the whole list (the documented endpoint takes no search parameter),
         searched here (id, name or description). Either documented shape (see model_lists)."""
+        from get3w_cli.providers.model_lists import get3w_model, matches, parsed  # not for tasks
+
         reply = await self.client.get(f"{PREFIX}/models")
         data = unwrap(reply, "the model list")
         items = data.get("models", data.get("items")) if isinstance(data, Mapping) else data
@@ -112,6 +112,8 @@ class Get3wV3:
     async def submit_stream(self, model: str, input: Mapping[str, Any]) -> AsyncIterator[SubmitStream]:
         """POST /api/v3/{owner}/{name} with ``"stream": true``: the task's events as they come
         (v3_stream); a provider that answers with the usual envelope instead gives ``answer``."""
+        from get3w_cli.providers.v3_stream import V3Stream, answered_task  # only --via stream
+
         body = {**input, "stream": True}
         async with self.client.post_events(f"{PREFIX}/{model_path(model)}", json=body) as events:
             answer = None

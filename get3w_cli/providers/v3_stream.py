@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from get3w_cli.payloads import PayloadError, get3w_task
-from get3w_cli.providers.base import StreamUpdate
+from get3w_cli.providers.stream_update import StreamUpdate
 from get3w_cli.records import Status, TaskError, parse_status
 
 if TYPE_CHECKING:

@@ -28,7 +28,8 @@ from get3w_cli.tasks.ledger import post_with_grace
 from get3w_cli.timeouts import within
 
 if TYPE_CHECKING:
-    from get3w_cli.providers import Adapter, StreamUpdate, SubmitStream
+    from get3w_cli.providers import Adapter, SubmitStream
+    from get3w_cli.providers.stream_update import StreamUpdate
     from get3w_cli.tasks.flow import _Run
     from get3w_cli.waiting import Outcome, WaitPlan
 
