@@ -101,6 +101,9 @@ async def stream_task(run: _Run, adapter: Adapter, model: str, values: dict[str,
         except G3wError as exc:
             await _open_failed(run, adapter, model, values, exc)
             return await _poll(run, adapter, plan, deadline)
+        except asyncio.CancelledError:
+            await _interrupted(run, adapter, follower, plan)  # the POST may have arrived
+            raise
         if stream.answer is not None:
             run.submitted(stream.answer)
             run.observer.notify("note", "the provider answered without streaming; polling")
