@@ -11,6 +11,18 @@ from __future__ import annotations
 # ignores offset, or whose total never comes, cannot keep it reading forever.
 ABSTRAKT_MODELS_LIMIT = 100
 ABSTRAKT_MODELS_MAX_PAGES = 100
+# Model lists cached under G3W_HOME (for `run`'s input check and the shell completions) are
+# fetched again once older than a day: catalogues change by the week, and a stale schema costs
+# at most a warning or the provider's own 400.
+MODELS_CACHE_MAX_AGE = 24 * 3600.0
+# The cache holds what the provider told this account: private to its owner, like history.db.
+MODELS_CACHE_FILE_MODE = 0o600
+MODELS_CACHE_DIR_MODE = 0o700
+# `models show`: an input's allowed values are listed up to this many, then counted.
+MODEL_ENUM_SHOWN = 12
+# A table column that may be dropped (a description) is shown only when the terminal leaves it
+# at least this many characters; a narrower column would wrap into a tall, unreadable table.
+TABLE_DROPPABLE_MIN_WIDTH = 16
 
 # --- HTTP --------------------------------------------------------------------
 HTTP_CONNECT_TIMEOUT = 5.0
@@ -32,6 +44,9 @@ HTTP_SYNC_REQUEST_DEADLINE = HTTP_SYNC_READ_TIMEOUT + 30.0
 # An upload's deadline grows by its size at this pace (512 kbit/s, a slow uplink), so a 100 MB
 # video may take an hour to send but a stalled upload still ends.
 HTTP_UPLOAD_MIN_BYTES_PER_S = 64 * 1024
+# A `--via stream` answer that sends nothing (no event, no comment) for this long has broken:
+# the task is then polled (never submitted again). Providers send progress every few seconds.
+STREAM_IDLE_TIMEOUT = 60.0
 DOWNLOAD_READ_TIMEOUT = 60.0
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
 # A download (its answer's headers included) is stalled, and cut, when fewer than MIN_BYTES
@@ -201,6 +216,8 @@ SANDBOX_PNG_SIZE = 64  # generated outputs are SANDBOX_PNG_SIZE x SANDBOX_PNG_SI
 # Handlers still running at close() (a long sync wait) get this long before they are cancelled.
 SANDBOX_SHUTDOWN_TIMEOUT = 1.0
 SANDBOX_BALANCE_USD = 42.5
+# A streamed sandbox task sends this many progress events over its duration (then its end).
+SANDBOX_STREAM_EVENTS = 4
 # Abstrakt's documented Pro tier (requests a minute), echoed in X-RateLimit-* headers.
 SANDBOX_RATELIMIT_LIMIT = 100
 SANDBOX_RATELIMIT_WINDOW = 60.0

@@ -33,12 +33,14 @@ class Api(Name):
 
 
 class Via(Name):
-    """``--via``: how to wait. AUTO is decided (webhook or poll) before waiting starts."""
+    """``--via``: how to wait. AUTO is decided (webhook or poll) before waiting starts; it never
+    picks STREAM (Get3W v3's Server-Sent Events answer, asked for explicitly)."""
 
     AUTO = "auto"
     WEBHOOK = "webhook"
     POLL = "poll"
     SYNC = "sync"
+    STREAM = "stream"
 
 
 class TunnelKind(Name):

@@ -17,17 +17,20 @@ SECRET = "sk_live_0123456789abcdef"
 
 
 def test_models_lists_get3w_and_abstrakt_models(sandbox: ThreadedSandbox) -> None:
-    """models: a plain table when piped, the provider's list with --json, searchable, per provider."""
+    """models: a plain table when piped (the name to run, type, price with its unit), a JSON array
+    with --json, searchable, per provider."""
     env = sandbox_env(sandbox)
     table = invoke("models", env=env)
     assert table.code == 0
     header, *rows = table.stdout.splitlines()
-    assert header.split("\t") == ["id", "name", "type", "description", "price"]
-    assert "get3w/flux-dev" in [row.split("\t")[0] for row in rows]
+    assert header.split("\t") == ["model", "type", "price", "description"]
+    assert rows[0].split("\t")[:3] == ["get3w/flux-dev", "text-to-image", "$0.025/run"]
     found = invoke("models", "schnell", "--json", env=env)
     assert [m["id"] for m in json.loads(found.stdout)] == ["get3w/flux-schnell"]
     abstrakt = invoke("models", "--provider", "abstrakt", "--json", env=env)
-    assert "fal-ai/flux/schnell" in [m["id"] for m in json.loads(abstrakt.stdout)]
+    listed = {m["run"]: m for m in json.loads(abstrakt.stdout)}
+    assert listed["abstrakt:fal-ai/flux/schnell"]["price"] == 1 and listed["abstrakt:fal-ai/flux/schnell"]["id"] == (
+        "fal-ai/flux/schnell")
     paths = [(r.method, r.path) for r in sandbox.sandbox.requests]
     assert paths == [("GET", "/api/v3/models")] * 2 + [("GET", "/v1/models")]
     assert all(r.headers["authorization"] == "Bearer sk_test_key" for r in sandbox.sandbox.requests)

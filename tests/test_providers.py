@@ -176,9 +176,9 @@ def test_v3_account_operations(tmp_path: Path) -> None:
         async with Sandbox(SandboxOptions(duration=0.05)) as sb, HttpSession() as http:
             adapter = open_adapter(http, resolve_route(V3_MODEL), api_key="sk_test_ok", base_url=sb.base_url)
             assert isinstance(adapter, Account) and isinstance(adapter, ModelLister)
-            models = await adapter.list_models("schnell")
-            assert models.columns[:3] == ("id", "name", "type")
-            assert [row[0] for row in models.rows] == ["get3w/flux-schnell"]
+            [model] = await adapter.list_models("schnell")
+            assert (model.id, model.run, model.type, model.price_text()) == (
+                "get3w/flux-schnell", "get3w/flux-schnell", "text-to-image", "$0.003/run")
             balance = await adapter.balance()
             assert balance.columns == ("balance", "currency") and balance.rows[0][1] == "USD"
             url = await adapter.upload(image)
@@ -302,13 +302,14 @@ def test_abstrakt_cancel_running_and_finished() -> None:
 
 
 def test_abstrakt_list_models_searches() -> None:
-    """Abstrakt's model list is searched by the provider and comes back as table rows."""
+    """Abstrakt's model list is searched by the provider and comes back as typed models."""
 
     async def main() -> None:
         async with adapter_for(AB_MODEL) as (sb, adapter, _model):
             assert isinstance(adapter, ModelLister) and not isinstance(adapter, Account)
-            rows = await adapter.list_models("dev")
-            assert rows.columns[0] == "id" and [r[0] for r in rows.rows] == ["fal-ai/flux/dev"]
+            [model] = await adapter.list_models("dev")
+            assert (model.id, model.run, model.price_text()) == ("fal-ai/flux/dev", "abstrakt:fal-ai/flux/dev",
+                                                                 "3 credits/run")
             assert sb.requests[-1].query["search"] == "dev"
 
     asyncio.run(main())

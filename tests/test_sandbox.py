@@ -178,7 +178,13 @@ def test_v3_account_endpoints_and_upload() -> None:
     """Models, balance, usage, billings and upload answer the documented envelopes."""
     async def test(sandbox: Sandbox, client: httpx.AsyncClient) -> None:
         models = (await client.get("/api/v3/models", params={"search": "schnell"})).json()["data"]
-        assert [m["id"] for m in models] == ["get3w/flux-schnell"]
+        # WaveSpeed's documented shape by default (SandboxOptions.models_shape), schema included.
+        assert [m["model_id"] for m in models] == ["get3w/flux-schnell"]
+        assert set(models[0]) == {"model_id", "name", "type", "description", "base_price", "api_schema"}
+        [run] = models[0]["api_schema"]["api_schemas"]
+        assert run["type"] == "model_run" and run["request_schema"]["required"] == ["prompt"]
+        sandbox.options.models_shape = "get3w"
+        models = (await client.get("/api/v3/models", params={"search": "schnell"})).json()["data"]
         assert set(models[0]) == {"id", "name", "type", "description", "price"}
         assert (await client.get("/api/v3/balance")).json()["data"] == {
             "balance": 42.5, "currency": "USD"}

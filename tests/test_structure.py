@@ -20,8 +20,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "get3w_cli"
 # webhooks/, http and sandbox/ share a rank so that none of them can import another.
 RANKS = {
     "__init__": 0, "errors": 0, "constants": 0, "redaction": 0, "timeouts": 0, "names": 0,
-    "records": 1,
-    "payloads": 2, "config": 2, "journal": 2, "retry": 2,
+    "records": 1, "models": 1,
+    "payloads": 2, "config": 2, "journal": 2, "retry": 2, "models_cache": 2,
     "http": 3, "webhooks": 3, "sandbox": 3,
     "providers": 4, "downloads": 4,
     "waiting": 5, "callbacks": 5,
@@ -34,6 +34,7 @@ OWNERS = {
     "typer": ("cli/",),
     "rich": ("cli/",),
     "httpx": ("http/",),
+    "httpx_sse": ("http/",),
     "pyngrok": ("webhooks/tunnel.py",),
     "aiohttp": ("webhooks/", "sandbox/", "http/aio.py"),
 }

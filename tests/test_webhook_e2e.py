@@ -137,7 +137,8 @@ def test_duplicate_deliveries_end_the_wait_once() -> None:
                      env={**sandbox_env(sb), "GET3W_WEBHOOK_SECRET": SECRET})
         assert result.code == 0 and result.json()["via"] == "webhook"
         api = [r for r in sb.sandbox.requests if r.path.startswith(("/api/", "/v1/"))]
-        assert len(api) == 1  # only the submit: signed, so no confirming GET
+        # The model list (run's input check, then cached) and the submit: signed, so no confirming GET.
+        assert [(r.method, r.path) for r in api] == [("GET", "/api/v3/models"), ("POST", "/api/v3/get3w/flux-dev")]
 
 
 def _task_ids(sb: ThreadedSandbox) -> Any:

@@ -1,4 +1,5 @@
-"""Account commands: ``models``, ``balance`` and ``upload`` (Get3W v3 account endpoints; Abstrakt models)."""
+"""Account commands: ``models`` (and ``models show MODEL``), ``balance`` and ``upload`` (Get3W v3 account
+endpoints; Abstrakt models)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,47 @@ import typer
 
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
-from get3w_cli.cli.options import AccountFlags, RouteFlags, TalkFlags, options
+from get3w_cli.cli.options import CONN, AccountFlags, FlagGroup, RouteFlags, TalkFlags, options
 from get3w_cli.cli.render import Ui
+from get3w_cli.errors import UsageError
 from get3w_cli.names import Api, Provider
 
-Search = Annotated[str | None, typer.Argument(
-    metavar="SEARCH", help="Only models whose id, name or description match.", show_default=False)]
+SHOW = "show"  # `g3w models show MODEL`: one model's inputs
+Words = Annotated[list[str] | None, typer.Argument(
+    metavar="[SEARCH] | show MODEL",
+    help="SEARCH: only models whose id, name or description contain it. show MODEL: the model's inputs.",
+    show_default=False)]
 UploadFile = Annotated[Path, typer.Argument(
     metavar="FILE", help="Local file to upload (Get3W keeps uploads 7 days).", show_default=False)]
 GET3W_V3 = (Provider.GET3W, Api.V3)
 
 
+class ModelsFlags(FlagGroup):
+    """``g3w models``'s own options."""
+
+    model_type: Annotated[str | None, typer.Option(
+        "--type", metavar="TYPE", rich_help_panel=CONN, show_default=False,
+        help="Only models of this type (e.g. text-to-image, image-to-video).")] = None
+
+
 @app.command("models")
-@options(hide=("quiet", "api"))
-def models_cmd(search: Search = None, *, talk: TalkFlags, route: RouteFlags, account: AccountFlags) -> None:
-    """List the provider's models (Get3W v3 by default, Abstrakt with --provider abstrakt)."""
+@options(hide=("quiet",))
+def models_cmd(words: Words = None, *, talk: TalkFlags, route: RouteFlags, account: AccountFlags,
+               models: ModelsFlags) -> None:
+    """List the provider's models (run name, type, price); `models show MODEL` lists a model's inputs."""
     ui = Ui.for_talk(talk)
+    words = words or []
 
     async def body() -> int:
-        from get3w_cli.cli.flows_account import list_models
+        from get3w_cli.cli.flows_account import list_models, show_model
 
-        return await list_models(search, route.provider or Provider.GET3W, account, ui)
+        if words[:1] == [SHOW]:
+            if len(words) != 2:  # `show` and one model
+                raise UsageError("models show takes one MODEL", hint="e.g. g3w models show flux-dev")
+            return await show_model(words[1], route, account, ui)
+        if len(words) > 1:
+            raise UsageError("models takes one SEARCH word", hint="quote a search with spaces: g3w models 'flux dev'")
+        return await list_models(words[0] if words else None, models.model_type, route, account, ui)
 
     run(ui, body)
 

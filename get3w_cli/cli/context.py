@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from get3w_cli.config import Settings
     from get3w_cli.http import ApiClient, HttpSession
     from get3w_cli.journal import Journal
+    from get3w_cli.models_cache import ModelsCache
     from get3w_cli.providers import Adapter, Route
     from get3w_cli.sandbox import Sandbox
 
@@ -124,6 +125,16 @@ class Services:
     journal: Journal
     sandbox: Sandbox | None = None
     sandbox_secret: str | None = field(default=None, repr=False)
+    # Where model lists are cached (G3W_HOME); None for an in-process sandbox (a new base URL each run).
+    models_dir: Path | None = None
+
+    @property
+    def models_cache(self) -> ModelsCache | None:
+        if self.models_dir is None:
+            return None
+        from get3w_cli.models_cache import ModelsCache  # only the commands that look at models
+
+        return ModelsCache(self.models_dir)
 
     def base_url(self, provider: str) -> str:
         return self.sandbox.base_url if self.sandbox else self.settings.for_provider(provider).base_url
@@ -165,7 +176,7 @@ async def open_services(ctx: Context, access: Access) -> AsyncIterator[Services]
             sandbox, secret = await _start_sandbox(stack, ctx)
         session = await stack.enter_async_context(HttpSession(backend=access.backend))
         yield Services(settings=access.settings, session=session, journal=journal, sandbox=sandbox,
-                       sandbox_secret=secret)
+                       sandbox_secret=secret, models_dir=None if access.sandbox else ctx.state_dir())
 
 
 async def _start_sandbox(stack: AsyncExitStack, ctx: Context) -> tuple[Sandbox, str]:

@@ -136,8 +136,9 @@ async def wait_flow(task_id: str, route: RouteFlags, account: AccountFlags, wait
     tracker.cancel_on_interrupt = request.plan.on_timeout == OnTimeout.CANCEL
     async with open_services(ctx, access) as services:
         adapter, values, model = _locate(services, route, account, task_id)
-        if request.via == Via.WEBHOOK:
-            ui.note("a callback cannot be registered for a task already submitted; polling")
+        if request.via in (Via.WEBHOOK, Via.STREAM):
+            what = "a callback cannot be registered" if request.via == Via.WEBHOOK else "no stream can be opened"
+            ui.note(f"{what} for a task already submitted; polling")
         with _about_task(task_id):
             task = _with_model(await adapter.get(task_id), model)
         record = await wait_existing(services, adapter, task, values, request, TaskObserver(ui, tracker))

@@ -127,7 +127,7 @@ class WaitFlags(FlagGroup):
     """How to wait (CONTRACT.md section 2, wait options); None means "not given"."""
 
     via: Annotated[Via | None, _opt(
-        "--via", help="How to wait: auto, webhook, poll or sync (default auto).", panel=WAIT)] = None
+        "--via", help="How to wait: auto, webhook, poll, sync or stream (Get3W v3) (default auto).", panel=WAIT)] = None
     timeout: Annotated[str | None, _opt(
         "--timeout", help="The whole wait: 90, 90s, 5m, 1h30m (default 30m).", panel=WAIT, metavar="DURATION")] = None
     fallback_after: Annotated[str | None, _opt(

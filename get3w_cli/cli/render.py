@@ -90,8 +90,14 @@ class Ui:
     def json(self, obj: Any) -> None:
         self.data(json.dumps(obj, ensure_ascii=False, default=str))
 
-    def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
-        """A rich table on a terminal; tab-separated lines with a header when piped (like gh)."""
+    def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None,
+              whole: Sequence[str] = (), droppable: Sequence[str] = ()) -> None:
+        """A rich table on a terminal; tab-separated lines with a header when piped (like gh).
+
+        On a terminal the ``whole`` columns are never cut nor wrapped (a model name must stay
+        typeable); the ``droppable`` ones wrap, and are left out when the terminal is too narrow;
+        narrower still, each row is one line of its other cells, wrapped by the terminal.
+        """
         if not sys.stdout.isatty():
             for row in [columns, *rows]:
                 self.data("\t".join("" if v is None else str(v) for v in row))
@@ -100,9 +106,23 @@ class Ui:
         from rich.table import Table
 
         out = Console(highlight=False, no_color=bool(os.environ.get("NO_COLOR")), soft_wrap=False)
-        table = Table(*columns, title=title)
-        for row in rows:
-            table.add_row(*(escape("" if v is None else str(v)) for v in row))
+        cells = [["" if v is None else str(v) for v in row] for row in rows]
+        widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
+        kept = [i for i, name in enumerate(columns) if name not in droppable]
+        # Each column costs its cell padding and a border (3), plus the table's outer border.
+        needed = sum(widths[i] + 3 for i in kept) + 1
+        if whole and needed > out.width:  # no table fits: one line a row, which the terminal wraps whole
+            for row in cells:
+                out.print(escape("  ".join(row[i] for i in kept if row[i])), soft_wrap=True)
+            return
+        shown = kept if needed + C.TABLE_DROPPABLE_MIN_WIDTH > out.width else list(range(len(columns)))
+        table = Table(title=title)
+        for i in shown:
+            keep = columns[i] in whole
+            table.add_column(columns[i], no_wrap=keep, min_width=widths[i] if keep else None,
+                             overflow="fold")
+        for row in cells:
+            table.add_row(*(escape(row[i]) for i in shown))
         out.print(table)
 
     # --- stderr: talk ----------------------------------------------------------------

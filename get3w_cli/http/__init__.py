@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json as jsonlib
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -42,16 +42,20 @@ from get3w_cli.constants import (
     HTTP_UPLOAD_MIN_BYTES_PER_S,
     RETRY_BUDGET,
     RETRY_MAX_ATTEMPTS,
+    STREAM_IDLE_TIMEOUT,
 )
 from get3w_cli.errors import ConfigError, DownloadError, error_for_status
 from get3w_cli.http.failures import Failure as _Failure
-from get3w_cli.http.failures import deadline_failure, host, network_failure, one_line
+from get3w_cli.http.failures import answer_failure, deadline_failure, json_or_none, network_failure
 from get3w_cli.http.lazy_tls import LazyTlsTransport, tls_context
 from get3w_cli.retry import CONNECT, LOST, parse_retry_after, retry_delay
 from get3w_cli.timeouts import within
 
-__all__ = ["AIOHTTP", "BACKENDS", "CONNECT", "HTTPCORE", "LOST", "PROXIED", "ApiClient", "ErrorParser", "HttpSession",
-           "Reply", "error_for_status", "parse_retry_after", "retry_delay"]
+if TYPE_CHECKING:
+    from get3w_cli.http.stream import EventStream
+
+__all__ = ["AIOHTTP", "BACKENDS", "CONNECT", "HTTPCORE", "LOST", "PROXIED", "ApiClient", "ErrorParser", "EventStream",
+           "HttpSession", "Reply", "error_for_status", "parse_retry_after", "retry_delay"]
 
 ErrorParser = Callable[[int, object, str], tuple[str | None, str, float | None]]
 """(http_status, parsed_json_or_None, text) -> (provider code or None, message or "", retry_after)."""
@@ -212,22 +216,10 @@ class HttpSession:
             return deadline_failure(method, url, deadline, exc)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return network_failure(method, url, exc)
-        body = _json_or_none(response.content)
+        body = json_or_none(response.content)
         if 200 <= response.status_code < 300:
             return Reply(response.status_code, body, {k.lower(): v for k, v in response.headers.items()})
-        code, message, body_retry = errors(response.status_code, body, response.text)
-        if body_retry is not None:
-            retry_after: float | None = body_retry
-        else:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-        if not one_line(message) and body is None:
-            message = one_line(response.text)  # a short plain-text answer; HTML pages give ""
-        message = one_line(message) or response.reason_phrase or "error"
-        error = error_for_status(
-            response.status_code, f"HTTP {response.status_code} from {host(url)}: {message}",
-            code=code, retry_after=retry_after, details=body,
-        )
-        return _Failure(error, status=response.status_code, retry_after=retry_after)
+        return answer_failure(response, url, errors)
 
 
 @dataclass(eq=False)
@@ -268,6 +260,29 @@ class ApiClient:
         return await self._send("POST", path, options,
                                 self._session._deadline(sync=read_timeout is not None, sending=sending))  # noqa: SLF001 - a collaborating class of the same module
 
+    @asynccontextmanager
+    async def post_events(self, path: str, *, json: object, idle: float = STREAM_IDLE_TIMEOUT
+                          ) -> AsyncIterator[EventStream]:
+        """POST asking for Server-Sent Events (see http/stream.py); retried like any POST.
+
+        Raises on opening like ``post``; the stream's ``events()`` raise NetworkError when it breaks.
+        """
+        from get3w_cli.http.stream import open_stream  # only --via stream
+
+        url = self.base_url + (path if path.startswith("/") else "/" + path)
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        session = self._session
+        deadline = session._deadline(sync=False, sending=0)  # noqa: SLF001 - a collaborating class of the same module
+        stream = await session._retry(  # noqa: SLF001 - a collaborating class of the same module
+            "POST", lambda: open_stream(session._http, url, headers=headers, json=json, errors=self._errors,  # noqa: SLF001 - a collaborating class of the same module
+                                        deadline=deadline, idle=idle),
+            max_attempts=self._max_attempts,
+        )
+        try:
+            yield stream
+        finally:
+            await stream.aclose()
+
     async def _send(self, method: str, path: str, options: dict[str, Any], deadline: float) -> Reply:
         # Paths are appended raw: Abstrakt model ids keep their slashes; adapters quote the rest.
         url = self.base_url + (path if path.startswith("/") else "/" + path)
@@ -298,12 +313,3 @@ def _parsed_url(url: str) -> httpx.URL:
 def _query(params: Mapping[str, str] | None) -> dict[str, Any]:
     # No `params` at all when empty: httpx would otherwise parse the URL once more per request.
     return {"params": dict(params)} if params else {}
-
-
-def _json_or_none(content: bytes) -> object:
-    if not content.strip():
-        return None
-    try:
-        return jsonlib.loads(content)
-    except ValueError:
-        return None

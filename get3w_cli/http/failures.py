@@ -7,14 +7,16 @@ sent again) against "lost" (it may have reached the server). Messages never quot
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
 
 from get3w_cli.constants import ERROR_MESSAGE_MAX_CHARS
-from get3w_cli.errors import NetworkError, SubmitUnknownError
-from get3w_cli.retry import CONNECT, LOST
+from get3w_cli.errors import NetworkError, SubmitUnknownError, error_for_status
+from get3w_cli.retry import CONNECT, LOST, parse_retry_after
 
 _OUR_FAULT = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError, httpx.TooManyRedirects)
 
@@ -91,3 +93,31 @@ def short(url: str) -> str:
     """``url`` without query or fragment, which may carry signed tokens."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def answer_failure(response: httpx.Response, url: str,
+                   errors: Callable[[int, object, str], tuple[str | None, str, float | None]]) -> Failure:
+    """The Failure for an error answer whose body has been read: the provider's code and message."""
+    body = json_or_none(response.content)
+    code, message, body_retry = errors(response.status_code, body, response.text)
+    if body_retry is not None:
+        retry_after: float | None = body_retry
+    else:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+    if not one_line(message) and body is None:
+        message = one_line(response.text)  # a short plain-text answer; HTML pages give ""
+    message = one_line(message) or response.reason_phrase or "error"
+    error = error_for_status(
+        response.status_code, f"HTTP {response.status_code} from {host(url)}: {message}",
+        code=code, retry_after=retry_after, details=body,
+    )
+    return Failure(error, status=response.status_code, retry_after=retry_after)
+
+
+def json_or_none(content: bytes) -> object:
+    if not content.strip():
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None

@@ -12,25 +12,25 @@ is paged (``offset``/``limit``/``total``): every page is read.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from get3w_cli.constants import ABSTRAKT_MODELS_LIMIT, ABSTRAKT_MODELS_MAX_PAGES, HTTP_SYNC_READ_TIMEOUT
 from get3w_cli.errors import NetworkError, RejectedError, TransientError
 from get3w_cli.http import ApiClient, Reply
 from get3w_cli.names import Provider
 from get3w_cli.payloads import PayloadError, abstrakt_job
-from get3w_cli.providers.base import AccountRows
 from get3w_cli.providers.common import (
     expect_object,
     id_segment,
     model_path,
-    table,
     unexpected,
 )
 from get3w_cli.records import Status, Task
 
+if TYPE_CHECKING:
+    from get3w_cli.models import ModelInfo
+
 API = "v1"
-MODEL_COLUMNS = ("id", "name", "category", "provider", "status", "description")
 
 
 def parse_error(status: int, body: object, text: str) -> tuple[str | None, str, float | None]:
@@ -51,7 +51,7 @@ def parse_error(status: int, body: object, text: str) -> tuple[str | None, str, 
 
 
 class Abstrakt:
-    """Adapter for Abstrakt's API; also lists models."""
+    """Adapter for Abstrakt's API; also lists and describes models."""
 
     provider = Provider.ABSTRAKT
     api = API
@@ -97,10 +97,21 @@ class Abstrakt:
         except (TransientError, NetworkError, RejectedError):
             return _cancel_answer(reply, task_id)
 
-    async def list_models(self, search: str | None = None) -> AccountRows:
+    async def list_models(self, search: str | None = None) -> list[ModelInfo]:
         """GET /v1/models, every page, searched by the provider."""
-        items = await self._every_model(search)
-        return table(items, MODEL_COLUMNS, items)
+        from get3w_cli.providers.model_lists import abstrakt_model, parsed  # not for tasks
+
+        return parsed(await self._every_model(search), abstrakt_model)
+
+    async def describe_model(self, model: str) -> ModelInfo:
+        """GET /v1/models/{id}: the model with its ``input_schema``."""
+        from get3w_cli.providers.model_lists import abstrakt_model  # not for tasks
+
+        reply = await self.client.get(f"/v1/models/{model_path(model)}")
+        found = abstrakt_model(expect_object(reply, "the model request"))
+        if found is None:
+            raise unexpected("the model request", "no model id", reply)
+        return found
 
     async def _every_model(self, search: str | None) -> list[object]:
         """Page after page (``offset`` += what came) until ``total`` is reached or a page is short

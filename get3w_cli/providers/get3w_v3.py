@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from get3w_cli.errors import RejectedError, UsageError
 from get3w_cli.http import ApiClient, Reply, error_for_status
@@ -27,9 +28,12 @@ from get3w_cli.providers.common import (
 )
 from get3w_cli.records import Task
 
+if TYPE_CHECKING:
+    from get3w_cli.models import ModelInfo
+    from get3w_cli.providers.base import SubmitStream
+
 API = "v3"
 PREFIX = "/api/v3"
-MODEL_COLUMNS = ("id", "name", "type", "description", "price")
 
 
 def parse_error(status: int, body: object, text: str) -> tuple[str | None, str, float | None]:
@@ -63,7 +67,7 @@ def unwrap(reply: Reply, what: str) -> Any:
 
 
 class Get3wV3:
-    """Adapter for Get3W's v3 API; also lists models, shows the balance and uploads files."""
+    """Adapter for Get3W's v3 API; also streams submits, lists models, shows the balance and uploads files."""
 
     provider = Provider.GET3W
     api = API
@@ -93,18 +97,33 @@ class Get3wV3:
         reply = await self.client.delete(f"{PREFIX}/predictions/{id_segment(task_id)}")
         return self._task(reply, "the delete", None)
 
-    async def list_models(self, search: str | None = None) -> AccountRows:
-        """GET /api/v3/models?search=; filtered here too (id, name or description), as the
-        documented endpoint takes no search parameter."""
-        reply = await self.client.get(f"{PREFIX}/models", params={"search": search} if search else None)
+    async def list_models(self, search: str | None = None) -> list[ModelInfo]:
+        """GET /api/v3/models, the whole list (the documented endpoint takes no search parameter),
+        searched here (id, name or description). Either documented shape (see model_lists)."""
+        from get3w_cli.providers.model_lists import get3w_model, matches, parsed  # not for tasks
+
+        reply = await self.client.get(f"{PREFIX}/models")
         data = unwrap(reply, "the model list")
         items = data.get("models", data.get("items")) if isinstance(data, Mapping) else data
         if not isinstance(items, list):
             raise unexpected("the model list", "no list of models", reply)
-        if search:
-            needle = search.lower()
-            items = [m for m in items if isinstance(m, Mapping) and _matches(m, needle)]
-        return table(items, MODEL_COLUMNS, items)
+        return [model for model in parsed(items, get3w_model) if matches(model, search)]
+
+    @asynccontextmanager
+    async def submit_stream(self, model: str, input: Mapping[str, Any]) -> AsyncIterator[SubmitStream]:
+        """POST /api/v3/{owner}/{name} with ``"stream": true``: the task's events as they come
+        (v3_stream); a provider that answers with the usual envelope instead gives ``answer``."""
+        from get3w_cli.providers.v3_stream import V3Stream, answered_task  # only --via stream
+
+        body = {**input, "stream": True}
+        async with self.client.post_events(f"{PREFIX}/{model_path(model)}", json=body) as events:
+            answer = None
+            if events.reply is not None:
+                try:
+                    answer = answered_task(events.reply.body, model)
+                except PayloadError as exc:
+                    raise unexpected("the submit", str(exc), events.reply) from exc
+            yield V3Stream(events, answer)
 
     async def balance(self) -> AccountRows:
         """GET /api/v3/balance as one row (columns are the provider's field names)."""
@@ -153,6 +172,3 @@ def _uploaded_url(data: Mapping[str, Any]) -> str | None:
             return value
     return None
 
-
-def _matches(model: Mapping[str, Any], needle: str) -> bool:
-    return any(needle in str(model.get(name) or "").lower() for name in ("id", "name", "description"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from get3w_cli.errors import G3wError, SubmitUnknownError, TransientError
+from get3w_cli.errors import G3wError, RejectedError, SubmitUnknownError, TransientError
 
 if TYPE_CHECKING:
     from get3w_cli.providers.base import Adapter
@@ -29,6 +29,19 @@ def nothing_created(exc: BaseException) -> bool:
     if isinstance(exc, TransientError):
         return exc.status in NOTHING_CREATED_STATUSES
     return isinstance(exc, G3wError)  # refused (4xx, auth), a usage error, a connection that never opened
+
+
+# A refusal of "stream": true comes before any task exists; it names streaming (WaveSpeed: "Requests
+# to /stream for unsupported models return an error"; Get3W: "Not every model supports streaming").
+STREAM_REFUSAL_STATUSES = (400, 404, 405, 422)
+
+
+def refuses_streaming(exc: BaseException) -> bool:
+    """Whether a failed streamed submit is the model refusing to stream (nothing was created, and
+    the same request without ``stream`` may be sent once)."""
+    if not isinstance(exc, RejectedError) or exc.status not in STREAM_REFUSAL_STATUSES:
+        return False
+    return "stream" in f"{exc.message} {exc.code or ''}".lower()
 
 
 async def submit_task(adapter: Adapter, model: str, values: Mapping[str, Any], *, webhook_url: str | None,

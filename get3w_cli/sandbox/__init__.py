@@ -34,6 +34,8 @@ Per-task controls, read from the task's input (they stay in the echoed input):
 - ``sandbox_webhook``: ``"drop"`` never delivers; ``"early"`` makes the submit answer wait until
   the first delivery attempt is over (with ``sandbox_duration: 0`` the callback arrives before
   the task id); ``"late_processing"`` sends a stale ``processing`` callback after the final one.
+- ``sandbox_stream`` (v3, with ``"stream": true``): the event shape, a broken stream or a refusal
+  (see streaming).
 
 With ``SandboxOptions.state_file`` (set by ``--sandbox``, not by ``g3w sandbox``) tasks outlive
 the process: the next sandbox started with the same file answers GET, DELETE and the CDN for
@@ -47,8 +49,9 @@ what the docs leave open (see options.py).
 Undocumented choices: the v1 sync answer past the cutoff is 200 with the task still
 ``processing``; a v1 failed task carries ``"code": 500``; a deleted v3 task reads ``deleted``
 and deleting it again answers the same; cancelling a finished Abstrakt job is 409
-``JOB_NOT_CANCELLABLE``; an Abstrakt sync run that fails answers 200 with ``status: failed``.
-v3 ``stream: true`` (SSE) is not emulated.
+``JOB_NOT_CANCELLABLE``; an Abstrakt sync run that fails answers 200 with ``status: failed``;
+v3 stream events carry the task's ``id`` (unless ``sandbox_stream: no_id``); v3's model list
+carries input schemas WaveSpeed's way (``SandboxOptions.models_shape``).
 """
 
 from __future__ import annotations

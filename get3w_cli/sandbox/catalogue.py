@@ -1,4 +1,10 @@
-"""The sandbox's fixed, small model catalogue for each of the three APIs."""
+"""The sandbox's fixed, small model catalogue for each of the three APIs, with input schemas.
+
+Get3W v3's list comes in two shapes (``SandboxOptions.models_shape``): ``wavespeed`` (the
+default: ``model_id``, ``base_price`` and the input schema in ``api_schema.api_schemas[]``, as
+WaveSpeed documents its list) or ``get3w`` (``id``, ``price``, no schema). Every schema lists the
+``sandbox_*`` controls too: the sandbox's models do take them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from get3w_cli.constants import SANDBOX_VIDEO_DURATION_FACTOR
+
+WAVESPEED_SHAPE, GET3W_SHAPE = "wavespeed", "get3w"
+MODEL_LIST_SHAPES = (WAVESPEED_SHAPE, GET3W_SHAPE)
+# The per-task controls (see the package docstring), as schema properties.
+CONTROLS: dict[str, Any] = {
+    "sandbox_duration": {"type": "number", "description": "sandbox: seconds the task runs"},
+    "sandbox_fail": {"type": ["boolean", "string"], "description": "sandbox: end failed (with this message)"},
+    "sandbox_outputs": {"type": "integer", "description": "sandbox: number of outputs"},
+    "sandbox_output_bytes": {"type": "integer", "description": "sandbox: pad each PNG to about this size"},
+    "sandbox_webhook": {"type": "string", "enum": ["drop", "early", "late_processing"],
+                        "description": "sandbox: webhook delivery quirk"},
+    "sandbox_stream": {"type": "string", "enum": ["get3w", "wavespeed", "no_id", "break", "break_before_id",
+                                                  "refuse", "ignore"],
+                       "description": "sandbox: how a stream: true submit answers"},
+}
 
 
 @dataclass(frozen=True)
@@ -26,7 +47,12 @@ class Model:
     def duration_factor(self) -> float:
         return SANDBOX_VIDEO_DURATION_FACTOR if self.is_video else 1.0
 
-    def get3w_listing(self) -> dict[str, Any]:
+    def get3w_listing(self, shape: str = "get3w") -> dict[str, Any]:
+        if shape == WAVESPEED_SHAPE:
+            run = {"type": "model_run", "method": "POST", "api_path": f"/api/v3/{self.id}",
+                   "request_schema": self.get3w_schema()}
+            return {"model_id": self.id, "name": self.name, "base_price": self.price,
+                    "description": self.description, "type": self.kind, "api_schema": {"api_schemas": [run]}}
         return {
             "id": self.id,
             "name": self.name,
@@ -34,6 +60,18 @@ class Model:
             "description": self.description,
             "price": self.price,
         }
+
+    def get3w_schema(self) -> dict[str, Any]:
+        """The request schema of a Get3W model (api/get3w.md 4.3's common fields)."""
+        properties: dict[str, Any] = {
+            "prompt": {"type": "string", "description": "Text description of what to generate"},
+            "width": {"type": "integer", "default": 1024, "minimum": 256, "maximum": 2048},
+            "height": {"type": "integer", "default": 1024, "minimum": 256, "maximum": 2048},
+            "seed": {"type": "integer", "default": -1, "description": "Random seed (-1: random)"},
+        }
+        if "image-to" in self.kind:
+            properties["image_url"] = {"type": "string", "format": "uri", "description": "The input image"}
+        return {"type": "object", "properties": {**properties, **CONTROLS}, "required": ["prompt"]}
 
     def abstrakt_listing(self) -> dict[str, Any]:
         return {
@@ -58,7 +96,7 @@ class Model:
         }
         if self.kind == "image-to-image":
             properties["image_url"] = {"type": "string", "format": "uri"}
-        schema = {"type": "object", "properties": properties, "required": ["prompt"]}
+        schema = {"type": "object", "properties": {**properties, **CONTROLS}, "required": ["prompt"]}
         return {**self.abstrakt_listing(), "input_schema": schema}
 
 

@@ -39,3 +39,5 @@ class SandboxOptions:
     retry_after: float = 1.0
     # Where tasks are saved for the next sandbox (see persist); read once, by start().
     state_file: Path | None = None
+    # The shape of Get3W v3's model list: "wavespeed" (with input schemas) or "get3w" (catalogue).
+    models_shape: str = "wavespeed"

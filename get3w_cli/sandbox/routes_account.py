@@ -25,10 +25,11 @@ _SAFE_NAME = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789
 
 
 async def models(request: web.Request) -> web.Response:
-    """GET /api/v3/models[?search=TEXT]"""
+    """GET /api/v3/models[?search=TEXT], in the shape ``SandboxOptions.models_shape`` names."""
     authorize(request, V3)
     search = request.query.get("search")
-    listed = [m.get3w_listing() for m in GET3W_V3_MODELS.values() if matches(m, search)]
+    shape = runtime_of(request).options.models_shape
+    listed = [m.get3w_listing(shape) for m in GET3W_V3_MODELS.values() if matches(m, search)]
     return web.json_response(envelope(listed))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from get3w_cli.sandbox import streaming
 from get3w_cli.sandbox.catalogue import GET3W_V1_MODELS, GET3W_V3_MODELS, Model
 from get3w_cli.sandbox.common import (
     authorize,
@@ -69,21 +70,30 @@ async def v1_get(request: web.Request) -> web.Response:
 # --- v3 ----------------------------------------------------------------------
 
 
-async def v3_submit(request: web.Request) -> web.Response:
-    """POST /api/v3/{model id} with the inputs (and an optional ``webhook_url``)."""
+async def v3_submit(request: web.Request) -> web.StreamResponse:
+    """POST /api/v3/{model id} with the inputs (an optional ``webhook_url``; ``stream: true``
+    answers with Server-Sent Events, see streaming.py)."""
     runtime = runtime_of(request)
     key = authorize(request, V3)
     require_funds(key, V3)
     model = _model(GET3W_V3_MODELS, request.match_info["model"], V3)
     body = await read_json_object(request, V3)
     webhook = body.pop("webhook_url", None)
-    body.pop("stream", None)  # SSE streaming is not emulated; the answer is the usual envelope
+    streamed = body.pop("stream", None) is True
     if webhook is not None and not isinstance(webhook, str):
         raise bad_input(V3, "webhook_url must be a string")
     inputs = require_prompt(body, V3)
+    try:
+        mode = streaming.stream_mode(inputs) if streamed else None
+    except ValueError as exc:
+        raise bad_input(V3, str(exc)) from exc
+    if mode == streaming.REFUSE:
+        raise reject(V3, 400, streaming.REFUSAL)
     task = runtime.new_task(flavor=V3, model=model, inputs=inputs, key=key,
                             webhook_url=webhook or None)
     await runtime.settle_early(task)
+    if mode is not None and mode != streaming.IGNORE:
+        return await streaming.stream_task(request, runtime, task, mode)
     data = {
         "id": task.id,
         "model": task.model,

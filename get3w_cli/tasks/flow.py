@@ -141,12 +141,15 @@ async def run_task(conn: Connections, spec: TaskSpec, request: WaitRequest, obse
     """
     route = spec.route
     adapter = conn.adapter(route)
-    values = await resolve_uploads(conn, spec, observer.notify)
     secret = conn.webhook_secret(route.provider)
     channel_opts = dataclasses.replace(request.channel, secrets={route.provider: secret} if secret else {},
                                        provider_urls=(conn.base_url(route.provider),))
     request = dataclasses.replace(request, channel=channel_opts)
     mode = choose_mode(request.via, channel_opts, observer.notify, timeout=request.plan.timeout, adapter=adapter)
+    from get3w_cli.tasks.schema import check_inputs  # before any upload or submit
+
+    await check_inputs(conn, spec, observer.notify)
+    values = await resolve_uploads(conn, spec, observer.notify)
     ledger = TaskLedger(conn.journal, observer)
     async with AsyncExitStack() as stack:
         channel = await open_channel_for(stack, mode, request, observer.notify)
@@ -154,6 +157,11 @@ async def run_task(conn: Connections, spec: TaskSpec, request: WaitRequest, obse
         ledger.before_submit(route, conn.base_url(route.provider), values)
         observer.notify("phase", "submitting")
         run = _Run(conn, observer, ledger, values, asyncio.get_running_loop().time(), created_at=utc_now_iso())
+        if mode == Via.STREAM:
+            from get3w_cli.tasks.stream import stream_task
+
+            outcome = await stream_task(run, adapter, route.model, values, request.plan)
+            return await run.finish(outcome, request.output_dir)
         await post_with_grace(ledger, adapter, route.model, values, webhook_url=channel.url if channel else None,
                               sync=mode == Via.SYNC, answered=run.submitted)
         plan = dataclasses.replace(request.plan, mode=Via.WEBHOOK if channel else Via.POLL)

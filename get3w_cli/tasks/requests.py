@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from get3w_cli.constants import HTTP_SYNC_REQUEST_DEADLINE
-from get3w_cli.errors import WebhookSetupError
+from get3w_cli.errors import UsageError, WebhookSetupError
 from get3w_cli.names import Via
 
 if TYPE_CHECKING:
     from get3w_cli.callbacks import Channel, ChannelOptions
     from get3w_cli.http import HttpSession
     from get3w_cli.journal import Journal
+    from get3w_cli.models_cache import ModelsCache
     from get3w_cli.providers import Adapter, Route
     from get3w_cli.waiting import WaitPlan
 
@@ -33,6 +34,9 @@ class Connections(Protocol):
 
     @property
     def session(self) -> HttpSession: ...
+
+    @property
+    def models_cache(self) -> ModelsCache | None: ...
 
     def adapter(self, route: Route) -> Adapter: ...
 
@@ -72,8 +76,20 @@ class TaskSpec:
 
 def choose_mode(via: str, channel: ChannelOptions, notify: Notify, *, timeout: float,
                 adapter: Adapter | None = None) -> Via:
-    """Turn ``--via`` into webhook, poll or sync (the one home of this decision; run, wait and
-    batch use it). ``adapter``: the one API of the task (batch decides sync per line)."""
+    """Turn ``--via`` into webhook, poll, sync or stream (the one home of this decision; run, wait
+    and batch use it). ``adapter``: the one API of the task (batch decides sync per line).
+
+    Raises:
+        UsageError: ``stream`` for an API that cannot stream, or for a batch.
+    """
+    if via == Via.STREAM:
+        from get3w_cli.providers import StreamSubmitter
+
+        if adapter is None or not isinstance(adapter, StreamSubmitter):
+            where = "a batch" if adapter is None else f"{adapter.provider} {adapter.api}"
+            raise UsageError(f"--via stream is for one Get3W v3 task, not {where}; nothing was sent",
+                             hint="use --via poll or --via webhook")
+        return Via.STREAM
     if via == Via.SYNC and adapter is not None and not adapter.has_sync:
         notify("note", f"{adapter.provider} {adapter.api} has no sync mode; polling instead")
         return Via.POLL
