@@ -14,7 +14,7 @@ _g3w() {
       COMPREPLY=($(compgen -W "run submit get wait cancel listen batch history sandbox config models balance upload doctor --version --help -h" -- "$cur")) ;;
     "run")
       case "$prev" in --channel) COMPREPLY=($(compgen -W "economy stable official" -- "$cur")); return ;; esac
-      case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync" -- "$cur")); return ;; esac
+      case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync stream" -- "$cur")); return ;; esac
       case "$prev" in --tunnel) COMPREPLY=($(compgen -W "auto ngrok none" -- "$cur")); return ;; esac
       case "$prev" in --on-timeout) COMPREPLY=($(compgen -W "detach cancel" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
@@ -30,7 +30,7 @@ _g3w() {
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
       COMPREPLY=($(compgen -W "--json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
     "wait")
-      case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync" -- "$cur")); return ;; esac
+      case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync stream" -- "$cur")); return ;; esac
       case "$prev" in --on-timeout) COMPREPLY=($(compgen -W "detach cancel" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
@@ -44,7 +44,7 @@ _g3w() {
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       COMPREPLY=($(compgen -W "--port --host --path --tunnel --public-url --secret --provider --print-url --forward-to --exec --save --replay --for --count --timeout --json --quiet -q --debug --help -h" -- "$cur")) ;;
     "batch")
-      case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync" -- "$cur")); return ;; esac
+      case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync stream" -- "$cur")); return ;; esac
       case "$prev" in --tunnel) COMPREPLY=($(compgen -W "auto ngrok none" -- "$cur")); return ;; esac
       case "$prev" in --on-timeout) COMPREPLY=($(compgen -W "detach cancel" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
@@ -69,7 +69,8 @@ _g3w() {
       COMPREPLY=($(compgen -W "--help -h" -- "$cur")) ;;
     "models")
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--json --debug --provider --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
+      case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
+      COMPREPLY=($(compgen -W "--json --debug --provider --api --api-key --base-url --sandbox --type --help -h" -- "$cur")) ;;
     "balance")
       COMPREPLY=($(compgen -W "--json --debug --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
     "upload")
