@@ -132,8 +132,7 @@ def test_every_page_of_the_model_list_is_read(page: int | None, offsets: list[st
 
     async def main() -> None:
         async with sandbox_adapter(AB_MODEL, abstrakt_models_page_max=page) as (sb, adapter, _model):
-            rows = await adapter.list_models()
-            ids = [row[rows.columns.index("id")] for row in rows.rows]
+            ids = [model.id for model in await adapter.list_models()]
             assert ids == ["flux-schnell", "nano-banana-pro-edit", "fal-ai/flux/schnell", "fal-ai/flux/dev"]
             listing = [r for r in sb.requests if r.path == "/v1/models"]
             assert [r.query["offset"] for r in listing] == offsets
@@ -147,8 +146,8 @@ def test_a_searched_model_list_is_paged_too() -> None:
 
     async def main() -> None:
         async with sandbox_adapter(AB_MODEL, abstrakt_models_page_max=1) as (sb, adapter, _model):
-            rows = await adapter.list_models("fal-ai/flux")
-            assert [row[rows.columns.index("id")] for row in rows.rows] == ["fal-ai/flux/schnell", "fal-ai/flux/dev"]
+            found = await adapter.list_models("fal-ai/flux")
+            assert [model.id for model in found] == ["fal-ai/flux/schnell", "fal-ai/flux/dev"]
             assert [r.query.get("search") for r in sb.requests if r.path == "/v1/models"] == ["fal-ai/flux"] * 2
 
     asyncio.run(main())
@@ -189,8 +188,8 @@ def test_a_server_that_ignores_offset_cannot_keep_the_listing_going() -> None:
         with json_server(page) as (url, asked):
             async with HttpSession() as http:
                 adapter = open_adapter(http, resolve_route(AB_MODEL), api_key="sk_test_ok", base_url=url)
-                rows = await adapter.list_models()
-        assert [row[0] for row in rows.rows] == ["a", "b"]
+                models = await adapter.list_models()
+        assert [model.id for model in models] == ["a", "b"]
         assert len(asked) == 2
 
     asyncio.run(main())

@@ -49,7 +49,7 @@ def test_bash_completes_commands_options_and_choices() -> None:
     """g3w ru<TAB> -> run; g3w run --vi<TAB> -> --via; g3w run --via <TAB> -> the modes; config <TAB> -> its verbs."""
     assert _bash_complete("g3w ru") == ["run"]
     assert _bash_complete("g3w run flux-dev --vi") == ["--via"]
-    assert _bash_complete("g3w run --via ''") == ["auto", "webhook", "poll", "sync"]
+    assert _bash_complete("g3w run --via ''") == ["auto", "webhook", "poll", "sync", "stream"]
     assert set(_bash_complete("g3w config ''")) >= {"get", "set", "unset", "list", "path"}
     assert "--secret" not in _bash_complete("g3w run --")
 
