@@ -165,6 +165,9 @@ BATCH_THROTTLE_BACKOFF_CAP = 30.0
 BATCH_SUBMIT_MAX_ATTEMPTS = 5
 # Invalid lines listed one by one; beyond this only their count is given.
 BATCH_INVALID_SHOWN = 50
+# The final summary names this many keys of lines that did not complete (and of invalid lines
+# skipped), then says how many more: enough to start looking, short enough for a CI log.
+BATCH_SUMMARY_KEYS_SHOWN = 10
 # The batch name derived from the file: this many hex digits of its SHA-256.
 BATCH_NAME_HASH_CHARS = 16
 BATCH_READ_CHUNK_BYTES = 1024 * 1024
@@ -190,6 +193,8 @@ JOURNAL_DIR_MODE = 0o700
 # `g3w history --refresh`: GETs in flight at once. Enough to refresh a long journal quickly,
 # few enough to stay far below the providers' rate limits (a 429 is still retried by http).
 HISTORY_REFRESH_CONCURRENCY = 8
+# `g3w history`'s prompt column: enough to recognise a prompt, short enough for one table row.
+HISTORY_PROMPT_CHARS = 40
 
 # --- Sandbox -----------------------------------------------------------------
 SANDBOX_DEFAULT_PORT = 8080

@@ -1,8 +1,12 @@
-"""Atomic downloads of a task's outputs as ``<DIR>/<id>_<index>.<ext>``.
+"""Atomic downloads of a task's outputs as ``<DIR>/<id>_<index>.<ext>`` (or a batch's
+``--name-template``), returned as absolute paths.
 
-Each file is written as ``.<id>_<index>.<pid>.<random>.part`` and renamed into place. The pid
-names the writer: a process killed mid-download (SIGKILL runs no cleanup) leaves its ``.part``
+Each file is written as ``.<name>.<pid>.<random>.part`` and renamed into place. The pid names
+the writer: a process killed mid-download (SIGKILL runs no cleanup) leaves its ``.part``
 behind, and the next download into that folder removes those whose writer is dead.
+
+Output URLs are often signed and expire: ``download_fresh`` asks the provider for the task again
+(fresh URLs) when the output host answers 403, 404 or 410, and downloads those.
 """
 
 from __future__ import annotations
@@ -11,18 +15,24 @@ import mimetypes
 import os
 import re
 import secrets
-from collections.abc import Callable
+import string
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from get3w_cli.errors import DownloadError
+from get3w_cli.errors import DownloadError, UsageError
 
 if TYPE_CHECKING:
     from get3w_cli.http import HttpSession
     from get3w_cli.records import Task
 
 ProgressFactory = Callable[[str], Callable[[int, "int | None"], None]]
+# The file name of output ``index`` whose extension (with its dot) is ``ext``.
+Namer = Callable[[int, str], str]
+# What an output host answers for a URL that has expired (signed URLs: 403; deleted: 404, 410).
+EXPIRED_STATUSES = frozenset({403, 404, 410})
 # ``.<stem>.<pid>.<8 hex>.part``; the stem may itself hold dots.
 _PART = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.part$")
 # Folders already swept by this process: a batch downloads thousands of tasks into one folder,
@@ -43,6 +53,69 @@ def extension_for(url: str, content_type: str) -> str:
 
 def _safe_id(task_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in task_id)
+
+
+def _safe_name(name: str) -> str:
+    """A file name that stays in its folder and in sight: no separators, no leading dot."""
+    cleaned = "".join("_" if ch in "/\\\0" else ch for ch in name)
+    return "_" + cleaned[1:] if cleaned.startswith(".") else cleaned or "_"
+
+
+TEMPLATE_FIELDS = ("key", "index", "ext", "id", "line")
+_DISTINCT_FIELDS = ("key", "id", "line")  # each tells a batch's lines apart
+
+
+@dataclass(frozen=True)
+class NameTemplate:
+    """A batch's ``--name-template``: ``{key}_{index}.{ext}`` and the like (``str.format`` syntax,
+    format specs allowed: ``{index:03d}``). Values are made safe for a file name (characters
+    other than letters, digits, ``-``, ``_`` and ``.`` become ``_``); without ``{index}``, the
+    second and later outputs of a task get ``_<index>`` before their extension."""
+
+    text: str
+    has_index: bool
+
+    @classmethod
+    def parse(cls, text: str) -> NameTemplate:
+        """The template, checked by rendering a sample.
+
+        Raises:
+            UsageError: bad syntax, an unknown placeholder, a path separator, or nothing that tells
+                the lines apart.
+        """
+        def bad(why: str) -> UsageError:
+            return UsageError(f"--name-template {text!r}: {why}",
+                              hint="placeholders: {key}, {index}, {ext}, {id}, {line}; e.g. '{key}_{index}.{ext}'")
+
+        try:
+            parts = list(string.Formatter().parse(text))
+        except ValueError as exc:
+            raise bad(str(exc)) from exc
+        fields = set()
+        for literal, field, _, _ in parts:
+            if any(ch in literal for ch in "/\\\0"):
+                raise bad("it names a file, not a path (no / or \\)")
+            if field is not None:
+                if field not in TEMPLATE_FIELDS:
+                    raise bad(f"unknown placeholder {{{field}}}")
+                fields.add(field)
+        if not fields & set(_DISTINCT_FIELDS):
+            raise bad("it needs {key}, {id} or {line}, or every line's files would get the same name")
+        template = cls(text, "index" in fields)
+        try:
+            template.render(key="k", index=0, ext=".png", task_id="pred_1", line=1)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise bad(str(exc)) from exc
+        return template
+
+    def render(self, *, key: str | int, index: int, ext: str, task_id: str, line: int) -> str:
+        """The file name of output ``index`` (``ext`` with its dot, as ``extension_for`` gives it)."""
+        name = self.text.format(key=_safe_id(str(key)), index=index, ext=_safe_id(ext.lstrip(".")),
+                                id=_safe_id(task_id), line=line)
+        if not self.has_index and index:
+            stem, dot, suffix = name.rpartition(".")
+            name = f"{stem}_{index}{dot}{suffix}" if dot and stem else f"{name}_{index}"
+        return _safe_name(name)
 
 
 def _alive(pid: int) -> bool:
@@ -83,17 +156,21 @@ def sweep_dead_parts(folder: Path) -> list[Path]:
 
 
 async def download_outputs(
-    session: HttpSession, task: Task, dest: Path, *, progress: ProgressFactory | None = None
+    session: HttpSession, task: Task, dest: Path, *, progress: ProgressFactory | None = None,
+    name: Namer | None = None,
 ) -> list[str]:
-    """Download every output of ``task`` into ``dest``; return the file paths in output order.
+    """Download every output of ``task`` into ``dest``; return the absolute file paths in output
+    order. ``name`` names each file (default ``<id>_<index><ext>``).
 
     Each file is written under a temporary name and renamed into place, so a reader never
     sees a partial file. Temporary files left in ``dest`` by dead processes are removed first
     (once per folder per process).
 
     Raises:
-        DownloadError: the folder cannot be created or any output fails (carries the URLs).
+        DownloadError: the folder cannot be created or any output fails (carries the URLs, and
+            the output host's status when it answered with an error).
     """
+    dest = Path(os.path.abspath(dest))  # records name files wherever they are read from
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -107,14 +184,42 @@ async def download_outputs(
         tmp = dest / f".{stem}.{os.getpid()}.{secrets.token_hex(4)}.part"
         try:
             content_type = await session.download(url, tmp, on_progress=progress(stem) if progress else None)
-            final = dest / (stem + extension_for(url, content_type))
+            ext = extension_for(url, content_type)
+            final = dest / (name(index, ext) if name else stem + ext)
             os.replace(tmp, final)
         except DownloadError as exc:
             raise DownloadError(f"output {index} of task {task.id} could not be downloaded: {exc.message}",
-                                urls=task.outputs) from exc
+                                urls=task.outputs, status=exc.status) from exc
         except OSError as exc:
             raise DownloadError(f"cannot write output {index} of task {task.id}: {exc}", urls=task.outputs) from exc
         finally:
             tmp.unlink(missing_ok=True)
         files.append(str(final))
     return files
+
+
+async def download_fresh(session: HttpSession, task: Task, dest: Path, *, refetch: Callable[[], Awaitable[Task]],
+                         progress: ProgressFactory | None = None) -> tuple[Task, list[str]]:
+    """Download ``task``'s outputs; when the output host says one has expired (403, 404, 410),
+    ask the provider for the task once more (``refetch``) and download its fresh URLs.
+
+    Returns (the task whose URLs were downloaded, the absolute file paths).
+
+    Raises:
+        DownloadError: a download failed (for good), or the provider no longer has the outputs.
+        whatever ``refetch`` raises (the provider's errors).
+    """
+    from get3w_cli.records import Status
+
+    try:
+        return task, await download_outputs(session, task, dest, progress=progress)
+    except DownloadError as exc:
+        if exc.status not in EXPIRED_STATUSES:
+            raise
+        expired = exc
+    fresh = await refetch()
+    if fresh.status is not Status.COMPLETED or not fresh.outputs:
+        raise DownloadError(f"the outputs of task {task.id} have expired and the provider no longer lists any "
+                            f"(the task is {fresh.status.value} now)", urls=task.outputs,
+                            hint="the outputs cannot be recovered; run the task again") from expired
+    return fresh, await download_outputs(session, fresh, dest, progress=progress)

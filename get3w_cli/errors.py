@@ -13,6 +13,7 @@
     ├── JournalWriteError           6  a submitted task could not be journalled (its record was shown)
     ├── TaskFailedError             1  the provider reports failed / cancelled
     ├── WaitTimeoutError            4  the wait ran out; the task may still run
+    ├── NotFinishedError            4  not finished yet, so nothing to download (g3w download)
     ├── InterruptedByUser         130  Ctrl-C / SIGTERM
     ├── WebhookSetupError           7  listener or tunnel could not be set up
     │   ├── ListenerError
@@ -174,6 +175,12 @@ class WaitTimeoutError(G3wError):
         self.task = task  # the last snapshot seen, when known
 
 
+class NotFinishedError(G3wError):
+    """The task has not finished (``g3w download``): nothing to fetch yet, and it may still run."""
+
+    exit_code = ExitCode.TIMEOUT
+
+
 class InterruptedByUser(G3wError):
     exit_code = ExitCode.INTERRUPTED
 
@@ -201,9 +208,11 @@ class DownloadError(G3wError):
     exit_code = ExitCode.DOWNLOAD
     default_hint = "the output URLs are printed above; fetch them yourself or retry with g3w wait <id> -o DIR"
 
-    def __init__(self, message: str, *, urls: tuple[str, ...] = (), hint: str | None = None) -> None:
+    def __init__(self, message: str, *, urls: tuple[str, ...] = (), hint: str | None = None,
+                 status: int | None = None) -> None:
         super().__init__(message, hint=hint)
         self.urls = urls
+        self.status = status  # the output host's HTTP status, when it answered with an error
 
 
 class BatchIncompleteError(G3wError):

@@ -98,7 +98,7 @@ def test_history_lists_journalled_tasks(sandbox: ThreadedSandbox) -> None:
     only_failed = invoke("history", "--status", "failed", "--json", env=env).stdout.splitlines()
     assert [json.loads(line)["id"] for line in only_failed] == [failed["id"]]
     table = invoke("history", "--limit", "2", env=env).stdout.splitlines()
-    assert table[0].split("\t") == ["id", "provider", "model", "status", "submitted"]
+    assert table[0].split("\t") == ["id", "provider", "model", "status", "prompt", "submitted"]
     assert table[2].split("\t")[:4] == [failed["id"], "abstrakt v1", "flux-schnell", "failed"]
     assert len(table) == 3
 

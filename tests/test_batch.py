@@ -233,13 +233,17 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def test_skip_invalid_submits_the_valid_lines(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
-    """--skip-invalid: the valid lines run (exit 0), the invalid ones are reported on stderr."""
+    """--skip-invalid: the valid lines run (exit 0), the invalid ones are reported on stderr and
+    get a record each (status invalid, keyed by line number when they have no usable key)."""
     good = make_lines(3)
     text = json.dumps(good[0]) + "\n{oops\n" + json.dumps(good[1]) + "\n" + json.dumps(good[2]) + "\n"
     result = batch(sandbox, str(write_text(tmp_path / "t.jsonl", text)), "--skip-invalid")
     assert result.code == 0, result.stderr
     assert "line 2: not valid JSON" in result.stderr and "skipping 1 invalid line" in result.stderr
-    assert sorted(map(str, (r["key"] for r in read_records(result.stdout)))) == ["3", "k0", "k2"]
+    records = read_records(result.stdout)
+    assert sorted(map(str, (r["key"] for r in records))) == ["2", "3", "k0", "k2"]
+    assert [r["status"] for r in records if r["key"] == 2] == ["invalid"]
+    assert len(sandbox.sandbox.submissions()) == 3
 
 
 def test_stdin_is_read_as_the_batch_file(sandbox: ThreadedSandbox) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from get3w_cli.batch.lines import BatchLine
+from get3w_cli.batch.report import FAILED
 from get3w_cli.constants import BATCH_INVALID_SHOWN, BATCH_NAME_HASH_CHARS
 from get3w_cli.errors import UsageError
 
@@ -63,7 +64,7 @@ def check_may_run(journal: Journal, name: str, *, resume: bool, notify: Notify) 
 
 @dataclass
 class Changed:
-    """Lines whose request differs from the one journalled with their submit."""
+    """Lines picked out of a batch (changed since their submit, or failed), the first few kept."""
 
     count: int = 0
     shown: list[BatchLine] = field(default_factory=list)  # the first BATCH_INVALID_SHOWN
@@ -87,3 +88,17 @@ def changed_lines(journal: Journal, name: str, lines: Iterable[BatchLine]) -> Ch
         if len(changed.shown) < BATCH_INVALID_SHOWN:
             changed.shown.append(line)
     return changed
+
+
+def failed_lines(journal: Journal, name: str, lines: Iterable[BatchLine]) -> Changed:
+    """The lines of ``lines`` that an earlier run ended ``failed`` (their task failed or was
+    cancelled, or the provider refused the submit): what ``--retry-failed`` submits again."""
+    failed = Changed()
+    for line in lines:
+        known = journal.line_get(name, line.ident)
+        if known is None or known.state != FAILED:
+            continue
+        failed.count += 1
+        if len(failed.shown) < BATCH_INVALID_SHOWN:
+            failed.shown.append(line)
+    return failed

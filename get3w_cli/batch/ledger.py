@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from get3w_cli.batch import report as R
-from get3w_cli.batch.lines import BatchLine
+from get3w_cli.batch.lines import BatchLine, LineProblem
 from get3w_cli.journal import LineSubmit, new_ref
 
 if TYPE_CHECKING:
@@ -131,5 +131,11 @@ class Ledger:
         if completed:
             self.stats.done += 1
         else:
-            self.stats.failed += 1
+            self.stats.did_not_complete(line.out_key)
         self.sink(record)
+
+    def invalid(self, problem: LineProblem) -> None:
+        """A line skipped as invalid (--skip-invalid): its record, so that no key goes missing.
+        Not journalled: the file is checked again by every run, which writes these again."""
+        self.stats.skipped_invalid(problem.out_key)
+        self.sink(R.invalid_record(problem))

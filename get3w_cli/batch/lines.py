@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -66,9 +66,17 @@ class BatchLine:
 class LineProblem:
     number: int
     reason: str
+    # The line's JSON object, when it was one: what its record can still say (model, input, key).
+    fields: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"line {self.number}: {self.reason}"
+
+    @property
+    def out_key(self) -> str | int:
+        """The ``key`` of its record: the line's key when it gave a usable one, else its number."""
+        key = (self.fields or {}).get("key")
+        return key if isinstance(key, str) and key else self.number
 
 
 @dataclass
@@ -83,7 +91,11 @@ class CheckResult:
 
 
 class LineError(ValueError):
-    """A line that cannot be submitted; the message says why."""
+    """A line that cannot be submitted; the message says why, ``fields`` is its JSON object."""
+
+    def __init__(self, reason: str, fields: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.fields = fields
 
 
 SPOOL_PREFIX = "g3w-batch-"  # g3w-batch-<pid>-<random>.jsonl in the temporary folder
@@ -153,6 +165,14 @@ def parse_line(number: int, text: str, defaults: LineDefaults) -> BatchLine:
         raise LineError(f"not valid JSON ({exc})") from exc
     if not isinstance(obj, dict):
         raise LineError("not a JSON object")
+    try:
+        return _parse_object(number, obj, defaults)
+    except LineError as exc:
+        exc.fields = obj
+        raise
+
+
+def _parse_object(number: int, obj: dict[str, Any], defaults: LineDefaults) -> BatchLine:
     unknown = sorted(set(obj) - set(FIELDS))
     if unknown:
         raise LineError(f"unknown field {', '.join(map(repr, unknown))}; a line has {', '.join(FIELDS)}")
@@ -202,21 +222,31 @@ def read_lines(path: Path, defaults: LineDefaults) -> Iterator[BatchLine | LineP
                 try:
                     yield parse_line(number, text, defaults)
                 except LineError as exc:
-                    yield LineProblem(number, str(exc))
+                    yield LineProblem(number, str(exc), exc.fields)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def checked_lines(path: Path, defaults: LineDefaults) -> Iterator[BatchLine | LineProblem]:
+    """Every non-blank line, parsed, with a key used before made a problem (a stream, but for
+    the set of keys that proves them unique)."""
+    first_use: dict[str, int] = {}
+    for item in read_lines(path, defaults):
+        if isinstance(item, BatchLine) and item.key is not None:
+            earlier = first_use.setdefault(item.key, item.number)
+            if earlier != item.number:
+                route = item.route
+                fields = {"model": route.model, "input": item.input, "provider": route.provider, "api": route.api,
+                          "key": item.key}
+                yield LineProblem(item.number, f"key {item.key!r} is already used on line {earlier}", fields)
+                continue
+        yield item
 
 
 def check_file(path: Path, defaults: LineDefaults) -> CheckResult:
     """The first pass: check every line (keys must be unique) without keeping the lines."""
     result = CheckResult()
-    first_use: dict[str, int] = {}
-    for read in read_lines(path, defaults):
-        item = read
-        if isinstance(item, BatchLine) and item.key is not None:
-            earlier = first_use.setdefault(item.key, item.number)
-            if earlier != item.number:
-                item = LineProblem(item.number, f"key {item.key!r} is already used on line {earlier}")
+    for item in checked_lines(path, defaults):
         if isinstance(item, LineProblem):
             result.invalid += 1
             result.invalid_lines.add(item.number)
@@ -232,4 +262,11 @@ def valid_lines(path: Path, defaults: LineDefaults, skip: set[int]) -> Iterator[
     """The second pass: the valid lines, minus those the first pass found invalid."""
     for item in read_lines(path, defaults):
         if isinstance(item, BatchLine) and item.number not in skip:
+            yield item
+
+
+def invalid_lines(path: Path, defaults: LineDefaults) -> Iterator[LineProblem]:
+    """The invalid lines, each with its reason (for the records of ``--skip-invalid``)."""
+    for item in checked_lines(path, defaults):
+        if isinstance(item, LineProblem):
             yield item

@@ -1,11 +1,14 @@
-"""What a batch reports: its counters (for the progress display) and its output records.
+"""What a batch reports: its counters (for the progress display and the summary) and its
+output records.
 
 Every finished line gives one record: the task record of CONTRACT.md section 4 plus ``key``.
 A line that never got a task (rejected at submit, or whose submit went unanswered) gets the
 same shape with ``"id": null`` (or the id when known). Beyond the contract's vocabulary, a
 batch record's ``status`` may be ``"unknown"``: the submit may have reached the provider
 without an answer, and the line is not resubmitted unless ``--resubmit-unknown`` is given
-(``error.code`` is then ``"submit_unknown"``).
+(``error.code`` is then ``"submit_unknown"``); or ``"invalid"``: a line skipped by
+``--skip-invalid`` (``error.code`` ``"invalid_line"``, the reason in ``error.message``), so that
+a join of the input and the output by key loses no line.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from get3w_cli.batch.lines import BatchLine
+from get3w_cli.batch.lines import BatchLine, LineProblem
+from get3w_cli.constants import BATCH_SUMMARY_KEYS_SHOWN
+from get3w_cli.journal import LINE_STATES
 from get3w_cli.records import Status, Task, TaskError, utc_now_iso
 
 # Line states in the journal (see journal/batches.py).
-SUBMITTING, SUBMITTED, DONE, FAILED, UNKNOWN = "submitting", "submitted", "done", "failed", "unknown"
+SUBMITTING, SUBMITTED, DONE, FAILED, UNKNOWN = LINE_STATES
 UNKNOWN_STATUS = "unknown"
+INVALID_STATUS = "invalid"  # a line --skip-invalid skipped: never submitted
 
 # error.code values of batch records that are g3w's, not the provider's.
 SUBMIT_UNKNOWN = "submit_unknown"
@@ -30,6 +36,7 @@ REJECTED = "rejected"
 TIMEOUT = "timeout"
 WAIT_FAILED = "wait_failed"
 DOWNLOAD_FAILED = "download_failed"
+INVALID_LINE = "invalid_line"
 
 
 @dataclass
@@ -43,7 +50,22 @@ class Stats:
     in_flight: int = 0  # being submitted or waited for
     throttled: int = 0  # 429 answers (each retried, none failed a line)
     resumed: int = 0  # finished lines re-emitted from the journal
+    invalid: int = 0  # lines skipped by --skip-invalid (not in ``total``)
     started_at: float = field(default_factory=time.monotonic)
+    # The keys (line numbers for lines without one) of the first lines that did not complete,
+    # and of the first invalid ones: the summary names a few.
+    missed: list[str | int] = field(default_factory=list)
+    skipped: list[str | int] = field(default_factory=list)
+
+    def did_not_complete(self, key: str | int) -> None:
+        self.failed += 1
+        if len(self.missed) < BATCH_SUMMARY_KEYS_SHOWN:
+            self.missed.append(key)
+
+    def skipped_invalid(self, key: str | int) -> None:
+        self.invalid += 1
+        if len(self.skipped) < BATCH_SUMMARY_KEYS_SHOWN:
+            self.skipped.append(key)
 
     @property
     def finished(self) -> int:
@@ -96,11 +118,42 @@ def unknown_record(line: BatchLine, message: str, *, task_id: str | None = None)
     return bare_record(line, UNKNOWN_STATUS, SUBMIT_UNKNOWN, message, task_id=task_id)
 
 
+def invalid_record(problem: LineProblem) -> dict[str, Any]:
+    """The record of a line skipped as invalid: what the line said (each field only if it has
+    the right type, else null), status ``invalid``, the reason as the error."""
+    fields = problem.fields or {}
+
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        return value if isinstance(value, str) else None
+
+    values = fields.get("input")
+    stand_in = Task(id="", provider="", api="", model="", status=Status.FAILED,
+                    error=TaskError(INVALID_LINE, str(problem)))
+    record = stand_in.record(input=values if isinstance(values, dict) else {})
+    record.update(id=None, provider=text("provider"), api=text("api"), model=text("model"), status=INVALID_STATUS,
+                  key=problem.out_key)
+    return record
+
+
 def summary(stats: Stats) -> str:
-    """One line for the end of a run."""
+    """The end of a run: the counts, then the keys of the lines that did not complete and of
+    those skipped as invalid (a few of each, then how many more)."""
     parts = [f"{stats.done} completed", f"{stats.failed} not completed"]
     if stats.unknown:
         parts.append(f"{stats.unknown} unknown")
     if stats.throttled:
         parts.append(f"{stats.throttled} rate-limited submits retried")
-    return f"{stats.finished} of {stats.total} lines: " + ", ".join(parts)
+    lines = [f"{stats.finished} of {stats.total} lines: " + ", ".join(parts)
+             + (f"; {stats.invalid} invalid line(s) skipped" if stats.invalid else "")]
+    if stats.failed:
+        lines.append("did not complete: " + _named(stats.missed, stats.failed))
+    if stats.invalid:
+        lines.append("skipped as invalid: " + _named(stats.skipped, stats.invalid))
+    return "\n".join(lines)
+
+
+def _named(keys: list[str | int], count: int) -> str:
+    """``k1, line 7, k9 and 12 more``: keys as given, lines without a key by number."""
+    shown = ", ".join(f"line {key}" if isinstance(key, int) else key for key in keys)
+    return shown + (f" and {count - len(keys)} more" if count > len(keys) else "")

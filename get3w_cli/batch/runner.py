@@ -8,10 +8,11 @@ Never lose, never pay twice (the submit itself is in submit.py):
 - every line has a deadline, its ``--timeout`` from when a worker takes it, covering the
   submit (429s included) and the wait.
 
-On ``resume``: finished lines are re-emitted from the journal, submitted ones are polled
-(their callback URL died with the last run), unknown ones are reported, changed ones (with
-``resubmit_changed``) and the rest submitted. The runner prints nothing: its ``Ledger``
-journals each line, counts it and hands its record to the output; notes go to ``notify``.
+On ``resume``: finished lines are re-emitted from the journal (failed ones are submitted again
+as new tasks with ``retry_failed``), submitted ones are polled (their callback URL died with
+the last run), unknown ones are reported, changed ones (with ``resubmit_changed``) and the rest
+submitted. The runner prints nothing: its ``Ledger`` journals each line, counts it and hands its
+record to the output; notes go to ``notify``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from get3w_cli.records import Status, Task
 from get3w_cli.waiting import CallbackSource, WaitPlan
 
 if TYPE_CHECKING:
+    from get3w_cli.downloads import NameTemplate
     from get3w_cli.http import HttpSession
     from get3w_cli.providers import Route
 
@@ -54,6 +56,8 @@ class BatchConfig:
     resume: bool = False
     resubmit_unknown: bool = False
     resubmit_changed: bool = False
+    retry_failed: bool = False  # on resume, submit the lines whose task failed again, as new tasks
+    name_template: NameTemplate | None = None  # output file names (default <id>_<index>.<ext>)
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class BatchRunner:
                                    timeout=config.plan.timeout, clock=clock, notify=notify,
                                    stopping=lambda: self._stopping)
         self.finisher = Finisher(config.plan, ledger, session, inbox=inbox if config.mode == Via.WEBHOOK else None,
-                                 output_dir=config.output_dir)
+                                 output_dir=config.output_dir, name_template=config.name_template)
 
     async def run(self, lines: Iterable[BatchLine]) -> R.Stats:
         """Run every line; raises AuthError (fatal for the batch) or CancelledError (Ctrl-C)."""
@@ -129,6 +133,8 @@ class BatchRunner:
         state, task_id = known.state, known.task_id
         if self.config.resubmit_changed and known.request_hash not in (None, line.request_hash):
             return _Job(line)  # listed before anything was sent; its earlier task stays in the journal
+        if state == R.FAILED and self.config.retry_failed:
+            return _Job(line)  # a new task (said before anything was sent); the failed one stays journalled
         if state in (R.DONE, R.FAILED):
             self.ledger.replay(line, state, task_id)
             return None

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "listen": ("listen_cmd", "Receive webhooks: print each unique event, forward it, run a command, save deliveries."),
     "batch": ("batch_cmd", "Run many tasks from a JSON Lines file: one listener, -j at once, resumable."),
     "history": ("history_cmd", "Show the tasks (or batches, or a batch's lines) recorded in the local journal."),
+    "download": ("download_cmd", "Download a finished task's outputs (fresh URLs when the recorded ones expired)."),
     "sandbox": ("sandbox_cmd",
                 "Serve a local emulation of Get3W (v1, v3) and Abstrakt: any key except sk_invalid / sk_broke works."),
     "config": ("config_cmd", "Read and write the config file."),

@@ -1,5 +1,6 @@
-"""``g3w batch``'s checks before anything is written or sent: the lines, ``--out``, and the lines
-edited since an earlier run submitted them."""
+"""``g3w batch``'s checks before anything is written or sent: the lines, ``--out``,
+``--name-template``, the lines edited since an earlier run submitted them, and those that
+``--retry-failed`` submits again."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from get3w_cli.cli.render import Ui
 if TYPE_CHECKING:
     from get3w_cli.batch.lines import BatchLine, CheckResult, LineDefaults
     from get3w_cli.cli.context import Context
+    from get3w_cli.downloads import NameTemplate
     from get3w_cli.journal import Journal
 
 
@@ -31,6 +33,8 @@ class BatchOptions:
     resubmit_changed: bool
     skip_invalid: bool
     api: str | None
+    retry_failed: bool = False
+    name_template: NameTemplate | None = None
 
 
 def check_lines(options: BatchOptions, provider: str | None, fallback_provider: str | None, ui: Ui
@@ -40,6 +44,8 @@ def check_lines(options: BatchOptions, provider: str | None, fallback_provider: 
     from get3w_cli.batch.lines import LineDefaults, check_file
     from get3w_cli.errors import UsageError
 
+    if options.retry_failed and not options.resume:
+        raise UsageError("--retry-failed applies to a batch that ran before: add --resume")
     defaults = LineDefaults(provider=provider, api=options.api, fallback_provider=fallback_provider)
     result = check_file(options.path, defaults)
     for problem in result.problems:
@@ -50,7 +56,7 @@ def check_lines(options: BatchOptions, provider: str | None, fallback_provider: 
         raise UsageError(f"{result.invalid} invalid line(s) in {options.file}; nothing was submitted",
                          hint="fix them, or pass --skip-invalid to submit the valid lines only")
     if result.invalid:
-        ui.warn(f"skipping {result.invalid} invalid line(s)")
+        ui.warn(f"skipping {result.invalid} invalid line(s); each gets a record with status invalid")
     if not result.valid:
         raise UsageError(f"{options.file} has no task lines",
                          hint='one JSON object a line: {"model": ..., "input": {...}}')
@@ -78,6 +84,43 @@ def check_changed(journal: Journal, name: str, lines: Iterable[BatchLine], optio
                          hint="pass --resubmit-changed to submit them as new tasks (their earlier tasks stay in "
                               "the journal), or restore them")
     ui.warn(f"{changed.count} changed line(s) will be submitted as new tasks")
+
+
+def check_name_template(template: str | None, output_dir: str | None) -> NameTemplate | None:
+    """--name-template, parsed and tried on a sample (it names files, so it needs -o DIR).
+
+    Raises:
+        UsageError: a bad template, or one without an output folder.
+    """
+    from get3w_cli.downloads import NameTemplate
+    from get3w_cli.errors import UsageError
+
+    if template is None:
+        return None
+    if not output_dir:
+        raise UsageError("--name-template names downloaded files: add -o DIR (or set defaults.output)")
+    return NameTemplate.parse(template)
+
+
+def check_retry_failed(journal: Journal, name: str, lines: Iterable[BatchLine], options: BatchOptions,
+                       ui: Ui) -> None:
+    """--retry-failed: list the failed lines that will be submitted again, as new tasks."""
+    from get3w_cli.batch.identity import failed_lines
+
+    if not options.retry_failed:
+        return
+    failed = failed_lines(journal, name, lines)
+    for line in failed.shown:
+        key = f" (key {line.key})" if line.key is not None else ""
+        ui.err.print(f"line {line.number}{key}: failed before; submitting it again as a new task", markup=False,
+                     highlight=False)
+    if len(failed.shown) < failed.count:
+        ui.err.print(f"... and {failed.count - len(failed.shown)} more failed lines", markup=False)
+    if failed.count:
+        ui.warn(f"{failed.count} failed line(s) will be submitted again as new tasks (paid again; their failed "
+                "tasks stay in the journal)")
+    else:
+        ui.note(f"batch {name} has no failed lines to retry")
 
 
 def check_out(ctx: Context, options: BatchOptions) -> None:

@@ -22,7 +22,9 @@ from get3w_cli.cli.batch_checks import (
     BatchOptions,
     check_changed,
     check_lines,
+    check_name_template,
     check_out,
+    check_retry_failed,
 )
 from get3w_cli.cli.batch_output import progress, record_sink, stopper
 from get3w_cli.cli.boundary import Tracker, run
@@ -75,7 +77,15 @@ class BatchFlags(FlagGroup):
     )] = False
     skip_invalid: Annotated[bool, typer.Option(
         "--skip-invalid", rich_help_panel=BATCH,
-        help="Submit the valid lines and report the invalid ones (default: exit 2, nothing sent).")] = False
+        help='Submit the valid lines; each invalid one gets a record with status "invalid" (default: exit 2, '
+             "nothing sent).")] = False
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", rich_help_panel=BATCH,
+        help="On --resume, submit the lines whose task failed (or was refused) again, as new tasks.")] = False
+    name_template: Annotated[str | None, typer.Option(
+        "--name-template", metavar="TEMPLATE", rich_help_panel=BATCH, show_default=False,
+        help="Output file names with -o, e.g. '{key}_{index}.{ext}'; placeholders {key} (else the line number), "
+             "{index}, {ext}, {id}, {line} (default '{id}_{index}.{ext}').")] = None
 
 
 BatchFile = Annotated[str, typer.Argument(
@@ -165,7 +175,8 @@ async def _batch_flow(file: str, batch: BatchFlags, wait: WaitFlags, output: Out
     request = resolve.wait_request(ctx, access.settings, wait, output)
     with _input_path(file) as path:
         options = BatchOptions(file, path, batch.concurrency, batch.out, batch.resume, batch.name,
-                               batch.resubmit_unknown, batch.resubmit_changed, batch.skip_invalid, route.api)
+                               batch.resubmit_unknown, batch.resubmit_changed, batch.skip_invalid, route.api,
+                               batch.retry_failed, check_name_template(batch.name_template, request.output_dir))
         check_out(ctx, options)
         check, defaults = check_lines(options, route.provider, access.settings.provider, ui)
         async with open_services(ctx, access) as services, AsyncExitStack() as stack:
@@ -191,7 +202,7 @@ async def _runner(stack: AsyncExitStack, services: Services, check: CheckResult,
     """Everything the run needs, checked and opened before the first line is sent."""
     from get3w_cli.batch.identity import batch_identity, check_may_run
     from get3w_cli.batch.ledger import Ledger
-    from get3w_cli.batch.lines import file_digest, valid_lines
+    from get3w_cli.batch.lines import file_digest, invalid_lines, valid_lines
     from get3w_cli.batch.lock import batch_lock
     from get3w_cli.batch.report import Stats
     from get3w_cli.batch.runner import BatchConfig, BatchRunner
@@ -204,19 +215,23 @@ async def _runner(stack: AsyncExitStack, services: Services, check: CheckResult,
         stack.enter_context(batch_lock(journal.path.parent, name))
     if check_may_run(journal, name, resume=options.resume, notify=ui.notify):
         check_changed(journal, name, valid_lines(options.path, defaults, check.invalid_lines), options, ui)
+        check_retry_failed(journal, name, valid_lines(options.path, defaults, check.invalid_lines), options, ui)
     connect = _connections(services)
     for provider, api in sorted(check.routes):  # every key is checked before anything is sent
         connect(Route(provider, api, ""))
     mode, channel = await _open_channel(stack, services, check, request, ui)
     sink = stack.enter_context(record_sink(options.out, stopper(ui)))
     ledger = Ledger(services.journal, name, Stats(total=check.valid), sink)
+    for problem in invalid_lines(options.path, defaults) if check.invalid else ():
+        ledger.invalid(problem)  # --skip-invalid: a record each, first
     services.journal.batch_open(name, source="<stdin>" if options.file == "-" else options.file, digest=digest,
                                 total=check.valid)
     config = BatchConfig(name=name, concurrency=options.concurrency, mode=mode, plan=request.plan,
                          callback_url=channel.url if channel else None,
                          output_dir=Path(request.output_dir) if request.output_dir else None,
                          resume=options.resume, resubmit_unknown=options.resubmit_unknown,
-                         resubmit_changed=options.resubmit_changed)
+                         resubmit_changed=options.resubmit_changed, retry_failed=options.retry_failed,
+                         name_template=options.name_template)
     ui.note(f"batch {name}: {check.valid} lines, {options.concurrency} at a time, via {mode}")
     return BatchRunner(config, ledger=ledger, connect=connect, session=services.session,
                        inbox=channel.inbox if channel else None, notify=ui.notify)

@@ -106,7 +106,7 @@ async def _fetch(
         status = response.status_code
         if not 200 <= status < 300:
             what = f"HTTP {status} {response.reason_phrase}"
-            error = DownloadError(f"download of {short(url)} failed: {what}", urls=(url,))
+            error = DownloadError(f"download of {short(url)} failed: {what}", urls=(url,), status=status)
             return Failure(error, status=status, retry_after=parse_retry_after(response.headers.get("retry-after")))
         decoder = BodyDecoder(url, response.headers.get("content-encoding", ""))
         total = _content_length(response.headers.get("content-length")) if decoder.identity else None

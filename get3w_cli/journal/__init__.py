@@ -19,11 +19,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from get3w_cli.journal.batches import BatchJournal, LineState, LineSubmit
+from get3w_cli.journal.batches import LINE_STATES, BatchJournal, LineState, LineSubmit
 from get3w_cli.journal.store import new_ref
 from get3w_cli.journal.tasks import SUBMITTING, UNKNOWN, JournalEntry
 
-__all__ = ["SUBMITTING", "UNKNOWN", "Journal", "JournalEntry", "LineState", "LineSubmit", "new_ref",
+__all__ = ["LINE_STATES", "SUBMITTING", "UNKNOWN", "Journal", "JournalEntry", "LineState", "LineSubmit", "new_ref",
            "request_hash"]
 
 

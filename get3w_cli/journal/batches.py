@@ -29,6 +29,9 @@ from get3w_cli.journal.tasks import (
 )
 from get3w_cli.records import Task
 
+# A line's states, in the order of its life (see the module's doc).
+LINE_STATES = (SUBMITTING, "submitted", "done", "failed", UNKNOWN)
+
 _LINE_UPSERT = (
     "INSERT INTO batch_lines (batch, ident, line, key, state, task_ref, request_hash, record, updated_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -38,6 +41,7 @@ _LINE_UPSERT = (
 )
 _LINE_STATE = "UPDATE batch_lines SET state = ?, updated_at = ? WHERE batch = ? AND ident = ?"
 _SET_RECORD = "UPDATE tasks SET status = ?, record = ?, raw_echo = ?, message = ?, updated_at = ? WHERE ref = ?"
+_COUNT_LINES = "SELECT COUNT(*) FROM batch_lines l"
 _LINE_JOIN = (" FROM batch_lines l LEFT JOIN tasks t ON t.ref = l.task_ref"
               " LEFT JOIN task_inputs i ON i.ref = l.task_ref")
 
@@ -146,16 +150,29 @@ class BatchJournal(TaskJournal):
         self._many((_SET_RECORD, [(UNKNOWN, packed, echo, message, now, ref)]),
                    (_LINE_UPSERT, [(batch, ident, line, key, UNKNOWN, ref, request_hash, None, now)]))
 
-    def batch_lines(self, name: str) -> Iterator[tuple[int, str | None, str, str | None, dict[str, Any] | None]]:
-        """Yield (line, key, state, task_id, record) for every journalled line of a batch."""
+    def batch_lines(self, name: str, *, state: str | None = None, limit: int = -1
+                    ) -> Iterator[tuple[int, str | None, str, str | None, dict[str, Any] | None]]:
+        """Yield (line, key, state, task_id, record) for the journalled lines of a batch, in line
+        order: those in ``state`` (all by default), the first ``limit`` (-1: all)."""
+        where, args = _line_filter(name, state)
         rows = self._iter(f"SELECT l.line, l.key, l.state, t.id, l.record, t.record, t.raw_echo, i.input{_LINE_JOIN}"
-                          " WHERE l.batch = ? ORDER BY l.line", (name,))
-        for line, key, state, task_id, *record in rows:
+                          f"{where} ORDER BY l.line LIMIT ?", (*args, limit))
+        for line, key, line_state, task_id, *record in rows:
             found = _line_record(*record)
-            yield line, key, state, task_id or (found or {}).get("id"), found
+            yield line, key, line_state, task_id or (found or {}).get("id"), found
+
+    def count_batch_lines(self, name: str, *, state: str | None = None) -> int:
+        """How many lines ``batch_lines`` would yield without its limit."""
+        where, args = _line_filter(name, state)
+        rows = self._exec(_COUNT_LINES + where, args)
+        return int(rows[0][0]) if rows else 0
+
+    def count_batches(self) -> int:
+        rows = self._exec("SELECT COUNT(*) FROM batches")
+        return int(rows[0][0]) if rows else 0
 
     def batches(self, *, limit: int = 20) -> list[dict[str, Any]]:
-        """The latest batches with their line counts by state."""
+        """The latest batches (``limit`` of them; -1: all) with their line counts by state."""
         rows = self._exec(
             "SELECT b.name, b.source, b.total, b.created_at, b.updated_at,"
             " COALESCE(SUM(l.state = 'done'), 0), COALESCE(SUM(l.state = 'failed'), 0),"
@@ -166,6 +183,12 @@ class BatchJournal(TaskJournal):
         )
         keys = ("name", "source", "total", "created_at", "updated_at", "done", "failed", "unknown", "open")
         return [dict(zip(keys, row, strict=False)) for row in rows]
+
+
+def _line_filter(name: str, state: str | None) -> tuple[str, list[Any]]:
+    if state is None:
+        return " WHERE l.batch = ?", [name]
+    return " WHERE l.batch = ? AND l.state = ?", [name, state]
 
 
 def _line_record(own: str | None, task_record: str | None, raw_echo: int | None,

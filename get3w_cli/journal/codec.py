@@ -3,6 +3,10 @@ and without the copy of the input a provider may echo in ``raw``; both are put b
 
 An 8 MB input used to be stored five times over (the task's input, its record, the record's
 ``raw``, and the batch line's copies of both).
+
+Searching prompts (``history --prompt``) goes through ``prompt_of``, registered on the
+connection as an SQL function: it reads the stored input's ``prompt`` and folds its case the
+way Python does (SQLite's own ``lower`` folds ASCII only), without needing SQLite's JSON1.
 """
 
 from __future__ import annotations
@@ -40,3 +44,24 @@ def unpack_record(text: str | None, raw_echo: int, input: dict[str, Any]) -> dic
         if key == "via":
             record["input"] = input
     return record
+
+
+PROMPT_FUNCTION = "g3w_prompt"  # prompt_of, as the journal's SQL calls it
+
+
+def fold(text: str) -> str:
+    """Text compared without regard to case (``ß`` matches ``SS``, ``É`` matches ``é``)."""
+    return text.casefold()
+
+
+def prompt_of(input_json: str | None) -> str | None:
+    """The case-folded ``prompt`` of a stored input, or None when it has none (never raises:
+    sqlite turns an exception in a function into an error for the whole query)."""
+    if not input_json:
+        return None
+    try:
+        values = json.loads(input_json)
+    except ValueError:
+        return None
+    prompt = values.get("prompt") if isinstance(values, dict) else None
+    return fold(prompt) if isinstance(prompt, str) else None

@@ -17,6 +17,7 @@ from get3w_cli.constants import (
     JOURNAL_WAL_LIMIT_BYTES,
 )
 from get3w_cli.errors import JournalError
+from get3w_cli.journal.codec import PROMPT_FUNCTION, prompt_of
 from get3w_cli.journal.schema import migrate
 
 OPEN_HINT = "set G3W_HOME to a writable folder, or use --no-history"
@@ -60,6 +61,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_WAL_LIMIT_BYTES}")
+            self._db.create_function(PROMPT_FUNCTION, 1, prompt_of, deterministic=True)
             migrate(self._db)
         except (OSError, sqlite3.Error, JournalError) as exc:
             if self._db is not None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from get3w_cli.journal.codec import pack_record, unpack_record
+from get3w_cli.journal.codec import PROMPT_FUNCTION, fold, pack_record, unpack_record
 from get3w_cli.journal.store import Store, new_ref
 from get3w_cli.records import Task
 
@@ -44,6 +44,7 @@ class JournalEntry:
 _COLUMNS = ("t.ref, t.id, t.provider, t.api, t.model, t.base_url, i.input, t.status, t.record, t.raw_echo,"
             " t.batch, t.created_at, t.idempotency_key, t.request_hash, t.message")
 SELECT = f"SELECT {_COLUMNS} FROM tasks t LEFT JOIN task_inputs i ON i.ref = t.ref"  # noqa: S608 - the SQL is built from constant fragments; values are bound
+COUNT = "SELECT COUNT(*) FROM tasks t LEFT JOIN task_inputs i ON i.ref = t.ref"
 NEWEST = " ORDER BY t.created_at DESC, t.rowid DESC"
 INSERT_TASK = (
     "INSERT INTO tasks (ref, id, provider, api, model, base_url, status, idempotency_key, request_hash, batch,"
@@ -107,17 +108,35 @@ class TaskJournal(Store):
         return entry(rows[0]) if rows else None
 
     def tasks(self, *, limit: int = 20, status: str | None = None, batch: str | None = None,
-              statuses: tuple[str, ...] = ()) -> list[JournalEntry]:
-        """The newest tasks first, with this status (or one of ``statuses``), of this batch."""
-        where, args = [], []
-        if status:
-            where.append("t.status = ?")
-            args.append(status)
-        if statuses:
-            where.append(f"t.status IN ({', '.join('?' * len(statuses))})")
-            args.extend(statuses)
-        if batch:
-            where.append("t.batch = ?")
-            args.append(batch)
-        sql = SELECT + (" WHERE " + " AND ".join(where) if where else "") + NEWEST + " LIMIT ?"
-        return [entry(row) for row in self._exec(sql, (*args, limit))]
+              statuses: tuple[str, ...] = (), prompt: str | None = None) -> list[JournalEntry]:
+        """The newest tasks first (``limit`` of them; -1: all), with this status (or one of
+        ``statuses``), of this batch, whose prompt holds ``prompt`` (ignoring case)."""
+        where, args = _filters(status=status, batch=batch, statuses=statuses, prompt=prompt)
+        return [entry(row) for row in self._exec(SELECT + where + NEWEST + " LIMIT ?", (*args, limit))]
+
+    def count_tasks(self, *, status: str | None = None, batch: str | None = None, statuses: tuple[str, ...] = (),
+                    prompt: str | None = None) -> int:
+        """How many tasks ``tasks`` would list without its limit."""
+        where, args = _filters(status=status, batch=batch, statuses=statuses, prompt=prompt)
+        rows = self._exec(COUNT + where, args)
+        return int(rows[0][0]) if rows else 0
+
+
+def _filters(*, status: str | None, batch: str | None, statuses: tuple[str, ...], prompt: str | None
+             ) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its leading space, or empty) and its arguments."""
+    where: list[str] = []
+    args: list[Any] = []
+    if status:
+        where.append("t.status = ?")
+        args.append(status)
+    if statuses:
+        where.append(f"t.status IN ({', '.join('?' * len(statuses))})")
+        args.extend(statuses)
+    if batch:
+        where.append("t.batch = ?")
+        args.append(batch)
+    if prompt is not None:
+        where.append(f"instr({PROMPT_FUNCTION}(i.input), ?) > 0")
+        args.append(fold(prompt))
+    return (" WHERE " + " AND ".join(where) if where else ""), args

@@ -2,6 +2,8 @@
 ``/cdn/uploads/<name>`` (files given to ``POST /api/v3/files/upload``). No auth, like a CDN.
 
 Outputs exist only once their task has completed, and stop working when a v3 task is deleted.
+Once their links have been expired (``Sandbox.expire_outputs``), a URL handed out before
+answers 403 "Request has expired", as a signed URL does; the task's next GET gives working ones.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ async def output(request: web.Request) -> web.Response:
         return _not_found()
     if int(index) >= task.controls.outputs:
         return _not_found()
+    if request.query.get("v", "") != (str(task.url_version) if task.url_version else ""):
+        return web.json_response({"code": 403, "error": "Request has expired"}, status=403)
     body = make_png(name, pad_to=task.controls.output_bytes)
     return web.Response(body=body, content_type="image/png")
 

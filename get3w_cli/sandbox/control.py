@@ -10,6 +10,8 @@ API's error shape, and adds Abstrakt's ``X-RateLimit-*`` headers. Admin endpoint
 - ``POST /_sandbox/inject``: a JSON object with the fields of ``Sandbox.inject()``
   (``body`` as text).
 - ``POST /_sandbox/reset``: forget the logs and pending injections (tasks are kept).
+- ``POST /_sandbox/expire-outputs``: ``{"id"?: ...}``; the output URLs handed out so far (of
+  every task, or of that one) answer 403 from now on; the next GET of a task gives fresh ones.
 """
 
 from __future__ import annotations
@@ -192,8 +194,20 @@ async def _admin_reset(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def _admin_expire(request: web.Request) -> web.Response:
+    try:
+        data = json.loads(await request.read() or b"{}")
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    task_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(task_id, (str, type(None))):
+        return web.json_response({"error": "expected a JSON object with an optional string id"}, status=400)
+    return web.json_response({"expired": runtime_of(request).store.expire_urls(task_id)})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get(ADMIN_PREFIX + "requests", _admin_requests)
     app.router.add_get(ADMIN_PREFIX + "deliveries", _admin_deliveries)
     app.router.add_post(ADMIN_PREFIX + "inject", _admin_inject)
     app.router.add_post(ADMIN_PREFIX + "reset", _admin_reset)
+    app.router.add_post(ADMIN_PREFIX + "expire-outputs", _admin_expire)

@@ -90,6 +90,11 @@ class Sandbox:
             retry_after=retry_after, body=body, drop_connection=drop_connection,
         ))
 
+    def expire_outputs(self, task_id: str | None = None) -> int:
+        """Expire the output URLs handed out so far (every task's, or one's): they answer 403 and
+        the task's next GET lists fresh ones. Returns how many tasks were touched."""
+        return self._runtime.store.expire_urls(task_id)
+
     async def start(self) -> None:
         """Bind and serve (with ``options.state_file``, first adopting the tasks saved there);
         raises ListenerError when the address cannot be bound."""

@@ -63,7 +63,8 @@ def status_word(task: SandboxTask, now: float) -> str:
 
 
 def output_urls(task: SandboxTask, base_url: str) -> list[str]:
-    return [f"{base_url}/cdn/outputs/{task.id}_{i}.png" for i in range(task.controls.outputs)]
+    version = f"?v={task.url_version}" if task.url_version else ""
+    return [f"{base_url}/cdn/outputs/{task.id}_{i}.png{version}" for i in range(task.controls.outputs)]
 
 
 def _completed_outputs(task: SandboxTask, base_url: str, now: float) -> list[str]:

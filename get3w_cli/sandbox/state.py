@@ -108,6 +108,9 @@ class SandboxTask:
     finished: bool = False
     cancelled: bool = False
     deleted: bool = False
+    # Output URLs carry ``?v=<n>`` once their links were expired (``expire_urls``); the CDN
+    # answers 403 to any other version, like a signed URL past its expiry. Not saved in a state file.
+    url_version: int = 0
     ended_at: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     timer: asyncio.TimerHandle | None = None
@@ -219,6 +222,17 @@ class TaskStore:
             self.cancel(task)
         else:
             self._on_change(task)
+
+    def expire_urls(self, task_id: str | None = None) -> int:
+        """Make the output URLs handed out so far stop working (all tasks', or one task's): the
+        next GET gives fresh ones. Returns how many tasks were touched."""
+        if task_id is None:
+            chosen = list(self.tasks.values())
+        else:
+            chosen = [self.tasks[task_id]] if task_id in self.tasks else []
+        for task in chosen:
+            task.url_version += 1
+        return len(chosen)
 
     def active_for_key(self, key: str) -> int:
         now, digest = self.now(), key_hash(key)
