@@ -11,7 +11,7 @@ _g3w() {
   done
   case "$cmd${sub:+ $sub}" in
     "")
-      COMPREPLY=($(compgen -W "run submit get wait cancel listen batch history sandbox config models balance upload doctor --version --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "run submit get wait cancel listen batch history download sandbox config models balance upload doctor --version --help -h" -- "$cur")) ;;
     "run")
       case "$prev" in --channel) COMPREPLY=($(compgen -W "economy stable official" -- "$cur")); return ;; esac
       case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync stream" -- "$cur")); return ;; esac
@@ -49,9 +49,13 @@ _g3w() {
       case "$prev" in --on-timeout) COMPREPLY=($(compgen -W "detach cancel" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--concurrency -j --out --resume --name --resubmit-unknown --resubmit-changed --skip-invalid --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--concurrency -j --out --resume --name --resubmit-unknown --resubmit-changed --skip-invalid --retry-failed --name-template --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h" -- "$cur")) ;;
     "history")
-      COMPREPLY=($(compgen -W "--limit -n --status --batch --batches --refresh --json --debug --sandbox --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--limit -n --status --prompt --batch --batches --refresh --json --debug --sandbox --help -h" -- "$cur")) ;;
+    "download")
+      case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
+      case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
+      COMPREPLY=($(compgen -W "--output -o --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
     "sandbox")
       case "$prev" in --signature-scheme) COMPREPLY=($(compgen -W "native get3w abstrakt abstrakt-body standard-v1 wavespeed-v3" -- "$cur")); return ;; esac
       COMPREPLY=($(compgen -W "--port --host --duration --webhook-secret --signature-scheme --duplicates --webhook-time-scale --max-concurrent --quiet -q --debug --help -h" -- "$cur")) ;;
