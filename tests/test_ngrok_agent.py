@@ -137,6 +137,15 @@ def test_non_agents_are_passed_over_with_their_reason(tmp_path: Path) -> None:
     assert "usage: something else" in lookup.skipped[0]
 
 
+def test_an_agent_is_not_a_script_because_its_path_names_pyngrok(tmp_path: Path) -> None:
+    """Only a file that imports pyngrok is pyngrok's script: a wrapper living under a folder whose
+    name says pyngrok is still asked its version."""
+    agent = fake_ngrok.install(str(tmp_path / "pyngrok-things"), name="ngrok",
+                               state_dir=str(tmp_path / "pyngrok-state"))
+    assert "pyngrok" in Path(agent).read_text()
+    assert probe(agent) == (fake_ngrok.version_tuple(fake_ngrok.CURRENT), "")
+
+
 def test_the_agent_at_pyngrok_default_location_is_found(tmp_path: Path) -> None:
     default = fake_ngrok.install(str(tmp_path / "cfg" / "ngrok"), name="ngrok", version=fake_ngrok.TUNNELS_ONLY)
     lookup = find_agent(AgentSearch(search_path=str(tmp_path / "empty")), default)

@@ -40,6 +40,7 @@ from get3w_cli.constants import (
 from get3w_cli.errors import TunnelError
 from get3w_cli.webhooks.ngrok_errors import clean, tunnel_error
 
+_IMPORTS_PYNGROK = re.compile(rb"\b(?:from|import)\s+pyngrok\b")
 _VERSION = re.compile(r"\bngrok version (\d+)\.(\d+)(?:\.(\d+))?")
 FROM_NGROK_PATH, FROM_PATH, FROM_DEFAULT, INSTALLED = "NGROK_PATH", "PATH", "pyngrok's default location", "installed"
 
@@ -128,12 +129,13 @@ def _on_path(search_path: str | None) -> Iterator[str]:
 
 
 def is_pyngrok_script(path: str) -> bool:
-    """True for pyngrok's console script (or pip's launcher for it): a small file naming pyngrok."""
+    """True for pyngrok's console script (or pip's Windows launcher for it, which zips the same
+    lines): a small file that imports pyngrok."""
     try:
         if os.path.getsize(path) > NGROK_SCRIPT_MAX_BYTES:
             return False
         with open(path, "rb") as fh:
-            return b"pyngrok" in fh.read(NGROK_SCRIPT_MAX_BYTES)
+            return _IMPORTS_PYNGROK.search(fh.read(NGROK_SCRIPT_MAX_BYTES)) is not None
     except OSError:
         return False
 
