@@ -22,6 +22,7 @@ from get3w_cli.redaction import register
 if TYPE_CHECKING:
     from get3w_cli.webhooks.inbox import Inbox
     from get3w_cli.webhooks.listener import CallbackListener
+    from get3w_cli.webhooks.ngrok_agent import AgentSearch
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ChannelOptions:
     public_url: str | None = None
     ngrok_authtoken: str | None = field(default=None, repr=False)
     ngrok_path: str | None = None
+    ngrok_search: AgentSearch | None = None  # where the agent may be, may pyngrok install it (wins over ngrok_path)
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     provider_urls: tuple[str, ...] = ()  # base URLs of the providers that will call back
 
@@ -89,7 +91,8 @@ async def open_channel(options: ChannelOptions, *, notify: Callable[[str, str], 
             from get3w_cli.webhooks.tunnel import open_ngrok
 
             notify("phase", "opening ngrok tunnel")
-            tunnel = await open_ngrok(listener.port, authtoken=options.ngrok_authtoken, ngrok_path=options.ngrok_path)
+            tunnel = await open_ngrok(listener.port, authtoken=options.ngrok_authtoken, ngrok_path=options.ngrok_path,
+                                      search=options.ngrok_search, notify=notify)
             stack.push_async_callback(tunnel.close)
             public, how = tunnel.public_url.rstrip("/"), "ngrok"
         elif options.provider_urls and all(is_local_url(u) for u in options.provider_urls):

@@ -32,6 +32,7 @@ CONFIG_KEYS = (
     "abstrakt.base_url",
     "abstrakt.webhook_secret",
     "ngrok.authtoken",
+    "ngrok.install",
     "defaults.via",
     "defaults.timeout",
     "defaults.output",
@@ -43,7 +44,9 @@ ENV_NAMES = {
     **{f"{p}.base_url": f.base_url_env for p, f in FACTS.items()},
     **{f"{p}.webhook_secret": f.secret_env for p, f in FACTS.items()},
     "ngrok.authtoken": "NGROK_AUTHTOKEN",
+    "ngrok.install": "G3W_NGROK_INSTALL",
 }
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
@@ -190,7 +193,23 @@ def check_config_value(key: str, value: str) -> Any:
         raise UsageError(f"invalid via {value!r}", hint="use one of " + ", ".join(VIA_CHOICES))
     if key == "defaults.timeout":
         parse_duration(value)
+    if key == "ngrok.install":
+        return parse_switch(value, key)
     return value
+
+
+def parse_switch(value: str | bool, name: str) -> bool:
+    """A yes/no setting: true/false, 1/0, yes/no, on/off (a TOML boolean as it is).
+
+    Raises:
+        UsageError: anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise UsageError(f"invalid {name} value {value!r}", hint="use true or false (or 1 or 0)")
 
 
 def mask(secret: str | None) -> str:
@@ -213,6 +232,7 @@ class Settings:
     get3w: ProviderSettings
     abstrakt: ProviderSettings
     ngrok_authtoken: str | None = field(default=None, repr=False)
+    ngrok_install: bool = True  # pyngrok may install the agent when it is missing
     via: str = "auto"
     timeout: float = C.DEFAULT_WAIT_TIMEOUT
     output: str | None = None
@@ -228,7 +248,7 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values:
     means "not given".
 
     Raises:
-        UsageError: an invalid base URL, via or duration from any source.
+        UsageError: an invalid base URL, via, duration or switch from any source.
     """
 
     def pick(key: str) -> Any:
@@ -251,11 +271,13 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values:
     if via not in VIA_CHOICES:
         raise UsageError(f"invalid via {via!r}", hint="use one of " + ", ".join(VIA_CHOICES))
     timeout = pick("defaults.timeout")
+    install = pick("ngrok.install")
     return Settings(
         provider=pick("provider"),
         get3w=provider_settings(Provider.GET3W),
         abstrakt=provider_settings(Provider.ABSTRAKT),
         ngrok_authtoken=pick("ngrok.authtoken"),
+        ngrok_install=parse_switch(install, "G3W_NGROK_INSTALL / ngrok.install") if install is not None else True,
         via=via,
         timeout=C.DEFAULT_WAIT_TIMEOUT if timeout is None else parse_duration(timeout),
         output=pick("defaults.output"),

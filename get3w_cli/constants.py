@@ -148,6 +148,24 @@ TUNNEL_API_TIMEOUT = 4.0
 TUNNEL_STARTUP_MARGIN = 2.0
 # While abandoning a start, how often the agent process is killed again until pyngrok gives up.
 TUNNEL_KILL_POLL = 0.05
+# `<agent> version` answers at once (a Go binary printing a string); more is not an agent.
+NGROK_VERSION_TIMEOUT = 5.0
+# pyngrok downloads the agent (~10 MB from ngrok's CDN); past this the install is given up.
+NGROK_INSTALL_TIMEOUT = 180.0
+# While another g3w installs the agent, how often this one checks whether it is done.
+NGROK_LOCK_POLL = 0.1
+# A file this small that names pyngrok is pyngrok's console script (or pip's launcher for it), not
+# the agent (a ~25 MB Go binary): it is never run, since running it makes pyngrok download ngrok.
+NGROK_SCRIPT_MAX_BYTES = 1 << 20
+# ngrok agent releases that changed what pyngrok must speak (ngrok's agent changelog): 3.16 reads
+# version "3" config files, 3.30 added the /api/endpoints agent API (pyngrok 9's default).
+NGROK_CONFIG_V3_SINCE = (3, 16)
+NGROK_ENDPOINTS_API_SINCE = (3, 30)
+# The pyngrok major versions g3w is tested with (pyproject pins them); 9 drives agents 3.x only.
+PYNGROK_MAJORS = (9,)
+PYNGROK_AGENT_MAJOR = 3
+# The agent's own words in a message are cut after this many characters (its code is kept).
+NGROK_MESSAGE_MAX = 500
 
 # --- Batch -------------------------------------------------------------------
 BATCH_DEFAULT_CONCURRENCY = 8

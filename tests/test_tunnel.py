@@ -35,8 +35,8 @@ def agents(tmp_path):
     state.mkdir()
     before = _config_dirs()
 
-    def make(mode: str = "ok") -> str:
-        return fake_ngrok.install(str(tmp_path / "bin"), mode, state_dir=str(state))
+    def make(mode: str = "ok", version: str = fake_ngrok.CURRENT) -> str:
+        return fake_ngrok.install(str(tmp_path / "bin"), mode, state_dir=str(state), version=version)
 
     make.state = state  # type: ignore[attr-defined]
     yield make
@@ -66,13 +66,21 @@ async def _kind(**kwargs) -> str:
     return info.value.kind
 
 
-def test_delivery_through_the_tunnel_reaches_the_inbox(agents):
-    """A signed POST to the public URL arrives in the Inbox, verified; the probe passes."""
+# Agent releases pyngrok 9 must speak to differently (tests/fake_ngrok.py): /api/endpoints, /api/tunnels
+# only, and version "2" config files only.
+GENERATIONS = [fake_ngrok.CURRENT, fake_ngrok.TUNNELS_ONLY, fake_ngrok.CONFIG_V2_ONLY]
+
+
+@pytest.mark.parametrize("version", GENERATIONS)
+def test_delivery_through_the_tunnel_reaches_the_inbox(agents, version):
+    """A signed POST to the public URL arrives in the Inbox, verified; the probe passes; whatever the
+    agent's release, g3w speaks the API and the config file it has."""
 
     async def main():
         inbox = Inbox()
         async with CallbackListener(inbox, secrets={"get3w": SECRET}) as listener:
-            async with await open_ngrok(listener.port, authtoken=TOKEN, ngrok_path=agents()) as tunnel:
+            async with await open_ngrok(listener.port, authtoken=TOKEN, ngrok_path=agents(version=version)) as tunnel:
+                assert tunnel.agent is not None and tunnel.agent.version_text == version
                 assert tunnel.public_url.startswith("http")
                 assert str(listener.port) not in tunnel.public_url
                 await check_reachable(tunnel.public_url, listener, timeout=5)
@@ -154,11 +162,15 @@ def test_binary_missing_is_quick(agents, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("mode", "kind"),
-    [("session_limit", "session_limit"), ("auth_failed", "auth_failed"), ("crash", "other")],
+    ("mode", "kind", "code"),
+    [("session_limit", "session_limit", "ERR_NGROK_108"), ("auth_failed", "auth_failed", "ERR_NGROK_105"),
+     ("revoked", "auth_failed", "ERR_NGROK_107"), ("update_required", "update_required", "ERR_NGROK_121"),
+     ("endpoint_in_use", "endpoint_in_use", "ERR_NGROK_334"),
+     ("too_many_endpoints", "too_many_endpoints", "ERR_NGROK_324"), ("crash", "other", "simulated crash")],
 )
-def test_agent_failures_are_classified(agents, mode, kind):
-    """ngrok's ERR_NGROK_ codes become kinds; the message never repeats the authtoken."""
+def test_agent_failures_are_classified(agents, mode, kind, code):
+    """ngrok's ERR_NGROK_ codes become kinds, with the agent's own words in one line (its \\r\\n escapes
+    gone) and a hint naming flags that exist; the message never repeats the authtoken."""
 
     async def main():
         with pytest.raises(TunnelError) as info:
@@ -167,10 +179,97 @@ def test_agent_failures_are_classified(agents, mode, kind):
 
     error = asyncio.run(main())
     assert error.kind == kind
+    assert code in error.message
+    assert not any(escape in error.message for escape in ("\\r", "\\n", "\r", "\n")), error.message
     assert TOKEN not in error.message and TOKEN not in (error.hint or "")
+    assert "--public-url" in (error.hint or "") or "--debug" in (error.hint or "")
+    assert "--verbose" not in (error.hint or "")
     assert len(_started(agents.state)) == 1
-    if kind == "session_limit":
-        assert "ERR_NGROK_108" in error.message
+
+
+def test_the_stand_in_serves_the_api_of_its_release(agents):
+    """The stand-in is faithful: /api/endpoints exists from 3.30 only, /api/tunnels in every 3.x."""
+    from pyngrok import process
+
+    async def main():
+        for version in GENERATIONS:
+            path = agents(version=version)
+            async with await open_ngrok(9, authtoken=TOKEN, ngrok_path=path):
+                api = process._current_processes[path].api_url
+                async with aiohttp.ClientSession() as session:
+                    statuses = []
+                    for route in ("/api/endpoints", "/api/tunnels"):
+                        async with session.get(f"{api}{route}") as resp:
+                            statuses.append(resp.status)
+                endpoints = 200 if fake_ngrok.version_tuple(version) >= (3, 30) else 404
+                assert statuses == [endpoints, 200], version
+
+    asyncio.run(main())
+
+
+def test_an_agent_too_old_for_pyngrok_is_reported_and_never_started(agents):
+    """An agent 2.x: 'agent_too_old' with its version and what to do, before anything runs."""
+    with pytest.raises(TunnelError) as info:
+        asyncio.run(open_ngrok(9, authtoken=TOKEN, ngrok_path=agents(version=fake_ngrok.V2_AGENT)))
+    assert info.value.kind == "agent_too_old" and "2.3.41" in info.value.message
+    assert "update" in (info.value.hint or "") and "NGROK_PATH" in (info.value.hint or "")
+    assert _started(agents.state) == []
+
+
+def test_no_network_times_out_with_the_agents_reason(agents):
+    """An agent that cannot reach ngrok logs why every second and never exits: the start times out
+    with that reason, not a bare "did not start"."""
+    start = time.monotonic()
+    with pytest.raises(TunnelError) as info:
+        asyncio.run(open_ngrok(9, authtoken=TOKEN, ngrok_path=agents("offline"), timeout=1.5))
+    assert time.monotonic() - start < 6
+    assert info.value.kind == "start_timeout"
+    assert "network is unreachable" in info.value.message and "failed to reconnect session" in info.value.message
+    assert "connect.ngrok-agent.com" in info.value.message and '\\"' not in info.value.message
+    assert _live(agents.state) == []
+
+
+def test_a_taken_web_address_does_not_stop_the_agent(agents):
+    """4040 in use (another agent): the agent says so and serves its API elsewhere; the tunnel works."""
+
+    async def main():
+        async with CallbackListener(Inbox()) as listener:
+            async with await open_ngrok(listener.port, authtoken=TOKEN, ngrok_path=agents("web_in_use")) as tunnel:
+                await check_reachable(tunnel.public_url, listener, timeout=5)
+
+    asyncio.run(main())
+
+
+def test_a_session_lost_mid_run_sets_dropped(agents):
+    """The agent logs its session closing (then a failed reconnect every second): ``dropped`` is set,
+    with the agent's words; the tunnel still closes cleanly."""
+
+    async def main():
+        async with await open_ngrok(9, authtoken=TOKEN, ngrok_path=agents()) as tunnel:
+            assert not tunnel.dropped.is_set()
+            (pid,) = _live(agents.state)
+            os.kill(pid, signal.SIGUSR1)
+            await asyncio.wait_for(tunnel.dropped.wait(), 10)
+            assert tunnel.drop_reason is not None and tunnel.drop_reason.startswith("session closing")
+            assert "connection reset by peer" in tunnel.drop_reason
+
+    asyncio.run(main())
+
+
+def test_an_agent_that_dies_sets_dropped_and_close_does_not(agents):
+    """kill -9 of the agent sets ``dropped``; closing a healthy tunnel never does."""
+
+    async def main():
+        healthy = await open_ngrok(9, authtoken=TOKEN, ngrok_path=agents())
+        await healthy.close()
+        assert not healthy.dropped.is_set()
+        async with await open_ngrok(9, authtoken=TOKEN, ngrok_path=agents()) as tunnel:
+            (pid,) = _live(agents.state)
+            os.kill(pid, signal.SIGKILL)
+            await asyncio.wait_for(tunnel.dropped.wait(), 10)
+            assert tunnel.drop_reason == "the ngrok agent exited"
+
+    asyncio.run(main())
 
 
 def test_start_timeout_kills_the_silent_agent(agents):

@@ -151,10 +151,10 @@ def _task_ids(sb: ThreadedSandbox) -> Any:
 # --- ngrok, through pyngrok and the stand-in agent ---------------------------------------------
 
 
-def ngrok_env(tmp_path: Path, mode: str) -> dict[str, str]:
+def ngrok_env(tmp_path: Path, mode: str, version: str = fake_ngrok.CURRENT) -> dict[str, str]:
     state = tmp_path / f"agents-{mode}"
     state.mkdir(exist_ok=True)
-    return {"NGROK_PATH": fake_ngrok.install(str(tmp_path), mode=mode, state_dir=str(state)),
+    return {"NGROK_PATH": fake_ngrok.install(str(tmp_path), mode=mode, state_dir=str(state), version=version),
             "NGROK_AUTHTOKEN": "fake-token-123"}
 
 
@@ -168,10 +168,12 @@ def live_agents(tmp_path: Path, mode: str) -> list[int]:
     return alive
 
 
-def test_run_through_an_ngrok_tunnel(tmp_path: Path) -> None:
-    """--tunnel auto with an authtoken: the callback travels the tunnel; the agent is gone afterwards."""
+@pytest.mark.parametrize("version", [fake_ngrok.CURRENT, fake_ngrok.TUNNELS_ONLY])
+def test_run_through_an_ngrok_tunnel(tmp_path: Path, version: str) -> None:
+    """--tunnel auto with an authtoken: the callback travels the tunnel, whichever agent API the agent's
+    release has (pyngrok 9 defaults to the one added in 3.30); the agent is gone afterwards."""
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
-        env = {**sandbox_env(sb), **ngrok_env(tmp_path, "ok"), "GET3W_WEBHOOK_SECRET": SECRET}
+        env = {**sandbox_env(sb), **ngrok_env(tmp_path, "ok", version), "GET3W_WEBHOOK_SECRET": SECRET}
         result = invoke("run", "flux-dev", "-p", "x", "--json", env=env)
         webhook_url = json.loads(sb.sandbox.submissions()[0].body)["webhook_url"]
         delivered = [d.status_code for d in sb.sandbox.deliveries if d.url == webhook_url]
@@ -239,3 +241,100 @@ def test_ctrl_c_closes_the_tunnel_and_the_agent(tmp_path: Path) -> None:
         code, _, err = finish(proc)
     assert code == 130 and "g3w wait" in err
     assert live_agents(tmp_path, "ok") == []
+
+
+def test_an_agent_too_old_for_pyngrok_warns_and_polls_or_exits_7(tmp_path: Path) -> None:
+    """An agent 2.x: under auto one warning with its version, then polling; under --via webhook exit 7."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
+        env = {**sandbox_env(sb), **ngrok_env(tmp_path, "ok", fake_ngrok.V2_AGENT)}
+        auto = invoke("run", "flux-dev", "-p", "x", "--json", "--poll-max", "0.2", env=env)
+        strict = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", env=env)
+        assert len(sb.sandbox.submissions()) == 1  # only the run that polled paid
+    assert auto.code == 0 and auto.json()["via"] == "poll"
+    assert "2.3.41" in auto.stderr and "falling back to polling" in auto.stderr
+    assert strict.code == 7 and "2.3.41" in strict.stderr and "update" in strict.stderr
+    assert list((tmp_path / "agents-ok").glob("*.pid")) == []  # never started
+
+
+# --- "done when" (issue 10): a fresh install in a venv on PATH, no agent, no network ----------------
+
+_POINT_PYNGROK = """
+from pyngrok import installer
+for key in installer.PLATFORMS:
+    installer.PLATFORMS[key] = {url!r}
+"""
+
+
+def venv_without_network(tmp_path: Path, url: str) -> dict[str, str]:
+    """A venv's bin/ first on PATH, holding pyngrok's console script (and no agent anywhere), and
+    pyngrok's download table pointed at ``url`` in the g3w process (a sitecustomize of the test's)."""
+    from test_ngrok_agent import pyngrok_script
+
+    venv_bin = pyngrok_script(tmp_path / "venv" / "bin", tmp_path / "pyngrok-script-ran").parent
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_POINT_PYNGROK.format(url=url))
+    return {"PATH": os.pathsep.join([str(venv_bin), "/usr/bin", "/bin"]), "NGROK_AUTHTOKEN": "2fakeToken_abc",
+            "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_fresh_venv_no_network_one_line_then_polls_or_exits_7(tmp_path: Path) -> None:
+    """The issue's "done when": `g3w run flux-dev -p x --sandbox --tunnel ngrok` in a venv on PATH,
+    NGROK_AUTHTOKEN set, no network (pyngrok's download refused): one clear line, no traceback,
+    exit 0 by polling; with --via webhook exit 7. pyngrok's script is never taken for the agent,
+    nor run; nothing on stdout but data."""
+    import socket
+
+    from conftest import g3w
+
+    refusing = socket.socket()
+    refusing.bind(("127.0.0.1", 0))  # bound, never listening: every connection is refused
+    try:
+        url = f"http://127.0.0.1:{refusing.getsockname()[1]}/ngrok-v3-stable-linux-amd64.tgz"
+        env = venv_without_network(tmp_path, url)
+        auto = g3w("run", "flux-dev", "-p", "x", "--sandbox", "--tunnel", "ngrok", "--json", env=env)
+        strict = g3w("run", "flux-dev", "-p", "x", "--sandbox", "--tunnel", "ngrok", "--via", "webhook", env=env)
+    finally:
+        refusing.close()
+    for result in (auto, strict):
+        assert "Traceback" not in result.stderr and "\\r" not in result.stderr
+        about_ngrok = [line for line in result.stderr.splitlines() if "ngrok" in line and not line.startswith("Hint:")]
+        assert len(about_ngrok) == 1, result.stderr
+        assert "could not install the ngrok agent" in about_ngrok[0] and "Connection refused" in about_ngrok[0]
+    assert auto.code == 0, auto.stderr
+    assert auto.json()["status"] == "completed" and auto.json()["via"] == "poll"
+    assert "falling back to polling" in auto.stderr
+    assert strict.code == 7 and strict.stdout == ""
+    assert strict.stderr.startswith("Error: ") and "Hint: " in strict.stderr
+    assert not (tmp_path / "pyngrok-script-ran").exists()
+    assert not (tmp_path / "home" / ".config" / "ngrok" / "ngrok").exists()
+
+
+def test_pyngrok_installs_the_agent_and_the_run_completes_by_webhook(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """No agent on PATH (only pyngrok's script): pyngrok installs it at its default location, g3w says
+    so in one line, and the callback travels the tunnel through the installed agent."""
+    from test_ngrok_agent import Cdn, point_pyngrok_at, pyngrok_script
+
+    state = tmp_path / "agents"
+    state.mkdir()
+    cdn = Cdn()
+    cdn.thread.start()
+    try:
+        archive = Path(fake_ngrok.archive(str(tmp_path / "agent.tgz"), state_dir=str(state))).read_bytes()
+        point_pyngrok_at(monkeypatch, cdn.serve(archive))
+        venv_bin = pyngrok_script(tmp_path / "venv" / "bin", tmp_path / "ran").parent
+        target = tmp_path / "agent-home" / "ngrok"
+        with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
+            env = {**sandbox_env(sb), "PATH": str(venv_bin), "PYNGROK_NGROK_PATH": str(target),
+                   "NGROK_AUTHTOKEN": "2fakeToken_abc", "GET3W_WEBHOOK_SECRET": SECRET}
+            result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", "--json", env=env)
+    finally:
+        cdn.server.shutdown()
+        cdn.server.server_close()
+    assert result.code == 0, result.stderr
+    assert result.json()["via"] == "webhook"
+    installed = [line for line in result.stderr.splitlines() if "installed the ngrok agent" in line]
+    assert len(installed) == 1 and str(target) in installed[0]
+    assert target.is_file() and len(cdn.requests) == 1
+    assert list(state.glob("*.pid")) and not (tmp_path / "ran").exists()

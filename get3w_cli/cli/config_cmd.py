@@ -24,6 +24,8 @@ Value = Annotated[str, typer.Argument(metavar="VALUE", help="The value to store.
 
 
 def _shown(key: str, value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as written in the file (TOML)
     return mask(str(value)) if key in SECRET_KEYS else str(value)
 
 

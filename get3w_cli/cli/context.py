@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from get3w_cli.models_cache import ModelsCache
     from get3w_cli.providers import Adapter, Route
     from get3w_cli.sandbox import Sandbox
+    from get3w_cli.webhooks.ngrok_agent import AgentSearch
 
 SANDBOX_KEY = "sk_sandbox_local"
 JOURNAL_FILE = "history.db"  # in the state dir (G3W_HOME)
@@ -94,6 +95,14 @@ class Context:
 
     def ngrok_path(self) -> str | None:
         return self.env.get("NGROK_PATH") or None
+
+    def ngrok_search(self, settings: Settings) -> AgentSearch:
+        """Where the ngrok agent may be (NGROK_PATH, PATH, pyngrok's default location), and whether
+        pyngrok may install it there (G3W_NGROK_INSTALL / ngrok.install)."""
+        from get3w_cli.webhooks.ngrok_agent import AgentSearch, default_install_path
+
+        return AgentSearch(ngrok_path=self.ngrok_path(), search_path=self.env.get("PATH", ""),
+                           install_to=default_install_path(self.env), install=settings.ngrok_install)
 
     def http_backend(self, *, many_requests: bool = False) -> str:
         """The HTTP backend: httpx's own pool as httpx configures it when a proxy is set (only it

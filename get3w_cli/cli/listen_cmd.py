@@ -30,6 +30,7 @@ from get3w_cli.names import PROVIDERS, Provider, TunnelKind
 
 if TYPE_CHECKING:
     from get3w_cli.webhooks.listen_loop import Actions, ListenOutcome, StopRules
+    from get3w_cli.webhooks.ngrok_agent import AgentSearch
     from get3w_cli.webhooks.receiver import Event, Receiver, ReceiverConfig
 
 LISTEN = "Listening"
@@ -46,7 +47,7 @@ class ListenRequest:
     tunnel: str
     public_url: str | None
     authtoken: str | None
-    ngrok_path: str | None
+    ngrok: AgentSearch  # where the ngrok agent may be, and whether pyngrok may install it
     print_url: bool
     json_mode: bool
 
@@ -94,8 +95,8 @@ def build_request(ctx: Context, flags: ListenFlags, *, json_mode: bool) -> Liste
                             secrets={p: settings.for_provider(p).webhook_secret or "" for p in PROVIDERS})
     actions = Actions(forward_to=forward, exec_command=flags.exec_cmd or None, save_dir=save_dir,
                       exec_stdout=_stderr_fd() if json_mode else None)
-    return ListenRequest(config, rules, actions, flags.tunnel, public, settings.ngrok_authtoken, ctx.ngrok_path(),
-                         flags.print_url, json_mode)
+    return ListenRequest(config, rules, actions, flags.tunnel, public, settings.ngrok_authtoken,
+                         ctx.ngrok_search(settings), flags.print_url, json_mode)
 
 
 def _opt(flag: str, help: str, *, panel: str = ACT, **extra: Any) -> Any:
@@ -170,7 +171,7 @@ async def serve(ui: Ui, request: ListenRequest) -> ListenOutcome:
     async with AsyncExitStack() as stack:
         await receiver.start()
         stack.push_async_callback(receiver.close)
-        public = await _public_base(request, receiver.port, stack)
+        public = await _public_base(request, receiver.port, stack, ui)
         _announce(ui, request, receiver, public)
         stack.callback(_summary, ui, receiver)
         said: set[str] = set()  # the unknown status words already mentioned
@@ -178,14 +179,14 @@ async def serve(ui: Ui, request: ListenRequest) -> ListenOutcome:
                             note=ui.note)
 
 
-async def _public_base(request: ListenRequest, port: int, stack: AsyncExitStack) -> str | None:
+async def _public_base(request: ListenRequest, port: int, stack: AsyncExitStack, ui: Ui) -> str | None:
     if request.public_url:
         return request.public_url
     if request.tunnel == TunnelKind.NONE or (request.tunnel == TunnelKind.AUTO and not request.authtoken):
         return None
     from get3w_cli.webhooks.tunnel import open_ngrok
 
-    tunnel = await open_ngrok(port, authtoken=request.authtoken, ngrok_path=request.ngrok_path)
+    tunnel = await open_ngrok(port, authtoken=request.authtoken, search=request.ngrok, notify=ui.notify)
     stack.push_async_callback(tunnel.close)
     return tunnel.public_url
 

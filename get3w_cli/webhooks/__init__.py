@@ -11,7 +11,10 @@ local listeners (aiohttp) and the public tunnel to them (ngrok via pyngrok).
     forwarder.py    --forward-to with backoff, --exec, --save and --replay
     http_common.py  small aiohttp helpers shared by the two servers; serve_app() with their limits
     budget.py       ByteBudget: the bytes of deliveries `g3w listen` holds, under a limit
-    tunnel.py       open_ngrok() -> Tunnel (the only module that imports pyngrok)
+    tunnel.py       open_ngrok() -> Tunnel, with ``dropped`` (the only module that imports pyngrok)
+    ngrok_agent.py  which file is the agent (never pyngrok's script), its version, installing it
+    ngrok_errors.py the kinds of ngrok failure, their hints, the agent's words in one line
+    ngrok_log.py    the agent's log after start: drops, and the authtoken kept out of pyngrok's log
     ngrok_config.py the agent's private config (the authtoken); removes those killed runs left
 
 Nothing here imports the providers or the HTTP client: callbacks are parsed with payloads.py.

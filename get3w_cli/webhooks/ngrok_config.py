@@ -20,11 +20,12 @@ PREFIX = "g3w-ngrok-"
 _OWNED = re.compile(rf"^{re.escape(PREFIX)}(\d+)-")
 
 
-def make_private_config(authtoken: str, temp_dir: str | None = None) -> tuple[str, str]:
-    """Write a minimal ngrok v3 config holding the authtoken; return (its folder, its path).
+def make_private_config(authtoken: str, temp_dir: str | None = None, version: str = "3") -> tuple[str, str]:
+    """Write a minimal ngrok config holding the authtoken; return (its folder, its path).
 
-    The folder is made in ``temp_dir`` (default: the system's temp dir), mode 0700, named with
-    this process's pid. Remove it when the agent stops.
+    ``version`` is the config file version the agent reads ("3" from agent 3.16, else "2"). The
+    folder is made in ``temp_dir`` (default: the system's temp dir), mode 0700, named with this
+    process's pid. Remove it when the agent stops.
 
     Raises:
         OSError: the folder or the file cannot be written.
@@ -35,7 +36,10 @@ def make_private_config(authtoken: str, temp_dir: str | None = None) -> tuple[st
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             # A JSON string is a valid YAML double-quoted scalar.
-            fh.write(f'version: "3"\nagent:\n  authtoken: {json.dumps(authtoken)}\n')
+            if version == "3":
+                fh.write(f'version: "3"\nagent:\n  authtoken: {json.dumps(authtoken)}\n')
+            else:
+                fh.write(f'version: "2"\nauthtoken: {json.dumps(authtoken)}\n')
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -1,82 +1,80 @@
 """A public URL for the local listener through an ngrok agent, driven by pyngrok.
 
-The only module that imports pyngrok. pyngrok blocks, so its calls run in threads; its
-errors become ``TunnelError`` with a ``kind`` (no_authtoken, binary_missing, session_limit,
-auth_failed, start_timeout, other) and a hint. The agent gets a private config file holding
-the authtoken (ngrok_config.py), so the user's own ngrok.yml is never read or written. ngrok
-is never downloaded: a missing binary is reported, not fetched. One tunnel per ngrok binary
-at a time (pyngrok keeps one agent process per binary path).
+The only module that imports pyngrok. It finds the agent (ngrok_agent.py: never pyngrok's own
+console script), lets pyngrok install it when it is missing (unless told not to), speaks to it the
+API its release has (pyngrok's ``config_version``: /api/tunnels before 3.30, /api/endpoints from
+3.30), and gives it a private config holding the authtoken (ngrok_config.py), so the user's own
+ngrok.yml is never read or written. Failures become ``TunnelError`` with a kind, a hint and the
+agent's own words (ngrok_errors.py). pyngrok blocks, so its calls run in threads.
+
+An open tunnel keeps reading the agent's log: when the agent says its session closed or failed to
+reconnect, or the agent exits, ``Tunnel.dropped`` is set (the waiter then stops counting on
+callbacks). One tunnel per agent binary at a time (pyngrok keeps one agent process per path).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
-import os
-import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO
 
-from pyngrok import conf, ngrok, process
+from pyngrok import __version__ as PYNGROK_VERSION
+from pyngrok import conf, installer, ngrok, process
 from pyngrok.conf import PyngrokConfig
-from pyngrok.exception import (
-    PyngrokError,
-    PyngrokNgrokError,
-    PyngrokNgrokInstallError,
-    PyngrokSecurityError,
-)
+from pyngrok.exception import PyngrokError, PyngrokNgrokError, PyngrokNgrokHTTPError, PyngrokSecurityError
+from pyngrok.log import NgrokLog
 
-from get3w_cli.constants import (
-    TUNNEL_API_TIMEOUT,
-    TUNNEL_KILL_POLL,
-    TUNNEL_START_TIMEOUT,
-    TUNNEL_STARTUP_MARGIN,
-)
+from get3w_cli.constants import TUNNEL_API_TIMEOUT, TUNNEL_KILL_POLL, TUNNEL_START_TIMEOUT, TUNNEL_STARTUP_MARGIN
 from get3w_cli.errors import TunnelError
+from get3w_cli.webhooks.ngrok_agent import Agent, AgentSearch, check_drivable, find_agent, install_agent
 from get3w_cli.webhooks.ngrok_config import make_private_config, remove_stale_configs
+from get3w_cli.webhooks.ngrok_errors import HINTS, classified, clean, tunnel_error
+from get3w_cli.webhooks.ngrok_log import DropWatch, drop_reason, redacting
 
-_FALLBACK = "or use --public-url URL, or --via poll"
-_TOKEN_PAGE = "https://dashboard.ngrok.com/get-started/your-authtoken"  # noqa: S105 - not a secret: a fixed test value or a URL
-HINTS = {
-    "no_authtoken": f"set NGROK_AUTHTOKEN or run `g3w config set ngrok.authtoken <token>` ({_TOKEN_PAGE}); {_FALLBACK}",
-    "binary_missing": "install ngrok (https://ngrok.com/download) or set NGROK_PATH to the ngrok executable; "
-                      f"{_FALLBACK}",
-    "session_limit": "another ngrok agent session is running on this account (ERR_NGROK_108): stop it, "
-    "or pass its URL with --public-url, or use --via poll",
-    "auth_failed": f"ngrok rejected the authtoken: check NGROK_AUTHTOKEN / ngrok.authtoken ({_TOKEN_PAGE}); "
-                   f"{_FALLBACK}",
-    "start_timeout": f"ngrok did not come up in time: check the network; {_FALLBACK}",
-    "other": f"run with --verbose to see ngrok's log; {_FALLBACK}",
-}
-SESSION_LIMIT_CODES = frozenset({"ERR_NGROK_108"})
-AUTH_FAILED_CODES = frozenset({"ERR_NGROK_105", "ERR_NGROK_106", "ERR_NGROK_107", "ERR_NGROK_4018"})
-_CODE = re.compile(r"ERR_NGROK_\d+")
+__all__ = ["HINTS", "Tunnel", "classify", "open_ngrok", "resolve_agent"]
+Notify = Callable[[str, str], None]
 # The agent's log lines after startup (pyngrok logs the startup ones as "pyngrok.process.ngrok").
 agent_log = logging.getLogger("g3w.webhooks.ngrok")
-_PYNGROK_LOGGERS = ("pyngrok.process.ngrok", "pyngrok.process", "pyngrok.ngrok")
 
 
 @dataclass
 class Tunnel:
-    """An open tunnel to a local port; ``close()`` stops the agent and removes its config."""
+    """An open tunnel to a local port; ``close()`` stops the agent and removes its config.
+
+    ``dropped`` is set when the agent loses its session or exits while the tunnel is open
+    (``drop_reason`` says how, in the agent's words); never by ``close()``.
+    """
 
     public_url: str
+    agent: Agent | None = None
+    _watch: DropWatch = field(default_factory=DropWatch, repr=False)
     _config: PyngrokConfig | None = field(default=None, repr=False)
     _tmpdir: str | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
+
+    @property
+    def dropped(self) -> asyncio.Event:
+        return self._watch.event
+
+    @property
+    def drop_reason(self) -> str | None:
+        return self._watch.reason
 
     async def close(self) -> None:
         """Disconnect and kill the ngrok agent (idempotent, never raises)."""
         if self._closed:
             return
         self._closed = True
+        self._watch.closing = True
         with suppress(Exception):
             await asyncio.to_thread(_shutdown, self._config, self.public_url, self._tmpdir)
 
@@ -97,93 +95,124 @@ async def open_ngrok(
     *,
     authtoken: str | None,
     ngrok_path: str | None = None,
+    search: AgentSearch | None = None,
+    notify: Notify | None = None,
     config_path: str | None = None,
     timeout: float = TUNNEL_START_TIMEOUT,
     temp_dir: str | None = None,
 ) -> Tunnel:
     """Start an ngrok agent forwarding a public URL to ``127.0.0.1:port``.
 
-    ``config_path`` names an existing ngrok config to use as is (never written to); by
-    default a private one is made in ``temp_dir`` (default: the system's), after removing
-    those that killed g3w processes left there. Close the returned tunnel on every path.
+    ``search`` says where the agent may be and whether pyngrok may install it (``ngrok_path``:
+    NGROK_PATH, when ``search`` is not given); ``notify(kind, text)`` hears of an install.
+    ``config_path`` names an existing ngrok config to use as is (never written to); by default a
+    private one is made in ``temp_dir`` (default: the system's), after removing those that killed
+    g3w processes left there. Close the returned tunnel on every path.
 
     Raises:
-        TunnelError: with ``kind`` telling why (see the module docstring).
+        TunnelError: with ``kind`` telling why (see ngrok_errors.HINTS).
     """
     if not authtoken:
-        raise TunnelError("no ngrok authtoken is set", kind="no_authtoken", hint=HINTS["no_authtoken"])
-    path = resolve_ngrok_path(ngrok_path)
-    if process.is_process_running(path):
-        raise TunnelError("an ngrok tunnel is already open in this process", kind="other", hint=HINTS["other"])
+        raise tunnel_error("no_authtoken", "no ngrok authtoken is set")
+    agent = await resolve_agent(search or AgentSearch(ngrok_path=ngrok_path), notify or _silent)
+    if process.is_process_running(agent.path):
+        raise tunnel_error("other", "an ngrok tunnel is already open in this process")
+    watch = DropWatch(asyncio.get_running_loop())
     tmpdir = None
     try:
         if config_path is None:
             await asyncio.to_thread(remove_stale_configs, temp_dir)
-            tmpdir, config_path = make_private_config(authtoken, temp_dir)
-        config = _pyngrok_config(path, config_path, None if tmpdir else authtoken, timeout)
-        with _redacting(authtoken):
-            public_url = await _start(config, port, timeout, authtoken)
+            tmpdir, config_path = make_private_config(authtoken, temp_dir, agent.config_version)
+        config = _pyngrok_config(agent, config_path, None if tmpdir else authtoken, timeout)
+        with redacting(authtoken):
+            public_url = await _start(config, port, timeout, authtoken, watch)
     except BaseException as exc:
         await asyncio.to_thread(_shutdown, None, None, tmpdir)
         if isinstance(exc, TunnelError) or not isinstance(exc, Exception):
             raise
-        raise classify(exc, authtoken, ngrok_path=path) from exc
-    return Tunnel(public_url, config, tmpdir)
+        raise classify(exc, authtoken, ngrok_path=agent.path) from exc
+    return Tunnel(public_url, agent, watch, config, tmpdir)
 
 
-def resolve_ngrok_path(ngrok_path: str | None) -> str:
-    """Return the ngrok to run: ``ngrok_path``, else ``ngrok`` on PATH, else pyngrok's location.
+def _silent(kind: str, text: str) -> None:
+    pass
+
+
+async def resolve_agent(search: AgentSearch, notify: Notify) -> Agent:
+    """The agent to run (installed by pyngrok at its default location when missing and allowed),
+    checked to be one the installed pyngrok drives.
 
     Raises:
-        TunnelError: kind "binary_missing", when there is no such file.
+        TunnelError: binary_missing, not_agent, install_failed, agent_too_old, pyngrok_unsupported.
     """
-    candidate = ngrok_path or shutil.which("ngrok") or conf.DEFAULT_NGROK_PATH
-    if not os.path.isfile(candidate):
-        where = f"at {candidate}" if ngrok_path else f"(not on PATH, nor at {candidate})"
-        raise TunnelError(f"ngrok is not installed {where}", kind="binary_missing", hint=HINTS["binary_missing"])
-    return candidate
+    target = search.install_to or conf.get_default().ngrok_path
+    lookup = await asyncio.to_thread(find_agent, search, target)
+    agent = lookup.agent
+    if agent is None:
+        passed = f"; passed over {', '.join(lookup.skipped)}" if lookup.skipped else ""
+        if not search.install:
+            raise tunnel_error("binary_missing", f"the ngrok agent is not on PATH nor at {target}{passed}, and "
+                               "installing it is off (G3W_NGROK_INSTALL=0 or ngrok.install = false)")
+        try:
+            url = installer.get_ngrok_cdn_url("3")  # pyngrok's source, read from its table on each call
+        except PyngrokError as exc:
+            raise tunnel_error("install_failed", f"pyngrok cannot install ngrok here: {clean(str(exc))}") from exc
+        notify("phase", f"installing the ngrok agent to {target}")
+        agent = await install_agent(url, target)
+        notify("note", f"pyngrok installed the ngrok agent {agent.version_text} to {target} (not on PATH{passed}); "
+                       "G3W_NGROK_INSTALL=0 turns this off")
+    check_drivable(agent, PYNGROK_VERSION)
+    return agent
 
 
-def _pyngrok_config(ngrok_path: str, config_path: str, authtoken: str | None, timeout: float) -> PyngrokConfig:
+def _pyngrok_config(agent: Agent, config_path: str, authtoken: str | None, timeout: float) -> PyngrokConfig:
     config = PyngrokConfig(
-        ngrok_path=ngrok_path,
+        ngrok_path=agent.path,
         config_path=config_path,
         auth_token=authtoken,
         monitor_thread=False,  # _drain() reads the agent's output instead, and closes the pipe
         startup_timeout=math.ceil(timeout + TUNNEL_STARTUP_MARGIN),
         request_timeout=TUNNEL_API_TIMEOUT,
+        # pyngrok's "3" speaks /api/endpoints (agents from 3.30), its "2" /api/tunnels (every agent 3.x).
+        config_version="3" if agent.api == "/api/endpoints" else "2",
     )
     # PyngrokConfig falls back to NGROK_AUTHTOKEN from the environment; the caller decides.
     config.auth_token = authtoken
     return config
 
 
-def _connect(config: PyngrokConfig, port: int, authtoken: str) -> str:
+def _connect(config: PyngrokConfig, port: int, authtoken: str, watch: DropWatch) -> str:
     name = f"g3w-{port}-{uuid.uuid4().hex[:8]}"
     tunnel = ngrok.connect(f"http://127.0.0.1:{port}", name=name, pyngrok_config=config)
     stdout = ngrok.get_ngrok_process(config).proc.stdout
     if stdout is not None:
         # ngrok logs a line per request; pyngrok reads its output only while starting, and a
         # full pipe would block the agent.
-        threading.Thread(target=_drain, args=(stdout, authtoken), daemon=True, name="g3w-ngrok-log").start()
+        threading.Thread(target=_drain, args=(stdout, authtoken, watch), daemon=True, name="g3w-ngrok-log").start()
     if not tunnel.public_url:
         raise PyngrokError("ngrok returned no public URL")
     return tunnel.public_url
 
 
-def _drain(stream: IO[str], authtoken: str) -> None:
+def _drain(stream: IO[str], authtoken: str, watch: DropWatch) -> None:
     try:
         for line in stream:
-            agent_log.debug("%s", _clean(line, authtoken))
+            agent_log.debug("%s", clean(line, authtoken))
+            reason = drop_reason(NgrokLog(line))
+            if reason:
+                watch.report(clean(reason, authtoken))
     except (OSError, ValueError):
         pass
     finally:
+        watch.report("the ngrok agent exited")
         with suppress(OSError, ValueError):
             stream.close()
 
 
-async def _start(config: PyngrokConfig, port: int, timeout: float, authtoken: str) -> str:
-    work = asyncio.ensure_future(asyncio.to_thread(_connect, config, port, authtoken))
+async def _start(config: PyngrokConfig, port: int, timeout: float, authtoken: str, watch: DropWatch) -> str:
+    errors: list[str] = []  # the agent's errors while it starts (appended from pyngrok's thread)
+    config.log_event_callback = lambda log: errors.append(_said(log)) if log.lvl in ("ERROR", "CRITICAL") else None
+    work = asyncio.ensure_future(asyncio.to_thread(_connect, config, port, authtoken, watch))
     try:
         await asyncio.wait({work}, timeout=timeout)
     except BaseException:
@@ -194,10 +223,15 @@ async def _start(config: PyngrokConfig, port: int, timeout: float, authtoken: st
         return work.result()
     await _abandon(work, config)  # also when the agent started but the endpoint failed
     if timed_out:
-        raise TunnelError(
-            f"ngrok did not start within {timeout:g}s", kind="start_timeout", hint=HINTS["start_timeout"]
-        )
-    raise work.exception()  # type: ignore[misc]
+        said = errors[-1] if errors else ""
+        # An agent that cannot reach ngrok logs why every second, and never exits: its words are the reason.
+        raise classified(f"ngrok did not connect within {timeout:g}s", said, authtoken, default="start_timeout")
+    raise work.exception()  # type: ignore[misc]  # done and failed: exception() is not None
+
+
+def _said(log: NgrokLog) -> str:
+    """An error line as the agent means it: what failed, and why."""
+    return f"{log.msg}: {log.err}" if log.err and log.err != "nil" else log.msg or log.line
 
 
 async def _abandon(work: asyncio.Future[str], config: PyngrokConfig) -> None:
@@ -206,7 +240,7 @@ async def _abandon(work: asyncio.Future[str], config: PyngrokConfig) -> None:
     while not work.done():
         # pyngrok's kill_process() needs the lock its starting thread holds, and that thread
         # may be blocked reading the agent's output: killing the child ends that read.
-        agent = process._current_processes.get(config.ngrok_path) or agent  # noqa: SLF001
+        agent = process._current_processes.get(config.ngrok_path) or agent  # noqa: SLF001 - no public handle
         if agent is not None:
             with suppress(OSError):
                 agent.proc.kill()
@@ -235,60 +269,25 @@ def _kill_agent(ngrok_path: str) -> None:
 
 
 def classify(exc: BaseException, authtoken: str | None = None, *, ngrok_path: str | None = None) -> TunnelError:
-    """Translate a pyngrok (or process) failure into a ``TunnelError`` with its kind."""
-    text = _clean(_describe(exc), authtoken)
-    codes = set(_CODE.findall(text))
-    if isinstance(exc, PyngrokNgrokInstallError) or "binary was not found" in text:
-        kind = "binary_missing"
-    elif isinstance(exc, OSError) and ngrok_path and exc.filename == ngrok_path:
-        kind, text = "binary_missing", f"cannot run ngrok: {exc}"  # exists, but not executable
-    elif codes & SESSION_LIMIT_CODES:
-        kind = "session_limit"
-    elif codes & AUTH_FAILED_CODES:
-        kind = "auth_failed"
-    else:
-        kind = "other"
+    """Translate a pyngrok (or process) failure into a ``TunnelError``: its kind from ngrok's error
+    code, the agent's own words in one line."""
+    if isinstance(exc, OSError) and ngrok_path and exc.filename == ngrok_path:
+        return tunnel_error("binary_missing", f"cannot run ngrok at {ngrok_path}: {exc.strerror or exc}")
     if isinstance(exc, PyngrokSecurityError):
-        kind = "other"
-    return TunnelError(f"ngrok failed: {text}", kind=kind, hint=HINTS[kind])
+        return tunnel_error("other", f"ngrok failed: {clean(str(exc), authtoken)}")
+    return classified("ngrok failed", _describe(exc), authtoken, default="other", agent=ngrok_path)
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, PyngrokNgrokHTTPError):  # the agent API's answer: {"msg", "details": {"err"}}
+        with suppress(ValueError, TypeError, AttributeError):
+            body = json.loads(exc.body)
+            details = body.get("details") or {}
+            return " ".join(str(part) for part in (body.get("msg"), details.get("err")) if part)
+        return str(exc)
     if isinstance(exc, PyngrokNgrokError) and exc.ngrok_error:
         return exc.ngrok_error  # the agent's own words, with its ERR_NGROK_ code
     if isinstance(exc, PyngrokNgrokError):
         errors = [log.err for log in exc.ngrok_logs if log.err and log.err != "nil"]
         return " ".join([str(exc).rstrip("."), *errors[-1:]])
     return str(exc) or type(exc).__name__
-
-
-def _clean(text: str, secret: str | None) -> str:
-    """One line of text, without the secret (ngrok echoes a rejected authtoken)."""
-    text = " ".join(text.replace("\\n", " ").split())
-    return text.replace(secret, "***") if secret else text
-
-
-class _Redact(logging.Filter):
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "***"), None
-        return True
-
-
-@contextmanager
-def _redacting(secret: str) -> Iterator[None]:
-    """Keep ``secret`` out of what pyngrok logs meanwhile (logger filters do not inherit)."""
-    redact = _Redact(secret)
-    loggers = [logging.getLogger(name) for name in _PYNGROK_LOGGERS]
-    for each in loggers:
-        each.addFilter(redact)
-    try:
-        yield
-    finally:
-        for each in loggers:
-            each.removeFilter(redact)
