@@ -35,6 +35,7 @@ CONFIG_KEYS = (
     "defaults.via",
     "defaults.timeout",
     "defaults.output",
+    "defaults.preview",
 )
 # Environment variables for each setting (CONTRACT.md sections 1 and 7).
 ENV_NAMES = {
@@ -65,6 +66,23 @@ def parse_duration(text: str | float | int) -> float:
     if seconds < 0:
         raise UsageError(f"invalid duration {text!r}: negative")
     return seconds
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def parse_bool(value: object, key: str) -> bool:
+    """A boolean setting: true/false (or yes/no, on/off, 1/0), as TOML or as text.
+
+    Raises:
+        UsageError: anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise UsageError(f"invalid {key} {value!r}", hint="use true or false")
 
 
 def check_base_url(url: str) -> str:
@@ -190,6 +208,8 @@ def check_config_value(key: str, value: str) -> Any:
         raise UsageError(f"invalid via {value!r}", hint="use one of " + ", ".join(VIA_CHOICES))
     if key == "defaults.timeout":
         parse_duration(value)
+    if key == "defaults.preview":
+        return parse_bool(value, key)
     return value
 
 
@@ -216,6 +236,7 @@ class Settings:
     via: str = "auto"
     timeout: float = C.DEFAULT_WAIT_TIMEOUT
     output: str | None = None
+    preview: bool = False
 
     def for_provider(self, provider: str) -> ProviderSettings:
         return self.abstrakt if provider == Provider.ABSTRAKT else self.get3w
@@ -259,4 +280,5 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values:
         via=via,
         timeout=C.DEFAULT_WAIT_TIMEOUT if timeout is None else parse_duration(timeout),
         output=pick("defaults.output"),
+        preview=parse_bool(pick("defaults.preview") or False, "defaults.preview"),
     )

@@ -11,6 +11,7 @@ the target answered 2xx, 6 otherwise.
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import typer
 
 from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
-from get3w_cli.cli.boundary import run
+from get3w_cli.cli.boundary import Tracker, run
 from get3w_cli.cli.context import Context
 from get3w_cli.cli.options import OUT, FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui, describe_duration
@@ -156,7 +157,7 @@ def listen_cmd(*, listen: ListenFlags, talk: TalkFlags) -> None:
         request = build_request(ctx, listen, json_mode=talk.json_out)
         return _exit_code(ui, request, await serve(ui, request))
 
-    run(ui, body)
+    run(ui, body, tracker=Tracker(serving=listen.replay is None))
 
 
 async def serve(ui: Ui, request: ListenRequest) -> ListenOutcome:
@@ -201,10 +202,16 @@ def _announce(ui: Ui, request: ListenRequest, receiver: Receiver, public: str | 
         ui.note(f"No webhook secret: events are not verified (--secret or GET3W_WEBHOOK_SECRET).{exposed}")
 
 
-def event_line(event: Event) -> str:
-    """``<received_at>  <provider>  <id>  <status>  verified|unverified  <outputs or error>``."""
+# The columns of an event line: (width, style); the detail (outputs or error) comes last.
+_COLUMNS = ((8, "dim"), (8, None), (20, "bold"), (10, None), (10, None))
+_STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "magenta", "processing": "cyan",
+                 "created": "blue"}
+
+
+def event_cells(event: Event) -> tuple[list[tuple[str, str | None]], str]:
+    """An event's columns (text, style): local time, provider, id, status, verified|unverified;
+    and its detail: the error, or the number of outputs of a final event."""
     from get3w_cli.webhooks.http_common import one_line
-    from get3w_cli.webhooks.receiver import iso_utc
 
     task = event.task
     if task.error is not None:
@@ -213,15 +220,50 @@ def event_line(event: Event) -> str:
         detail = f"{len(task.outputs)} output{'s' if len(task.outputs) != 1 else ''}"
     else:
         detail = ""
-    fields = (iso_utc(event.raw.received_at), event.provider, task.id, task.status.value,
-              "verified" if event.verified else "unverified", detail)
-    return "  ".join(one_line(f) for f in fields if f)  # the id and error come from whoever posted
+    status = task.status.value
+    cells = [(time.strftime("%H:%M:%S", time.localtime(event.raw.received_at)), None), (event.provider, None),
+             (task.id, None), (status, _STATUS_STYLE.get(status)),
+             ("verified", "green") if event.verified else ("unverified", "yellow")]
+    # The id and the error come from whoever posted: one short line, no control characters.
+    return [(one_line(text), style) for text, style in cells], one_line(detail)
+
+
+def event_line(event: Event) -> str:
+    """``<time>  <provider>  <id>  <status>  verified|unverified  <outputs or error>``, in columns."""
+    cells, detail = event_cells(event)
+    head = "  ".join(text.ljust(width) for (text, _), (width, _) in zip(cells, _COLUMNS, strict=True))
+    return f"{head}  {detail}".rstrip()
+
+
+def _styled_line(ui: Ui, event: Event) -> None:
+    """An event on a terminal: coloured columns; a detail that does not fit goes on the next line,
+    indented and wrapped between words (never a word cut at the window's edge)."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    cells, detail = event_cells(event)
+    head = Text()
+    for (text, style), (width, column_style) in zip(cells, _COLUMNS, strict=True):
+        head.append(text.ljust(width) + "  ", style=style or column_style)
+    head.rstrip()
+    width = ui.err.size.width
+    if detail and head.cell_len + 2 + len(detail) <= width:
+        head.append("  " + detail)
+        detail = ""
+    ui.err.print(head, soft_wrap=False, overflow="fold")
+    if detail:
+        ui.err.print(Padding(Text(detail, style="red" if event.task.error else ""), (0, 0, 0, 4)),
+                     soft_wrap=False, overflow="fold")
 
 
 def _show(ui: Ui, event: Event) -> None:
     """The stderr line of one unique event, and its --json line on stdout (a reader that went away
     raises StdoutClosed, which ends the command quietly)."""
-    ui.note(event_line(event))
+    if not ui.quiet:
+        if ui.plain_err:
+            ui.note(event_line(event))
+        else:
+            _styled_line(ui, event)
     if ui.json_mode:
         ui.json(event.as_json())
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,3 +24,6 @@ class SandboxOptions:
     retry_after: float = 1.0
     # Where tasks are saved for the next sandbox (see persist); read once, by start().
     state_file: Path | None = None
+    # Told of each API or CDN request once answered: (method, path, status; None: connection
+    # dropped on purpose). `g3w sandbox` prints a line for each.
+    on_request: Callable[[str, str, int | None], None] | None = None
