@@ -94,7 +94,13 @@ def ask_terminal(query: str, end: str, *, timeout: float = C.PREVIEW_TERMINAL_AN
 
 
 def available() -> bool:
-    return find_spec("textual_image") is not None and find_spec("PIL") is not None
+    """Whether the preview extra is installed (and imports)."""
+    try:
+        import PIL.Image  # noqa: F401 - imported to know that it can be
+        import textual_image  # noqa: F401 - as above
+    except ImportError:
+        return False
+    return True
 
 
 async def show_outputs(ui: Ui, record: Mapping[str, Any], session: HttpSession | None) -> None:

@@ -103,10 +103,22 @@ def brief(exc: Exception) -> str:
     if isinstance(exc, httpx.ConnectTimeout):
         return "timed out connecting"
     if isinstance(exc, httpx.ConnectError):
-        return "connection refused" if "refused" in str(exc).lower() else "could not connect"
+        return "connection refused" if _refused(exc) else "could not connect"
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     return "connection lost"
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a connect error was a refusal (the OS's error sits in the exception's chain)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain is short; never follow a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def one_line(text: object) -> str:

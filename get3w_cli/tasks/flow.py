@@ -117,6 +117,7 @@ class _Run:
         task = _complete(outcome.task, self.created_at)
         files = None
         if output_dir and task.status is Status.COMPLETED:
+            self.observer.notify("status", task.status.value)
             self.observer.notify("phase", "downloading")
             from get3w_cli.downloads import download_outputs
 
