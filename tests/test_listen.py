@@ -413,7 +413,8 @@ def test_event_lines_are_columns_and_wrap_between_words_at_80_columns():
     events = [event("get3w", "pred_1", "completed"), event("abstrakt", "job_22", "processing"),
               event("get3w", "pred_333", "failed", long_error)]
     plain = [event_line(e) for e in events]
-    assert len({line.index(status) for line, status in zip(plain, ("completed", "processing", "failed"))}) == 1
+    statuses = ("completed", "processing", "failed")
+    assert len({line.index(status) for line, status in zip(plain, statuses, strict=True)}) == 1
     ui = Ui()
     ui.plain_err, ui.animated = False, True
     ui._err = Console(file=io.StringIO(), width=80, force_terminal=True, color_system="standard")
