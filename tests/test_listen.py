@@ -398,7 +398,7 @@ def test_event_lines_are_columns_and_wrap_between_words_at_80_columns():
 
     from rich.console import Console
 
-    from get3w_cli.cli.listen_cmd import _show, event_line
+    from get3w_cli.cli.listen_output import event_line, show
     from get3w_cli.cli.render import Ui
     from get3w_cli.records import Task, TaskError
     from get3w_cli.webhooks.receiver import Event, RawDelivery
@@ -419,7 +419,7 @@ def test_event_lines_are_columns_and_wrap_between_words_at_80_columns():
     ui.plain_err, ui.animated = False, True
     ui._err = Console(file=io.StringIO(), width=80, force_terminal=True, color_system="standard")
     for each in events:
-        _show(ui, each)
+        show(ui, each)
     drawn = ui._err.file.getvalue()
     text = re.sub(r"\x1b\[[0-9;]*m", "", drawn)
     assert all(len(line) <= 80 for line in text.splitlines())

@@ -11,7 +11,6 @@ the target answered 2xx, 6 otherwise.
 from __future__ import annotations
 
 import sys
-import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import Tracker, run
 from get3w_cli.cli.context import Context
+from get3w_cli.cli.listen_output import show
 from get3w_cli.cli.options import OUT, FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui, describe_duration
 from get3w_cli.errors import ExitCode, NetworkError, UsageError
@@ -31,7 +31,7 @@ from get3w_cli.names import PROVIDERS, Provider, TunnelKind
 
 if TYPE_CHECKING:
     from get3w_cli.webhooks.listen_loop import Actions, ListenOutcome, StopRules
-    from get3w_cli.webhooks.receiver import Event, Receiver, ReceiverConfig
+    from get3w_cli.webhooks.receiver import Receiver, ReceiverConfig
 
 LISTEN = "Listening"
 ACT = "Actions"
@@ -174,7 +174,7 @@ async def serve(ui: Ui, request: ListenRequest) -> ListenOutcome:
         public = await _public_base(request, receiver.port, stack)
         _announce(ui, request, receiver, public)
         stack.callback(_summary, ui, receiver)
-        return await listen(receiver, request.rules, request.actions, on_event=lambda e: _show(ui, e), note=ui.note)
+        return await listen(receiver, request.rules, request.actions, on_event=lambda e: show(ui, e), note=ui.note)
 
 
 async def _public_base(request: ListenRequest, port: int, stack: AsyncExitStack) -> str | None:
@@ -200,72 +200,6 @@ def _announce(ui: Ui, request: ListenRequest, receiver: Receiver, public: str | 
     if not any(request.config.secrets.values()):
         exposed = " Anyone who knows the public URL can post events." if public else ""
         ui.note(f"No webhook secret: events are not verified (--secret or GET3W_WEBHOOK_SECRET).{exposed}")
-
-
-# The columns of an event line: (width, style); the detail (outputs or error) comes last.
-_COLUMNS = ((8, "dim"), (8, None), (20, "bold"), (10, None), (10, None))
-_STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "magenta", "processing": "cyan",
-                 "created": "blue"}
-
-
-def event_cells(event: Event) -> tuple[list[tuple[str, str | None]], str]:
-    """An event's columns (text, style): local time, provider, id, status, verified|unverified;
-    and its detail: the error, or the number of outputs of a final event."""
-    from get3w_cli.webhooks.http_common import one_line
-
-    task = event.task
-    if task.error is not None:
-        detail = task.error.message
-    elif task.status.terminal:
-        detail = f"{len(task.outputs)} output{'s' if len(task.outputs) != 1 else ''}"
-    else:
-        detail = ""
-    status = task.status.value
-    cells = [(time.strftime("%H:%M:%S", time.localtime(event.raw.received_at)), None), (event.provider, None),
-             (task.id, None), (status, _STATUS_STYLE.get(status)),
-             ("verified", "green") if event.verified else ("unverified", "yellow")]
-    # The id and the error come from whoever posted: one short line, no control characters.
-    return [(one_line(text), style) for text, style in cells], one_line(detail)
-
-
-def event_line(event: Event) -> str:
-    """``<time>  <provider>  <id>  <status>  verified|unverified  <outputs or error>``, in columns."""
-    cells, detail = event_cells(event)
-    head = "  ".join(text.ljust(width) for (text, _), (width, _) in zip(cells, _COLUMNS, strict=True))
-    return f"{head}  {detail}".rstrip()
-
-
-def _styled_line(ui: Ui, event: Event) -> None:
-    """An event on a terminal: coloured columns; a detail that does not fit goes on the next line,
-    indented and wrapped between words (never a word cut at the window's edge)."""
-    from rich.padding import Padding
-    from rich.text import Text
-
-    cells, detail = event_cells(event)
-    head = Text()
-    for (text, style), (width, column_style) in zip(cells, _COLUMNS, strict=True):
-        head.append(text.ljust(width) + "  ", style=style or column_style)
-    head.rstrip()
-    width = ui.err.size.width
-    if detail and head.cell_len + 2 + len(detail) <= width:
-        head.append("  " + detail)
-        detail = ""
-    ui.err.print(head, soft_wrap=False, overflow="fold")
-    if detail:
-        ui.err.print(Padding(Text(detail, style="red" if event.task.error else ""), (0, 0, 0, 4)),
-                     soft_wrap=False, overflow="fold")
-
-
-def _show(ui: Ui, event: Event) -> None:
-    """The stderr line of one unique event, and its --json line on stdout (a reader that went away
-    raises StdoutClosed, which ends the command quietly)."""
-    if not ui.quiet:
-        if ui.plain_err:
-            ui.note(event_line(event))
-        else:
-            _styled_line(ui, event)
-    if ui.json_mode:
-        ui.json(event.as_json())
 
 
 def _summary(ui: Ui, receiver: Receiver) -> None:
