@@ -82,3 +82,50 @@ def test_off_a_terminal_status_and_retries_are_not_printed(sandbox: ThreadedSand
                     env=sandbox_env(sandbox))
     assert result.code == 0, result.stderr
     assert "rate limited" not in result.stderr and "processing" not in result.stderr
+
+
+def test_the_spinner_line_is_phase_status_percentage_retry() -> None:
+    """What each notify kind does to the spinner's line (``--via stream`` sends "progress")."""
+    import io
+
+    from rich.console import Console
+
+    from get3w_cli.cli.progress import Activity
+
+    activity = Activity(Console(file=io.StringIO(), force_terminal=True, width=100), "streaming")
+
+    def line() -> str:
+        return str(activity.progress.tasks[0].description)
+
+    activity.say("status", "processing")
+    activity.say("progress", "42%")
+    assert line() == "streaming · processing · 42%"
+    activity.say("retry", "rate limited, retrying in 3 s")
+    assert line() == "streaming · processing · 42% · rate limited, retrying in 3 s"
+    activity.say("progress", "57%")  # an answer came since: the retry is over
+    assert line() == "streaming · processing · 57%"
+    activity.say("phase", "downloading")  # a new phase keeps the last status, not the percentage
+    assert line() == "downloading · processing"
+    activity.say("status", "[red]x")  # provider text is never markup
+    assert line() == "downloading · \\[red]x"
+
+
+def test_the_http_retry_hook_hears_each_retry_before_its_pause(sandbox: ThreadedSandbox) -> None:
+    import asyncio
+
+    from get3w_cli.errors import RejectedError
+    from get3w_cli.http import HttpSession
+    from get3w_cli.providers import error_parser
+
+    sandbox.sandbox.inject(status=503, count=2, method="GET")
+    heard: list[Retrying] = []
+
+    async def main() -> None:
+        async with HttpSession(on_retry=heard.append) as http:
+            client = http.api(sandbox.base_url, "sk_test_key", errors=error_parser(("get3w", "v3")))
+            with pytest.raises(RejectedError):  # after the two 503s: no such task
+                await client.get("/api/v3/predictions/pred_none")
+
+    asyncio.run(main())
+    assert [(r.method, r.next_attempt, r.max_attempts, r.reason, r.rate_limited) for r in heard] == [
+        ("GET", 2, 5, "HTTP 503", False), ("GET", 3, 5, "HTTP 503", False)]
