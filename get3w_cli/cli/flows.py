@@ -70,11 +70,11 @@ async def run_flow(model: str, route_flags: RouteFlags, account: AccountFlags, i
         ui.stop_progress()
         ui.success(f"{record['id']} completed in {record['elapsed_s']:.1f}s"
                    + (f" via {record['via']}" if record["via"] else ""))
-        await _preview(ui, access.settings, preview, record, services)
+        await show_preview(ui, access.settings, preview, record, services)
     return 0
 
 
-async def _preview(ui: Ui, settings: Settings, flags: PreviewFlags | None, record: dict[str, Any],
+async def show_preview(ui: Ui, settings: Settings, flags: PreviewFlags | None, record: dict[str, Any],
                    services: Services) -> None:
     """--preview (else config defaults.preview): draw the outputs of a completed task."""
     wanted = settings.preview if flags is None or flags.preview is None else flags.preview
@@ -164,7 +164,7 @@ async def wait_flow(task_id: str, route: RouteFlags, account: AccountFlags, wait
         record = await wait_existing(services, adapter, task, values, request, TaskObserver(ui, tracker))
         ui.stop_progress()
         ui.success(f"{record['id']} completed")
-        await _preview(ui, access.settings, preview, record, services)
+        await show_preview(ui, access.settings, preview, record, services)
     return 0
 
 
@@ -185,7 +185,7 @@ async def get_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui: U
             ui.note(f"{task.id}: {task.status.value}")
             for url in task.outputs:
                 ui.data(url)
-        await _preview(ui, access.settings, preview, record, services)
+        await show_preview(ui, access.settings, preview, record, services)
         if task.status in (Status.FAILED, Status.CANCELLED):
             raise TaskFailedError(task)
         return 0

@@ -12,6 +12,7 @@ Only imported when stderr is an animated terminal (rich is never loaded otherwis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -104,7 +105,7 @@ class Activity:
         order = ("phase", "status", "progress", "retry")
         return escape(SEPARATOR.join(self.parts[p] for p in order if self.parts.get(p)))
 
-    def download(self, name: str) -> Any:
+    def download(self, name: str) -> Callable[[int, int | None], None]:
         """A callback ``(done, total)`` for one download: its row appears once it is worth a row."""
         state: dict[str, Any] = {}
 

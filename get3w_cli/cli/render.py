@@ -1,8 +1,9 @@
 """All terminal output: data on stdout, talk on stderr (rich, animated only on a terminal).
 
 The only module that styles text, with its helpers ``progress`` (the live spinner and download
-bars) and ``preview`` (images drawn in the terminal). ``--quiet`` silences talk but never errors; ``NO_COLOR``
-and a non-terminal stderr mean no colour and no animation.
+bars), ``preview`` (images drawn in the terminal) and ``listen_output`` (event columns).
+``--quiet`` silences talk but never errors; ``NO_COLOR`` and a non-terminal stderr mean no
+colour and no animation.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ class Ui:
         activity = self._activity
         if activity is None:
             return _no_progress
-        return activity.download(name)  # type: ignore[no-any-return]  # rich's callback, typed Any there
+        return activity.download(name)
 
 
 def _no_progress(done: int, total: int | None) -> None:
