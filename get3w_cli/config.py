@@ -36,6 +36,7 @@ CONFIG_KEYS = (
     "defaults.via",
     "defaults.timeout",
     "defaults.output",
+    "defaults.preview",
 )
 # Environment variables for each setting (CONTRACT.md sections 1 and 7).
 ENV_NAMES = {
@@ -68,6 +69,20 @@ def parse_duration(text: str | float | int) -> float:
     if seconds < 0:
         raise UsageError(f"invalid duration {text!r}: negative")
     return seconds
+
+
+def parse_bool(value: object, key: str) -> bool:
+    """A boolean setting: true/false (or yes/no, on/off, 1/0), as TOML or as text.
+
+    Raises:
+        UsageError: anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise UsageError(f"invalid {key} {value!r}", hint="use true or false")
 
 
 def check_base_url(url: str) -> str:
@@ -194,22 +209,10 @@ def check_config_value(key: str, value: str) -> Any:
     if key == "defaults.timeout":
         parse_duration(value)
     if key == "ngrok.install":
-        return parse_switch(value, key)
+        return parse_bool(value, key)
+    if key == "defaults.preview":
+        return parse_bool(value, key)
     return value
-
-
-def parse_switch(value: str | bool, name: str) -> bool:
-    """A yes/no setting: true/false, 1/0, yes/no, on/off (a TOML boolean as it is).
-
-    Raises:
-        UsageError: anything else.
-    """
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise UsageError(f"invalid {name} value {value!r}", hint="use true or false (or 1 or 0)")
 
 
 def mask(secret: str | None) -> str:
@@ -236,6 +239,7 @@ class Settings:
     via: str = "auto"
     timeout: float = C.DEFAULT_WAIT_TIMEOUT
     output: str | None = None
+    preview: bool = False
 
     def for_provider(self, provider: str) -> ProviderSettings:
         return self.abstrakt if provider == Provider.ABSTRAKT else self.get3w
@@ -277,8 +281,9 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values:
         get3w=provider_settings(Provider.GET3W),
         abstrakt=provider_settings(Provider.ABSTRAKT),
         ngrok_authtoken=pick("ngrok.authtoken"),
-        ngrok_install=parse_switch(install, "G3W_NGROK_INSTALL / ngrok.install") if install is not None else True,
+        ngrok_install=parse_bool(install, "G3W_NGROK_INSTALL / ngrok.install") if install is not None else True,
         via=via,
         timeout=C.DEFAULT_WAIT_TIMEOUT if timeout is None else parse_duration(timeout),
         output=pick("defaults.output"),
+        preview=parse_bool(pick("defaults.preview") or False, "defaults.preview"),
     )

@@ -63,6 +63,24 @@ DOWNLOAD_EXPANSION_FLOOR = 16 * 1024 * 1024
 DOWNLOAD_MAX_DECODED_BYTES = 2 * 1024 * 1024 * 1024
 # Above this size a download shows a progress bar on a terminal.
 DOWNLOAD_PROGRESS_MIN_BYTES = 1024 * 1024
+# The download bar's width in cells: bytes, speed and ETA need the rest of an 80-column line.
+PROGRESS_BAR_WIDTH = 20
+# --preview: how long the terminal gets to answer "which graphics do you have" (a local terminal
+# answers in a few ms; an ssh link takes a round trip); the largest output fetched just to be
+# shown (an image is a few MiB; anything larger is better opened with -o and `g3w open`); rows
+# of the window left free under the image (the prompt and the line naming it stay in view); at
+# most this many times enlarged (a 64 px image is not blown up to a whole screen of blur); the
+# pixel size of a cell when the terminal does not say (VT340's, textual-image's guess too); and
+# the base64 characters per kitty graphics escape (the protocol's limit is 4096).
+PREVIEW_TERMINAL_ANSWER_TIMEOUT = 0.5
+PREVIEW_MAX_BYTES = 64 * 1024 * 1024
+PREVIEW_ROWS_KEPT = 3
+PREVIEW_MAX_SCALE = 4.0
+PREVIEW_CELL_PIXELS = (10, 20)
+PREVIEW_KITTY_CHUNK = 4096
+# `g3w open`: a viewer that exits within this long is checked for failure; one still running
+# then (a browser, an image viewer window) is left to run on its own.
+OPEN_VIEWER_WAIT = 5.0
 
 # --- Retries (attempts *and* a time budget, like stamina) ---------------------
 RETRY_MAX_ATTEMPTS = 5

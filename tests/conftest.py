@@ -128,18 +128,33 @@ def g3w(*args: str, env: dict[str, str] | None = None, input: str | None = None,
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def g3w_on_terminal(*args: str, env: dict[str, str], timeout: float = 60) -> Result:
+def g3w_on_terminal(*args: str, env: dict[str, str], timeout: float = 60,
+                    answers: dict[bytes, bytes] | None = None, size: tuple[int, int] | None = None) -> Result:
     """Run g3w with stderr on a pseudo-terminal (TERM=xterm), as a user at a terminal sees it;
-    ``stderr`` is everything drawn there, control sequences included."""
+    ``stderr`` is everything drawn there, control sequences included.
+
+    ``answers``: the test plays the terminal: stdin is the pseudo-terminal too, and each time g3w
+    writes a query (a key: ``b"\x1b[c"``) its answer is typed back. ``size``: the window's
+    (columns, rows), 10 x 20 pixels a cell, as the terminal reports it.
+    """
     master, terminal = os.openpty()
-    full_env = {**os.environ, **env, "TERM": "xterm", "COLUMNS": "160"}
+    if size is not None:
+        import fcntl
+        import struct
+        import termios
+
+        columns, rows = size
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, columns * 10, rows * 20))
+    full_env = {**os.environ, "TERM": "xterm", "COLUMNS": "160", **env}
     full_env.pop("NO_COLOR", None)
     proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", *args], env=full_env, text=True,
-                            stdout=subprocess.PIPE, stderr=terminal)
+                            stdout=subprocess.PIPE, stderr=terminal,
+                            stdin=terminal if answers is not None else None)
     os.close(terminal)
     chunks: list[bytes] = []
 
     def drain() -> None:  # until the child's side closes (EIO), so it never blocks on a full pty
+        seen = 0
         while True:
             try:
                 chunk = os.read(master, 4096)
@@ -148,6 +163,11 @@ def g3w_on_terminal(*args: str, env: dict[str, str], timeout: float = 60) -> Res
             if not chunk:
                 return
             chunks.append(chunk)
+            drawn = b"".join(chunks)
+            for query, answer in (answers or {}).items():
+                for _ in range(drawn.count(query, max(seen - len(query) + 1, 0))):
+                    os.write(master, answer)
+            seen = len(drawn)
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()

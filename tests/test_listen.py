@@ -369,6 +369,66 @@ def test_sigint_exits_130_and_frees_the_port(listen):
         sock.bind(("127.0.0.1", proc.port))
 
 
+def test_ctrl_c_is_how_a_listener_stops_summary_and_no_error(listen):
+    """Ctrl-C prints the summary, no "Error: interrupted", and still exits 130."""
+    proc = listen()
+    assert httpx.post(proc.url, content=get3w_body("pred_sum")).status_code == 200
+    wait_until(lambda: "pred_sum" in proc.stderr)
+    proc.proc.send_signal(signal.SIGINT)
+    assert proc.wait() == 130
+    assert "1 event(s), 0 duplicate(s), 0 stale, 0 rejected" in proc.stderr
+    assert "Error" not in proc.stderr and "interrupted" not in proc.stderr
+
+
+def test_ctrl_c_says_which_forwards_were_dropped(listen):
+    """An event still waiting to reach a --forward-to app that is down is dropped at Ctrl-C: said."""
+    with refusing_url() as down:
+        proc = listen("--forward-to", down)
+        assert httpx.post(proc.url, content=get3w_body("pred_fwd")).status_code == 200
+        wait_until(lambda: "is not taking deliveries" in proc.stderr)
+        proc.proc.send_signal(signal.SIGINT)
+        assert proc.wait() == 130
+    assert f"stopped before forwarding 1 event(s) to {down}: they were dropped" in proc.stderr
+
+
+def test_event_lines_are_columns_and_wrap_between_words_at_80_columns():
+    """On a terminal: the status in colour, the columns aligned, and a long error on its own
+    indented lines, never a word cut at the window's edge."""
+    import io
+
+    from rich.console import Console
+
+    from get3w_cli.cli.listen_output import event_line, show
+    from get3w_cli.cli.render import Ui
+    from get3w_cli.records import Task, TaskError
+    from get3w_cli.webhooks.receiver import Event, RawDelivery
+
+    def event(provider: str, task_id: str, status: str, error: str | None = None) -> Event:
+        raw = RawDelivery(received_at=time.time(), method="POST", path="/", query="", headers={}, body=b"{}",
+                          answered=200)
+        task = Task(task_id, provider, "v3", "m", Status(status), error=TaskError(None, error) if error else None)
+        return Event(provider=provider, task=task, verified=False, payload={}, raw=raw)
+
+    long_error = "the model refused this prompt because it asks for something far too long to draw " * 2
+    events = [event("get3w", "pred_1", "completed"), event("abstrakt", "job_22", "processing"),
+              event("get3w", "pred_333", "failed", long_error)]
+    plain = [event_line(e) for e in events]
+    statuses = ("completed", "processing", "failed")
+    assert len({line.index(status) for line, status in zip(plain, statuses, strict=True)}) == 1
+    ui = Ui()
+    ui.plain_err, ui.animated = False, True
+    ui._err = Console(file=io.StringIO(), width=80, force_terminal=True, color_system="standard")
+    for each in events:
+        show(ui, each)
+    drawn = ui._err.file.getvalue()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", drawn)
+    assert all(len(line) <= 80 for line in text.splitlines())
+    words = set(long_error.split())
+    continued = [line.strip() for line in text.splitlines() if line.startswith("    ")]
+    assert continued and all(word in words for line in continued for word in line.split())
+    assert "\x1b[32mcompleted" in drawn and "\x1b[31mfailed" in drawn
+
+
 def test_closed_stdout_ends_the_listener_quietly():
     """``g3w listen --json | head -1``: when the reader goes away the command exits 0, no traceback."""
     proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "listen", "--port", "0", "--print-url", "--json"],

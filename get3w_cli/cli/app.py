@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("task_cmds", "Fetch a task's current state once (exit 1 if it failed or was cancelled)."),
     "wait": ("task_cmds", "Wait for an already submitted task (polling) and print its outputs."),
     "cancel": ("task_cmds", "Cancel (Get3W v3: delete) a task that has not finished."),
+    "open": ("open_cmd", "Open a task's outputs (downloaded files, else URLs) or a file in the default viewer."),
     "listen": ("listen_cmd", "Receive webhooks: print each unique event, forward it, run a command, save deliveries."),
     "batch": ("batch_cmd", "Run many tasks from a JSON Lines file: one listener, -j at once, resumable."),
     "history": ("history_cmd", "Show the tasks (or batches, or a batch's lines) recorded in the local journal."),

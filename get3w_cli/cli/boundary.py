@@ -37,6 +37,9 @@ class Tracker:
     printed: set[str] = field(default_factory=set)
     cancel_on_interrupt: bool = False
     resume_hint: str | None = None
+    # A server (listen, sandbox, relay): Ctrl-C is how it is meant to stop, not an error; it has
+    # printed its summary on the way out, and exits 130 without an "Error: interrupted".
+    serving: bool = False
     render: Callable[[Ui, dict[str, Any]], None] | None = None
 
     def record(self, record: dict[str, Any]) -> None:
@@ -89,7 +92,7 @@ async def _guarded(factory: Callable[[], Awaitable[int]]) -> int:
 
 def report_interrupt(ui: Ui, tracker: Tracker) -> None:
     ui.stop_progress()
-    if not tracker.running and not tracker.resume_hint:
+    if not tracker.running and not tracker.resume_hint and not tracker.serving:
         ui.error("interrupted")
     for task_id in tracker.running:
         if tracker.cancel_on_interrupt:
@@ -101,15 +104,24 @@ def report_interrupt(ui: Ui, tracker: Tracker) -> None:
         ui.error("interrupted", hint=tracker.resume_hint)
 
 
-def configure_logging(debug: bool) -> None:
+def configure_logging(debug: bool, ui: Ui | None = None) -> None:
     """Library logs (g3w.*, pyngrok, aiohttp) reach stderr as plain lines: warnings, or all with --debug.
 
     Every line goes through ``redact``: --debug output is pasted into bug reports, and libraries
     log what they send (httpx: a v1 submit's URL, carrying the callback URL and its token).
+    With ``ui``, lines are printed through it, so that they go above its spinner, never into it.
     """
     import logging
 
-    handler = logging.StreamHandler()
+    class ThroughUi(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            assert ui is not None
+            try:
+                ui.log_line(self.format(record))
+            except Exception:  # noqa: BLE001 - logging's rule: a handler that fails reports it, never raises
+                self.handleError(record)
+
+    handler = logging.StreamHandler() if ui is None else ThroughUi()
     handler.setFormatter(redacting_formatter("%(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -182,7 +194,7 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
     tracker = tracker or Tracker()
     _freeze_start_up()
     gc.enable()
-    configure_logging(ui.debug)
+    configure_logging(ui.debug, ui)
     try:
         code = asyncio.run(_guarded(factory))
         _flush(ui, tracker)

@@ -9,7 +9,7 @@ command and resolves settings (flag > environment > file > default) once per set
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ from get3w_cli.names import FACTS, PROVIDERS, provider_named
 
 if TYPE_CHECKING:
     from get3w_cli.config import Settings
-    from get3w_cli.http import ApiClient, HttpSession
+    from get3w_cli.http import ApiClient, HttpSession, Retrying
     from get3w_cli.journal import Journal
     from get3w_cli.models_cache import ModelsCache
     from get3w_cli.providers import Adapter, Route
@@ -173,8 +173,10 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(ctx: Context, access: Access) -> AsyncIterator[Services]:
-    """Open the HTTP session, the journal and (with --sandbox) an in-process sandbox."""
+async def open_services(ctx: Context, access: Access, *, on_retry: Callable[[Retrying], None] | None = None
+                        ) -> AsyncIterator[Services]:
+    """Open the HTTP session, the journal and (with --sandbox) an in-process sandbox; ``on_retry``
+    hears of each HTTP retry (the spinner says it)."""
     from get3w_cli.http import HttpSession
 
     async with AsyncExitStack() as stack:
@@ -183,7 +185,7 @@ async def open_services(ctx: Context, access: Access) -> AsyncIterator[Services]
         sandbox, secret = None, None
         if access.sandbox:
             sandbox, secret = await _start_sandbox(stack, ctx)
-        session = await stack.enter_async_context(HttpSession(backend=access.backend))
+        session = await stack.enter_async_context(HttpSession(backend=access.backend, on_retry=on_retry))
         yield Services(settings=access.settings, session=session, journal=journal, sandbox=sandbox,
                        sandbox_secret=secret, models_dir=None if access.sandbox else ctx.state_dir())
 

@@ -13,23 +13,19 @@ failed; the provider's errors as usual (3, 5, 6).
 from __future__ import annotations
 
 import dataclasses
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import Tracker, run
-from get3w_cli.cli.options import AccountFlags, OutputFlags, RouteFlags, TalkFlags, TaskId, options
+from get3w_cli.cli.options import AccountFlags, OutputFlags, PreviewFlags, RouteFlags, TalkFlags, TaskId, options
 from get3w_cli.cli.render import Ui
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
 
-    from get3w_cli.cli.context import Services
     from get3w_cli.config import Settings
     from get3w_cli.errors import G3wError
     from get3w_cli.journal import JournalEntry
-    from get3w_cli.providers import Adapter
     from get3w_cli.records import Task
 
 NO_OUTPUTS = "no_outputs"  # error.code of a task that completed without outputs (CONTRACT.md section 2)
@@ -38,20 +34,20 @@ NO_OUTPUTS = "no_outputs"  # error.code of a task that completed without outputs
 @app.command("download")
 @options(help_overrides={"output": "Download into DIR (default: the config's defaults.output, else the current "
                                    "directory) as <id>_<index>.<ext>."})
-def download_cmd(task_id: TaskId, *, output: OutputFlags, talk: TalkFlags, route: RouteFlags,
-                 account: AccountFlags) -> None:
+def download_cmd(task_id: TaskId, *, output: OutputFlags, preview: PreviewFlags, talk: TalkFlags,
+                 route: RouteFlags, account: AccountFlags) -> None:
     """Download a finished task's outputs (fresh URLs when the recorded ones expired)."""
     ui, tracker = Ui.for_talk(talk), Tracker()
 
     async def body() -> int:
         with ui.activity("downloading"):
-            return await download_flow(task_id, route, account, output, ui, tracker)
+            return await download_flow(task_id, route, account, output, ui, tracker, preview)
 
     run(ui, body, tracker=tracker)
 
 
 async def download_flow(task_id: str, route: RouteFlags, account: AccountFlags, output: OutputFlags, ui: Ui,
-                        tracker: Tracker) -> int:
+                        tracker: Tracker, preview: PreviewFlags | None = None) -> int:
     """Find the task's outputs (journal, else provider), download them, journal and report the files."""
     from get3w_cli.cli import resolve
     from get3w_cli.cli.context import Context, open_services
@@ -62,15 +58,15 @@ async def download_flow(task_id: str, route: RouteFlags, account: AccountFlags, 
     ctx = Context()
     access = resolve.access(ctx, account, provider=route.provider, output=output)
     dest, why = _destination(output, access.settings)
-    async with open_services(ctx, access) as services:
+    async with open_services(ctx, access, on_retry=ui.retrying) as services:
         entry = services.journal.find(task_id)
 
         async def ask() -> Task:
-            adapter = _adapter(services, route, account, task_id, entry)
-            with _about_task(task_id):
-                task = await adapter.get(task_id)
-            model = entry.model if entry else ""
-            return task if task.model or not model else dataclasses.replace(task, model=model)
+            from get3w_cli.cli.flows import about_task, locate, with_model
+
+            adapter, _input, model = locate(services, route, account, task_id)
+            with about_task(task_id):
+                return with_model(await adapter.get(task_id), model)
 
         # An in-process sandbox is a new one each run: the URLs an earlier one gave point nowhere.
         task = (None if services.sandbox else _recorded(entry)) or await ask()
@@ -91,8 +87,11 @@ async def download_flow(task_id: str, route: RouteFlags, account: AccountFlags, 
         record = _record(task, entry, files=files)
         services.journal.task_updated(task.id, task.status.value, record)
         tracker.record(record)
-    ui.stop_progress()
-    ui.success(f"downloaded {len(files)} file(s) of {task.id}")
+        ui.stop_progress()
+        ui.success(f"downloaded {len(files)} file(s) of {task.id}")
+        from get3w_cli.cli.flows import show_preview
+
+        await show_preview(ui, access.settings, preview, record, services)
     return 0
 
 
@@ -150,29 +149,3 @@ def _nothing_to_download(task: Task) -> G3wError:
         return NotFinishedError(f"task {task.id} is still {task.status.value}: nothing to download yet",
                                 hint=f"wait for it and download with: g3w wait {task.id} -o DIR")
     return TaskFailedError(task, hint="there is nothing to download")
-
-
-def _adapter(services: Services, route: RouteFlags, account: AccountFlags, task_id: str,
-             entry: JournalEntry | None) -> Adapter:
-    """The task's API: the journal's (its recorded base URL), else guessed from the id and flags."""
-    from get3w_cli.cli.flows import guess_route
-    from get3w_cli.providers import Route, make_adapter
-
-    if entry and not (route.provider and route.provider != entry.provider):
-        found = Route(entry.provider, entry.api, entry.model)
-        base = None if (account.base_url or services.sandbox) else entry.base_url
-        return make_adapter(found, services.client(found.provider, found.api, base_url=base))
-    return services.adapter(guess_route(task_id, route.provider, route.api))
-
-
-@contextmanager
-def _about_task(task_id: str) -> Iterator[None]:
-    """A 404 on the task's own URL is about its id (or where g3w looked for it)."""
-    from get3w_cli.errors import RejectedError
-
-    try:
-        yield
-    except RejectedError as exc:
-        if exc.status == 404:
-            exc.hint = f"check the task id {task_id} (and --provider / --api / --base-url if g3w did not submit it)"
-        raise

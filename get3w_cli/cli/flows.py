@@ -22,8 +22,17 @@ from get3w_cli.records import Status, Task, unknown_status_note
 
 if TYPE_CHECKING:
     from get3w_cli.cli.boundary import Tracker
-    from get3w_cli.cli.options import AccountFlags, InputFlags, JournalFlags, OutputFlags, RouteFlags, WaitFlags
+    from get3w_cli.cli.options import (
+        AccountFlags,
+        InputFlags,
+        JournalFlags,
+        OutputFlags,
+        PreviewFlags,
+        RouteFlags,
+        WaitFlags,
+    )
     from get3w_cli.cli.render import Ui
+    from get3w_cli.config import Settings
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
@@ -45,7 +54,8 @@ class TaskObserver:
 
 
 async def run_flow(model: str, route_flags: RouteFlags, account: AccountFlags, inputs: InputFlags, wait: WaitFlags,
-                   output: OutputFlags, journal: JournalFlags, ui: Ui, tracker: Tracker) -> int:
+                   output: OutputFlags, journal: JournalFlags, ui: Ui, tracker: Tracker,
+                   preview: PreviewFlags | None = None) -> int:
     """g3w run: submit one task and wait for it (the boundary prints its record)."""
     from get3w_cli.tasks import run_task
 
@@ -55,12 +65,23 @@ async def run_flow(model: str, route_flags: RouteFlags, account: AccountFlags, i
     access = resolve.access(ctx, account, journal, provider=route.provider, wait=wait, output=output)
     request = resolve.wait_request(ctx, access.settings, wait, output)
     tracker.cancel_on_interrupt = request.plan.on_timeout == OnTimeout.CANCEL
-    async with open_services(ctx, access) as services:
+    async with open_services(ctx, access, on_retry=ui.retrying) as services:
         record = await run_task(services, spec, request, TaskObserver(ui, tracker))
-    ui.stop_progress()
-    ui.success(f"{record['id']} completed in {record['elapsed_s']:.1f}s"
-               + (f" via {record['via']}" if record["via"] else ""))
+        ui.stop_progress()
+        ui.success(f"{record['id']} completed in {record['elapsed_s']:.1f}s"
+                   + (f" via {record['via']}" if record["via"] else ""))
+        await show_preview(ui, access.settings, preview, record, services)
     return 0
+
+
+async def show_preview(ui: Ui, settings: Settings, flags: PreviewFlags | None, record: dict[str, Any],
+                   services: Services) -> None:
+    """--preview (else config defaults.preview): draw the outputs of a completed task."""
+    wanted = settings.preview if flags is None or flags.preview is None else flags.preview
+    if wanted and record.get("status") == Status.COMPLETED.value:
+        from get3w_cli.cli.preview import show_outputs
+
+        await show_outputs(ui, record, services.session)
 
 
 async def submit_flow(model: str, webhook_url: str | None, route_flags: RouteFlags, account: AccountFlags,
@@ -73,7 +94,7 @@ async def submit_flow(model: str, webhook_url: str | None, route_flags: RouteFla
     spec = resolve.task_spec(route, inputs)
     access = resolve.access(ctx, account, journal, provider=route.provider)
     tracker.render = _print_submitted
-    async with open_services(ctx, access) as services:
+    async with open_services(ctx, access, on_retry=ui.retrying) as services:
         task = await submit_only(services, spec, webhook_url, TaskObserver(ui, tracker))
     ui.note(f"wait for it with: g3w wait {task.id}")
     return 0
@@ -93,7 +114,7 @@ def guess_route(task_id: str, provider: str | None, api: str | None) -> Route:
     return Route(Provider.GET3W, api or (Api.V1 if _UUID.match(task_id) else Api.V3), "")
 
 
-def _locate(services: Services, route: RouteFlags, account: AccountFlags, task_id: str
+def locate(services: Services, route: RouteFlags, account: AccountFlags, task_id: str
             ) -> tuple[Adapter, dict[str, Any], str]:
     """The adapter for a task id, and the input and model the journal remembers for it."""
     from get3w_cli.providers import make_adapter
@@ -108,7 +129,7 @@ def _locate(services: Services, route: RouteFlags, account: AccountFlags, task_i
 
 
 @contextmanager
-def _about_task(task_id: str) -> Iterator[None]:
+def about_task(task_id: str) -> Iterator[None]:
     """A 404 / 409 on a task's own URL is about that task, not about a model or inputs: say so."""
     try:
         yield
@@ -120,13 +141,13 @@ def _about_task(task_id: str) -> Iterator[None]:
         raise
 
 
-def _with_model(task: Task, model: str) -> Task:
+def with_model(task: Task, model: str) -> Task:
     """Some answers (a v3 delete) do not name the model; the journal does."""
     return task if task.model or not model else dataclasses.replace(task, model=model)
 
 
 async def wait_flow(task_id: str, route: RouteFlags, account: AccountFlags, wait: WaitFlags, output: OutputFlags,
-                    ui: Ui, tracker: Tracker) -> int:
+                    ui: Ui, tracker: Tracker, preview: PreviewFlags | None = None) -> int:
     """g3w wait: poll an already submitted task to its end (no callback can be registered now)."""
     from get3w_cli.tasks import wait_existing
 
@@ -134,26 +155,29 @@ async def wait_flow(task_id: str, route: RouteFlags, account: AccountFlags, wait
     access = resolve.access(ctx, account, provider=route.provider, wait=wait, output=output)
     request = resolve.wait_request(ctx, access.settings, wait, output)
     tracker.cancel_on_interrupt = request.plan.on_timeout == OnTimeout.CANCEL
-    async with open_services(ctx, access) as services:
-        adapter, values, model = _locate(services, route, account, task_id)
+    async with open_services(ctx, access, on_retry=ui.retrying) as services:
+        adapter, values, model = locate(services, route, account, task_id)
         if request.via in (Via.WEBHOOK, Via.STREAM):
             what = "a callback cannot be registered" if request.via == Via.WEBHOOK else "no stream can be opened"
             ui.note(f"{what} for a task already submitted; polling")
-        with _about_task(task_id):
-            task = _with_model(await adapter.get(task_id), model)
+        with about_task(task_id):
+            task = with_model(await adapter.get(task_id), model)
         record = await wait_existing(services, adapter, task, values, request, TaskObserver(ui, tracker))
-    ui.stop_progress()
-    ui.success(f"{record['id']} completed")
+        ui.stop_progress()
+        ui.success(f"{record['id']} completed")
+        await show_preview(ui, access.settings, preview, record, services)
     return 0
 
 
-async def get_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui: Ui) -> int:
+async def get_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui: Ui,
+                   preview: PreviewFlags | None = None) -> int:
     """g3w get: one GET; exit 1 when the task failed or was cancelled."""
     ctx = Context()
-    async with open_services(ctx, resolve.access(ctx, account, provider=route.provider)) as services:
-        adapter, values, model = _locate(services, route, account, task_id)
-        with _about_task(task_id):
-            task = _with_model(await adapter.get(task_id), model)
+    access = resolve.access(ctx, account, provider=route.provider)
+    async with open_services(ctx, access, on_retry=ui.retrying) as services:
+        adapter, values, model = locate(services, route, account, task_id)
+        with about_task(task_id):
+            task = with_model(await adapter.get(task_id), model)
         unknown = unknown_status_note(task)
         if unknown is not None:
             ui.note(unknown)
@@ -165,6 +189,7 @@ async def get_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui: U
             ui.note(f"{task.id}: {task.status.value}")
             for url in task.outputs:
                 ui.data(url)
+        await show_preview(ui, access.settings, preview, record, services)
         if task.status in (Status.FAILED, Status.CANCELLED):
             raise TaskFailedError(task)
         return 0
@@ -177,12 +202,12 @@ async def cancel_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui
 
     ctx = Context()
     async with open_services(ctx, resolve.access(ctx, account, provider=route.provider)) as services:
-        adapter, values, model = _locate(services, route, account, task_id)
+        adapter, values, model = locate(services, route, account, task_id)
         if not adapter.can_cancel:
             raise UsageError(f"{adapter.provider} {adapter.api} has no cancel endpoint; nothing was sent")
-        with _about_task(task_id):
+        with about_task(task_id):
             task, sent = await cancel_unless_finished(adapter, task_id, delete_outputs=delete_outputs)
-        task = _with_model(task, model)
+        task = with_model(task, model)
         if not sent:
             raise UsageError(
                 f"task {task_id} already {task.status.value}; nothing was cancelled or deleted",

@@ -21,8 +21,9 @@ import typer
 
 from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
-from get3w_cli.cli.boundary import run
+from get3w_cli.cli.boundary import Tracker, run
 from get3w_cli.cli.context import Context
+from get3w_cli.cli.listen_output import show
 from get3w_cli.cli.options import OUT, FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui, describe_duration
 from get3w_cli.errors import ExitCode, NetworkError, UsageError
@@ -31,7 +32,7 @@ from get3w_cli.names import PROVIDERS, Provider, TunnelKind
 if TYPE_CHECKING:
     from get3w_cli.webhooks.listen_loop import Actions, ListenOutcome, StopRules
     from get3w_cli.webhooks.ngrok_agent import AgentSearch
-    from get3w_cli.webhooks.receiver import Event, Receiver, ReceiverConfig
+    from get3w_cli.webhooks.receiver import Receiver, ReceiverConfig
 
 LISTEN = "Listening"
 ACT = "Actions"
@@ -157,7 +158,7 @@ def listen_cmd(*, listen: ListenFlags, talk: TalkFlags) -> None:
         request = build_request(ctx, listen, json_mode=talk.json_out)
         return _exit_code(ui, request, await serve(ui, request))
 
-    run(ui, body)
+    run(ui, body, tracker=Tracker(serving=listen.replay is None))
 
 
 async def serve(ui: Ui, request: ListenRequest) -> ListenOutcome:
@@ -175,7 +176,7 @@ async def serve(ui: Ui, request: ListenRequest) -> ListenOutcome:
         _announce(ui, request, receiver, public)
         stack.callback(_summary, ui, receiver)
         said: set[str] = set()  # the unknown status words already mentioned
-        return await listen(receiver, request.rules, request.actions, on_event=lambda e: _show(ui, e, said),
+        return await listen(receiver, request.rules, request.actions, on_event=lambda e: show(ui, e, said),
                             note=ui.note)
 
 
@@ -202,39 +203,6 @@ def _announce(ui: Ui, request: ListenRequest, receiver: Receiver, public: str | 
     if not any(request.config.secrets.values()):
         exposed = " Anyone who knows the public URL can post events." if public else ""
         ui.note(f"No webhook secret: events are not verified (--secret or GET3W_WEBHOOK_SECRET).{exposed}")
-
-
-def event_line(event: Event) -> str:
-    """``<received_at>  <provider>  <id>  <status>  verified|unverified  <outputs or error>``."""
-    from get3w_cli.webhooks.http_common import one_line
-    from get3w_cli.webhooks.receiver import iso_utc
-
-    task = event.task
-    if task.error is not None:
-        detail = task.error.message
-    elif task.status.terminal:
-        detail = f"{len(task.outputs)} output{'s' if len(task.outputs) != 1 else ''}"
-    else:
-        detail = ""
-    fields = (iso_utc(event.raw.received_at), event.provider, task.id, task.status.value,
-              "verified" if event.verified else "unverified", detail)
-    return "  ".join(one_line(f) for f in fields if f)  # the id and error come from whoever posted
-
-
-def _show(ui: Ui, event: Event, said: set[str]) -> None:
-    """The stderr line of one unique event, and its --json line on stdout (a reader that went away
-    raises StdoutClosed, which ends the command quietly). A status word g3w does not know is
-    mentioned once (the event says ``processing``, as CONTRACT.md section 1 maps it)."""
-    from get3w_cli.records import unknown_status_note
-    from get3w_cli.webhooks.http_common import one_line
-
-    word = event.task.unknown_status
-    if word is not None and word not in said and len(said) < C.LISTEN_UNKNOWN_WORDS_MAX:
-        said.add(word)
-        ui.note(one_line(unknown_status_note(event.task) or word))  # the word comes from whoever posted
-    ui.note(event_line(event))
-    if ui.json_mode:
-        ui.json(event.as_json())
 
 
 def _summary(ui: Ui, receiver: Receiver) -> None:

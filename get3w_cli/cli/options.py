@@ -159,6 +159,14 @@ class OutputFlags(FlagGroup):
         "--output", "-o", help="Download outputs into DIR as <id>_<index>.<ext>.", panel=OUT, metavar="DIR")] = None
 
 
+class PreviewFlags(FlagGroup):
+    """Looking at the result in the terminal (CONTRACT.md section 12); None means "not given"."""
+
+    preview: Annotated[bool | None, _opt(
+        "--preview/--no-preview", help="Draw image outputs in the terminal (default: config defaults.preview).",
+        panel=OUT)] = None
+
+
 class TalkFlags(FlagGroup):
     """What goes to stdout and stderr."""
 

@@ -1,7 +1,9 @@
 """All terminal output: data on stdout, talk on stderr (rich, animated only on a terminal).
 
-The only module that styles text. ``--quiet`` silences talk but never errors; ``NO_COLOR``
-and a non-terminal stderr mean no colour and no animation.
+The only module that styles text, with its helpers ``progress`` (the live spinner and download
+bars), ``preview`` (images drawn in the terminal) and ``listen_output`` (event columns).
+``--quiet`` silences talk but never errors; ``NO_COLOR`` and a non-terminal stderr mean no
+colour and no animation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from get3w_cli import constants as C
 
 if TYPE_CHECKING:
     from get3w_cli.cli.options import TalkFlags
+    from get3w_cli.cli.progress import Activity
+    from get3w_cli.http.failures import Retrying
+
+# What only the spinner shows (CONTRACT 2: progress goes to stderr only on a terminal).
+SPINNER_ONLY = frozenset({"phase", "status", "progress", "retry"})
 
 
 def escape(text: str) -> str:
@@ -65,8 +72,7 @@ class Ui:
         dumb = os.environ.get("TERM", "").lower() in ("dumb", "unknown")
         self.animated = not self.plain_err and not quiet and not dumb
         self._err: Any = None
-        self._progress: Any = None
-        self._phase_task: Any = None
+        self._activity: Activity | None = None
 
     @classmethod
     def for_talk(cls, talk: TalkFlags) -> Ui:
@@ -147,6 +153,15 @@ class Ui:
         if not self.quiet:
             self._talk("green", "✓ ", text)
 
+    def hint(self, text: str) -> None:
+        if not self.quiet:
+            self._talk("cyan", "Hint: ", text)
+
+    def raw(self, text: str) -> None:
+        """Escape sequences (an inline image) written to the terminal on stderr as they are."""
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
     def error(self, message: str, hint: str | None = None) -> None:
         self.stop_progress()
         self._talk("bold red", "Error: ", message)
@@ -154,18 +169,32 @@ class Ui:
             self._talk("cyan", "Hint: ", hint)
 
     def notify(self, kind: str, text: str) -> None:
-        """The callback the core calls: phases animate, notes are printed."""
-        if kind == "phase":
-            self.phase(text)
+        """The callback the core calls: phases, the provider's status, a stream's percentage and
+        retries change the spinner's line (on a terminal; elsewhere they are not printed);
+        notes and warnings are printed."""
+        if kind in SPINNER_ONLY:
+            if self._activity is not None:
+                self._activity.say(kind, text)
         elif kind == "warn":
             self.warn(text)
         else:
             self.note(text)
 
+    def retrying(self, retry: Retrying) -> None:
+        """The HTTP layer's ``on_retry`` hook: the spinner says why and what comes next."""
+        self.notify("retry", describe_retry(retry))
+
+    def log_line(self, text: str) -> None:
+        """A library's log line: above the spinner while one is up (never run into it)."""
+        if self._activity is not None:
+            self.err.print(text, markup=False, highlight=False, style=None)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
     # --- progress ----------------------------------------------------------------------
     def phase(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.update(self._phase_task, description=escape(text))
+        self.notify("phase", text)
 
     @contextmanager
     def activity(self, first_phase: str) -> Iterator[None]:
@@ -173,35 +202,38 @@ class Ui:
         if not self.animated:
             yield
             return
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from get3w_cli.cli.progress import Activity
 
-        self._progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=self.err, transient=True
-        )
-        self._phase_task = self._progress.add_task(escape(first_phase), total=None)
+        self._activity = Activity(self.err, first_phase)
         try:
-            with self._progress:
+            with self._activity:
                 yield
         finally:
-            self._progress = None
+            self._activity = None
 
     def stop_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        if self._activity is not None:
+            self._activity.stop()
+            self._activity = None
 
     def download_progress(self, name: str) -> Callable[[int, int | None], None]:
-        """A progress callback for one download: a bar for large files on a terminal."""
-        state: dict[str, Any] = {}
+        """A progress callback for one download: a bar (bytes, speed, ETA) for large files on a terminal."""
+        activity = self._activity
+        if activity is None:
+            return _no_progress
+        return activity.download(name)
 
-        def update(done: int, total: int | None) -> None:
-            if self._progress is None or total is None or total < C.DOWNLOAD_PROGRESS_MIN_BYTES:
-                return
-            if "task" not in state:
-                state["task"] = self._progress.add_task(escape(name), total=total)
-            self._progress.update(state["task"], completed=done)
 
-        return update
+def _no_progress(done: int, total: int | None) -> None:
+    pass
+
+
+def describe_retry(retry: Retrying) -> str:
+    """``rate limited, retrying in 3 s`` or ``connection refused, retry 2 of 5`` (``... in 4 s``)."""
+    if retry.rate_limited:
+        return f"rate limited, retrying in {retry.delay:.0f} s"
+    later = f" in {retry.delay:.0f} s" if retry.delay >= 1 else ""
+    return f"{retry.reason}, retry {retry.next_attempt} of {retry.max_attempts}{later}"
 
 
 def print_task_result(ui: Ui, record: Mapping[str, Any]) -> None:

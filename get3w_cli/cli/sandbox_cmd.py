@@ -1,17 +1,23 @@
-"""``g3w sandbox``: serve the local stand-in for both providers until Ctrl-C."""
+"""``g3w sandbox``: serve the local stand-in for both providers until Ctrl-C.
+
+stdout: its base URL. stderr: where it listens, the ``export`` lines that point g3w at it, one
+line per request answered, and on Ctrl-C (exit 130, the normal way to stop it) how many it served.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import typer
 
 from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
-from get3w_cli.cli.boundary import run
+from get3w_cli.cli.boundary import Tracker, run
+from get3w_cli.cli.context import SANDBOX_KEY
 from get3w_cli.cli.options import FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui
-from get3w_cli.names import SignatureScheme
+from get3w_cli.names import FACTS, PROVIDERS, SignatureScheme
 
 
 def _opt(*names: str, help: str, metavar: str | None = None) -> Any:
@@ -52,6 +58,11 @@ def sandbox_cmd(*, sandbox: SandboxFlags, talk: TalkFlags) -> None:
     sandbox_output_bytes, sandbox_webhook=drop|early|late_processing.
     """
     ui = Ui.for_talk(talk)
+    served = [0]
+
+    def answered(method: str, path: str, status: int | None) -> None:
+        served[0] += 1
+        ui.note(request_line(method, path, status))
 
     async def body() -> int:
         from get3w_cli.config import parse_duration
@@ -59,13 +70,38 @@ def sandbox_cmd(*, sandbox: SandboxFlags, talk: TalkFlags) -> None:
 
         options = SandboxOptions(duration=parse_duration(sandbox.duration), webhook_secret=sandbox.webhook_secret,
                                  signature_scheme=sandbox.signature_scheme, webhook_duplicates=sandbox.duplicates,
-                                 webhook_time_scale=sandbox.time_scale, max_concurrent=sandbox.max_concurrent)
+                                 webhook_time_scale=sandbox.time_scale, max_concurrent=sandbox.max_concurrent,
+                                 on_request=answered)
 
         def ready(url: str) -> None:
-            ui.err.print(f"Sandbox listening on {url}  (Ctrl-C to stop)")
             ui.data(url)
+            for line in announce(url, secret=sandbox.webhook_secret is not None):
+                ui.note(line)
 
-        await serve(options, host=sandbox.host, port=sandbox.port, on_ready=ready)
+        try:
+            await serve(options, host=sandbox.host, port=sandbox.port, on_ready=ready)
+        finally:
+            ui.note(f"{served[0]} request(s) served")
         return 0
 
-    run(ui, body)
+    run(ui, body, tracker=Tracker(serving=True))
+
+
+def announce(url: str, *, secret: bool) -> list[str]:
+    """What ``g3w sandbox`` says once it listens: where, and the lines to paste into another shell."""
+    lines = [f"Sandbox listening on {url}  (Ctrl-C to stop)",
+             "Point g3w at it from another shell (any key works but sk_invalid, sk_broke):"]
+    lines += [f"  export {FACTS[p].base_url_env}={url}" for p in PROVIDERS]
+    lines.append("  export " + " ".join(f"{FACTS[p].key_env}={SANDBOX_KEY}" for p in PROVIDERS))
+    if secret:
+        lines.append("  export " + " ".join(f"{FACTS[p].secret_env}=<your --webhook-secret>" for p in PROVIDERS))
+    return lines
+
+
+def request_line(method: str, path: str, status: int | None) -> str:
+    """One request, as the sandbox answered it: ``10:00:03  POST /api/v3/get3w/flux-dev  200``
+    (never its query or headers: a callback URL's token, a key)."""
+    from get3w_cli.webhooks.http_common import one_line
+
+    answer = "dropped" if status is None else str(status)
+    return f"{time.strftime('%H:%M:%S')}  {method:<6} {one_line(path)}  {answer}"

@@ -14,6 +14,7 @@ from get3w_cli.cli.options import (
     JournalFlags,
     Model,
     OutputFlags,
+    PreviewFlags,
     RouteFlags,
     TalkFlags,
     TaskId,
@@ -30,8 +31,8 @@ DeleteOutputs = Annotated[bool, typer.Option(
 
 @app.command("run")
 @options()
-def run_cmd(model: Model, *, inputs: InputFlags, wait: WaitFlags, output: OutputFlags, talk: TalkFlags,
-            route: RouteFlags, account: AccountFlags, journal: JournalFlags) -> None:
+def run_cmd(model: Model, *, inputs: InputFlags, wait: WaitFlags, output: OutputFlags, preview: PreviewFlags,
+            talk: TalkFlags, route: RouteFlags, account: AccountFlags, journal: JournalFlags) -> None:
     """Submit one task and wait for it; print its outputs (or files with -o)."""
     ui, tracker = Ui.for_talk(talk), Tracker()
 
@@ -39,7 +40,8 @@ def run_cmd(model: Model, *, inputs: InputFlags, wait: WaitFlags, output: Output
         from get3w_cli.cli import flows
 
         with ui.activity("starting"):
-            return await flows.run_flow(model, route, account, inputs, wait, output, journal, ui, tracker)
+            return await flows.run_flow(model, route, account, inputs, wait, output, journal, ui, tracker,
+                                          preview)
 
     run(ui, body, tracker=tracker)
 
@@ -61,22 +63,23 @@ def submit_cmd(model: Model, webhook_url: WebhookUrl = None, *, inputs: InputFla
 
 @app.command("get")
 @options()
-def get_cmd(task_id: TaskId, *, talk: TalkFlags, route: RouteFlags, account: AccountFlags) -> None:
+def get_cmd(task_id: TaskId, *, preview: PreviewFlags, talk: TalkFlags, route: RouteFlags,
+            account: AccountFlags) -> None:
     """Fetch a task's current state once (exit 1 if it failed or was cancelled)."""
     ui = Ui.for_talk(talk)
 
     async def body() -> int:
         from get3w_cli.cli import flows
 
-        return await flows.get_flow(task_id, route, account, ui)
+        return await flows.get_flow(task_id, route, account, ui, preview)
 
     run(ui, body)
 
 
 @app.command("wait")
 @options(hide=("tunnel", "public_url", "listen_host", "listen_port", "webhook_secret", "fallback_after"))
-def wait_cmd(task_id: TaskId, *, wait: WaitFlags, output: OutputFlags, talk: TalkFlags, route: RouteFlags,
-             account: AccountFlags) -> None:
+def wait_cmd(task_id: TaskId, *, wait: WaitFlags, output: OutputFlags, preview: PreviewFlags, talk: TalkFlags,
+             route: RouteFlags, account: AccountFlags) -> None:
     """Wait for an already submitted task (polling) and print its outputs."""
     ui, tracker = Ui.for_talk(talk), Tracker()
 
@@ -84,7 +87,7 @@ def wait_cmd(task_id: TaskId, *, wait: WaitFlags, output: OutputFlags, talk: Tal
         from get3w_cli.cli import flows
 
         with ui.activity("polling"):
-            return await flows.wait_flow(task_id, route, account, wait, output, ui, tracker)
+            return await flows.wait_flow(task_id, route, account, wait, output, ui, tracker, preview)
 
     run(ui, body, tracker=tracker)
 

@@ -12,7 +12,8 @@ trickles in a byte at a time.
 
 Retries: ``retry_delay`` is the whole policy (pure); ``HttpSession._retry`` is the one loop. A POST
 is retried only when the provider cannot have created anything (429, 503, a connection that never
-opened), so a task is never submitted twice.
+opened), so a task is never submitted twice. Before each back-off the loop tells its ``on_retry``
+hook (a ``Retrying``: why, which attempt comes next, after how long), so the CLI can say so.
 """
 
 from __future__ import annotations
@@ -46,7 +47,13 @@ from get3w_cli.constants import (
 )
 from get3w_cli.errors import ConfigError, DownloadError, error_for_status
 from get3w_cli.http.failures import Failure as _Failure
-from get3w_cli.http.failures import answer_failure, deadline_failure, json_or_none, network_failure
+from get3w_cli.http.failures import (
+    Retrying,
+    answer_failure,
+    deadline_failure,
+    json_or_none,
+    network_failure,
+)
 from get3w_cli.http.lazy_tls import LazyTlsTransport, tls_context
 from get3w_cli.retry import CONNECT, LOST, parse_retry_after, retry_delay
 from get3w_cli.timeouts import within
@@ -55,7 +62,7 @@ if TYPE_CHECKING:
     from get3w_cli.http.stream import EventStream
 
 __all__ = ["AIOHTTP", "BACKENDS", "CONNECT", "HTTPCORE", "LOST", "PROXIED", "ApiClient", "ErrorParser", "EventStream",
-           "HttpSession", "Reply", "error_for_status", "parse_retry_after", "retry_delay"]
+           "HttpSession", "Reply", "Retrying", "error_for_status", "parse_retry_after", "retry_delay"]
 
 ErrorParser = Callable[[int, object, str], tuple[str | None, str, float | None]]
 """(http_status, parsed_json_or_None, text) -> (provider code or None, message or "", retry_after)."""
@@ -84,7 +91,7 @@ class HttpSession:
 
     ``request_deadline`` ends every API request, ``sync_deadline`` a request given its own longer
     read timeout (the sync-mode submit); ``stall_window`` is how long a download may go without
-    receiving DOWNLOAD_STALL_MIN_BYTES.
+    receiving DOWNLOAD_STALL_MIN_BYTES; ``on_retry`` is told about each retry before its back-off.
     """
 
     def __init__(
@@ -99,6 +106,7 @@ class HttpSession:
         request_deadline: float = HTTP_REQUEST_DEADLINE,
         sync_deadline: float = HTTP_SYNC_REQUEST_DEADLINE,
         stall_window: float = DOWNLOAD_STALL_WINDOW,
+        on_retry: Callable[[Retrying], None] | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown HTTP backend {backend!r}")
@@ -111,6 +119,7 @@ class HttpSession:
         self._request_deadline = request_deadline
         self._sync_deadline = sync_deadline
         self._stall_window = stall_window
+        self._on_retry = on_retry
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> HttpSession:
@@ -199,6 +208,9 @@ class HttpSession:
             )
             if delay is None:
                 raise outcome.error from outcome.cause
+            if self._on_retry is not None:
+                self._on_retry(Retrying(method, attempt + 1, max_attempts or self._max_attempts, delay,
+                                        outcome.brief(), rate_limited=outcome.status == 429))
             await self._sleep(delay)
             slept += delay
 

@@ -32,7 +32,7 @@ from get3w_cli.constants import (
     HTTP_CONNECT_TIMEOUT,
 )
 from get3w_cli.errors import DownloadError
-from get3w_cli.http.failures import Failure, describe, failure_kind, short
+from get3w_cli.http.failures import Failure, brief, describe, failure_kind, short
 from get3w_cli.retry import LOST, parse_retry_after
 
 Progress = Callable[[int, "int | None"], None]
@@ -68,10 +68,10 @@ async def download_once(
     except Stalled as exc:
         slow = f"less than {DOWNLOAD_STALL_MIN_BYTES // 1024} KiB in {stall_window:g}s"
         stalled = DownloadError(f"download of {short(url)} stalled ({slow})", urls=(url,))
-        return Failure(stalled, failure=LOST, cause=exc)
+        return Failure(stalled, failure=LOST, cause=exc, reason="download stalled")
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         error = DownloadError(f"download of {short(url)} failed: {describe(exc)}", urls=(url,))
-        return Failure(error, failure=failure_kind(exc), cause=exc)
+        return Failure(error, failure=failure_kind(exc), cause=exc, reason=brief(exc))
     except OSError as exc:
         raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}", urls=(url,)) from exc
 

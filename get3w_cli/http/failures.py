@@ -23,24 +23,51 @@ _OUR_FAULT = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolEr
 
 @dataclass
 class Failure:
-    """One failed attempt: what to raise if we stop, and what the retry policy needs to know."""
+    """One failed attempt: what to raise if we stop, and what the retry policy needs to know.
+
+    ``reason``: a few words for the retry note ("connection refused"); by default from the status.
+    """
 
     error: Exception
     status: int | None = None
     failure: str | None = None
     retry_after: float | None = None
     cause: BaseException | None = None
+    reason: str = ""
+
+    def brief(self) -> str:
+        if self.reason:
+            return self.reason
+        if self.status == 429:
+            return "rate limited"
+        return f"HTTP {self.status}" if self.status is not None else "request failed"
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """What ``HttpSession``'s ``on_retry`` hook is told before it sleeps out a back-off."""
+
+    method: str
+    next_attempt: int  # 2 for the first retry
+    max_attempts: int
+    delay: float  # seconds before that attempt
+    reason: str  # "rate limited", "HTTP 503", "connection refused", "timed out", ...
+    rate_limited: bool = False  # a 429: the provider asked us to slow down
 
 
 def network_failure(method: str, url: str, exc: Exception) -> Failure:
     """An API request that raised ``exc`` before its answer was read whole."""
-    return _failed(method, url, failure_kind(exc), describe(exc), exc)
+    failed = _failed(method, url, failure_kind(exc), describe(exc), exc)
+    failed.reason = brief(exc)
+    return failed
 
 
 def deadline_failure(method: str, url: str, deadline: float, exc: BaseException) -> Failure:
     """An API request cut by its overall deadline: it was sent (the deadline is longer than the
     connect and pool waits), so the provider may have it."""
-    return _failed(method, url, LOST, f"no complete answer within {deadline:g}s", exc)
+    failed = _failed(method, url, LOST, f"no complete answer within {deadline:g}s", exc)
+    failed.reason = "no answer in time"
+    return failed
 
 
 def _failed(method: str, url: str, kind: str | None, reason: str, cause: BaseException) -> Failure:
@@ -71,6 +98,29 @@ def describe(exc: Exception) -> str:
     if isinstance(exc, httpx.RemoteProtocolError):
         return "the server closed the connection"
     return one_line(str(exc)) or type(exc).__name__
+
+
+def brief(exc: Exception) -> str:
+    """A few words on a network failure, for a retry note ("connection refused, retry 2 of 5")."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "timed out connecting"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused" if _refused(exc) else "could not connect"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return "connection lost"
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a connect error was a refusal (the OS's error sits in the exception's chain)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain is short; never follow a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def one_line(text: object) -> str:

@@ -122,6 +122,9 @@ async def control_middleware(request: web.Request, handler: Handler) -> web.Stre
         request.transport.close()
     if flavor == ABSTRAKT and "Authorization" in request.headers:
         _add_rate_headers(runtime, request.headers["Authorization"], response)
+    if runtime.options.on_request is not None:
+        dropped = rule is not None and rule.drop_connection
+        runtime.options.on_request(request.method, request.path, None if dropped else response.status)
     return response
 
 

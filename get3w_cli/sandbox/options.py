@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,3 +42,6 @@ class SandboxOptions:
     state_file: Path | None = None
     # The shape of Get3W v3's model list: "wavespeed" (with input schemas) or "get3w" (catalogue).
     models_shape: str = "wavespeed"
+    # Told of each API or CDN request once answered: (method, path, status; None: connection
+    # dropped on purpose). `g3w sandbox` prints a line for each.
+    on_request: Callable[[str, str, int | None], None] | None = None

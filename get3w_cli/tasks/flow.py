@@ -72,6 +72,7 @@ class _Run:
 
     def _polled(self, task: Task) -> None:
         self.task = _complete(task, self.created_at)
+        self.observer.notify("status", task.status.value)  # the spinner shows the provider's word
 
     def submitted(self, task: Task) -> None:
         """The submit's answer: journal the id, then tell the user (it is what Ctrl-C must not lose)."""
@@ -79,6 +80,7 @@ class _Run:
         self.report(task, journal=False)
         route = f"{task.provider} {task.api} {task.model}".strip()
         self.observer.notify("note", f"submitted {task.id} ({route})")
+        self.observer.notify("status", task.status.value)
 
     def report(self, task: Task, *, via: str | None = None, files: list[str] | None = None,
                journal: bool = True) -> dict[str, Any]:
@@ -115,6 +117,7 @@ class _Run:
         task = _complete(outcome.task, self.created_at)
         files = None
         if output_dir and task.status is Status.COMPLETED:
+            self.observer.notify("status", task.status.value)
             self.observer.notify("phase", "downloading")
             from get3w_cli.downloads import download_outputs
 

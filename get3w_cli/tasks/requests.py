@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from get3w_cli.providers import Adapter, Route
     from get3w_cli.waiting import WaitPlan
 
-Notify = Callable[[str, str], None]  # (kind, text): "phase", "note" or "warn"
+# (kind, text): "phase", "note" or "warn"; also what only a terminal's spinner shows: "status" (the
+# provider's word for the task now), "progress" (a stream's percentage, e.g. "42%"), "retry".
+Notify = Callable[[str, str], None]
 
 
 class Connections(Protocol):

@@ -74,6 +74,7 @@ class SerialWorker:
         self._note = note
         self._jobs: asyncio.Queue[tuple[Callable[[], Awaitable[None]], Callable[[], None]]] = asyncio.Queue(limit)
         self._task: asyncio.Task[None] | None = None
+        self.pending = 0  # jobs queued or running
 
     async def put(self, job: Callable[[], Awaitable[None]], done: Callable[[], None] = _nothing) -> None:
         """Queue ``job``; waits while the queue is full (which backs up to the receiver's 503).
@@ -83,6 +84,7 @@ class SerialWorker:
         if self._task is None:
             self._task = asyncio.create_task(self._run())
         await self._jobs.put((job, done))
+        self.pending += 1
 
     async def _run(self) -> None:
         while True:
@@ -92,6 +94,7 @@ class SerialWorker:
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the others
                 self._note(f"internal error in a background job: {type(exc).__name__}: {exc}")
             finally:
+                self.pending -= 1
                 done()
                 self._jobs.task_done()
 
@@ -99,11 +102,14 @@ class SerialWorker:
         """Wait until every queued job has run."""
         await self._jobs.join()
 
-    async def close(self) -> None:
+    async def close(self) -> int:
+        """Stop, dropping what has not run (or not finished); return how many jobs were dropped."""
+        dropped = self.pending
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        return dropped
 
 
 def _settle(future: asyncio.Future[None]) -> None:
@@ -278,7 +284,7 @@ async def listen(receiver: Receiver, rules: StopRules, actions: Actions, *,
                 Forwarder(actions.forward_to, on_retry=_retry_note(note, actions.forward_to)))
         stack.push_async_callback(session.output.close)
         stack.push_async_callback(session.exec_worker.close)
-        stack.push_async_callback(session.forward_worker.close)
+        stack.push_async_callback(_close_forwards, session.forward_worker, note, actions.forward_to)
         try:
             outcome = await within(session.consume(), rules.timeout)
         except asyncio.TimeoutError:
@@ -286,6 +292,14 @@ async def listen(receiver: Receiver, rules: StopRules, actions: Actions, *,
         await session.exec_worker.drain()
         await session.forward_worker.drain()
         return outcome
+
+
+async def _close_forwards(worker: SerialWorker, note: Note, url: str | None) -> None:
+    """Stop forwarding; say so when events were still waiting to reach the app (Ctrl-C)."""
+    dropped = await worker.close()
+    if dropped and url:
+        note(f"stopped before forwarding {dropped} event(s) to {url}: they were dropped "
+             "(--save keeps deliveries for --replay)")
 
 
 def _hold(item: Received) -> Callable[[], None]:
