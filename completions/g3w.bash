@@ -11,7 +11,7 @@ _g3w() {
   done
   case "$cmd${sub:+ $sub}" in
     "")
-      COMPREPLY=($(compgen -W "run submit get wait cancel listen batch history download sandbox config models balance upload doctor --version --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "run submit get wait cancel open listen batch history download sandbox config models balance upload doctor --version --help -h" -- "$cur")) ;;
     "run")
       case "$prev" in --channel) COMPREPLY=($(compgen -W "economy stable official" -- "$cur")); return ;; esac
       case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync stream" -- "$cur")); return ;; esac
@@ -19,7 +19,7 @@ _g3w() {
       case "$prev" in --on-timeout) COMPREPLY=($(compgen -W "detach cancel" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--prompt -p --param -i --input --channel --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--prompt -p --param -i --input --channel --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --preview --no-preview --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h" -- "$cur")) ;;
     "submit")
       case "$prev" in --channel) COMPREPLY=($(compgen -W "economy stable official" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
@@ -28,17 +28,21 @@ _g3w() {
     "get")
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--preview --no-preview --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
     "wait")
       case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync stream" -- "$cur")); return ;; esac
       case "$prev" in --on-timeout) COMPREPLY=($(compgen -W "detach cancel" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--via --timeout --poll-max --on-timeout --output -o --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--via --timeout --poll-max --on-timeout --output -o --preview --no-preview --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
     "cancel")
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
       COMPREPLY=($(compgen -W "--delete-outputs --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
+    "open")
+      case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
+      case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
+      COMPREPLY=($(compgen -W "--quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
     "listen")
       case "$prev" in --tunnel) COMPREPLY=($(compgen -W "auto ngrok none" -- "$cur")); return ;; esac
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
@@ -55,7 +59,7 @@ _g3w() {
     "download")
       case "$prev" in --provider) COMPREPLY=($(compgen -W "get3w abstrakt" -- "$cur")); return ;; esac
       case "$prev" in --api) COMPREPLY=($(compgen -W "v1 v3" -- "$cur")); return ;; esac
-      COMPREPLY=($(compgen -W "--output -o --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--output -o --preview --no-preview --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
     "sandbox")
       case "$prev" in --signature-scheme) COMPREPLY=($(compgen -W "native get3w abstrakt abstrakt-body standard-v1 wavespeed-v3" -- "$cur")); return ;; esac
       COMPREPLY=($(compgen -W "--port --host --duration --webhook-secret --signature-scheme --duplicates --webhook-time-scale --max-concurrent --quiet -q --debug --help -h" -- "$cur")) ;;
