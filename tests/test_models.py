@@ -49,7 +49,8 @@ def test_both_get3w_list_shapes_give_the_same_models(sandbox: ThreadedSandbox, p
     the name to run, its type and its price in USD a run; only the first carries inputs."""
     wavespeed = {m["run"]: m for m in invoke("models", "--json", env=sandbox_env(sandbox)).json()}
     plain = {m["run"]: m for m in invoke("models", "--json", env=sandbox_env(plain_list)).json()}
-    assert set(wavespeed) == set(plain) == {"get3w/flux-dev", "get3w/flux-schnell", "get3w/wan-2.1-i2v-720p"}
+    assert set(wavespeed) == set(plain) == {"get3w/flux-dev", "get3w/flux-schnell", "get3w/wan-2.1-i2v-720p",
+                                           "wavespeed-ai/z-image/turbo"}
     for name in wavespeed:
         same = ("id", "type", "price", "price_unit", "description")
         assert {k: wavespeed[name][k] for k in same} == {k: plain[name][k] for k in same}
