@@ -11,7 +11,7 @@ _g3w() {
   done
   case "$cmd${sub:+ $sub}" in
     "")
-      COMPREPLY=($(compgen -W "run submit get wait cancel listen batch history sandbox config models balance upload doctor --version --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "run submit get wait cancel listen batch history sandbox config models balance upload doctor help --version --help -h" -- "$cur")) ;;
     "run")
       case "$prev" in --channel) COMPREPLY=($(compgen -W "economy stable official" -- "$cur")); return ;; esac
       case "$prev" in --via) COMPREPLY=($(compgen -W "auto webhook poll sync" -- "$cur")); return ;; esac
@@ -75,6 +75,8 @@ _g3w() {
       COMPREPLY=($(compgen -W "--json --debug --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
     "doctor")
       COMPREPLY=($(compgen -W "--json --debug --help -h" -- "$cur")) ;;
+    "help")
+      COMPREPLY=($(compgen -W "--help -h" -- "$cur")) ;;
   esac
 }
 complete -o default -F _g3w g3w

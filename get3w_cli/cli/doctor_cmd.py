@@ -7,6 +7,7 @@ import shutil
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Context
+from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import TalkFlags, options
 from get3w_cli.cli.render import Ui
 from get3w_cli.config import mask
@@ -38,8 +39,11 @@ def _checks(ctx: Context) -> list[tuple[str, bool, str]]:
     return rows
 
 
-@app.command("doctor")
-@options(hide=("quiet",))
+@app.command("doctor", epilog=examples(
+    ("check the set-up; sends nothing", "g3w doctor"),
+    ("the checks as one JSON array", "g3w doctor --json"),
+))
+@options(hide=("quiet",), help_overrides={"json_out": "Print the checks as one JSON array of objects."})
 def doctor_cmd(*, talk: TalkFlags) -> None:
     """Check config, keys, journal and ngrok; exit 3 when no provider key is set."""
     ui = Ui.for_talk(talk)

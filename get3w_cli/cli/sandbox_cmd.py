@@ -9,6 +9,7 @@ import typer
 from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
+from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui
 
@@ -37,7 +38,11 @@ class SandboxFlags(FlagGroup):
         "--max-concurrent", metavar="N", help="Answer 429 above this many running tasks per key.")] = None
 
 
-@app.command("sandbox")
+@app.command("sandbox", epilog=examples(
+    ("serve on port 8080, then point g3w at it", "g3w sandbox --port 8080"),
+    ("in another shell", "GET3W_BASE_URL=http://127.0.0.1:8080 g3w run flux-dev -p x"),
+    ("signed webhooks, retried faster", "g3w sandbox --webhook-secret s3cret --webhook-time-scale 0.1"),
+))
 @options(hide=("json_out",))
 def sandbox_cmd(*, sandbox: SandboxFlags, talk: TalkFlags) -> None:
     """Serve a local emulation of Get3W (v1, v3) and Abstrakt: any key except sk_invalid / sk_broke works.
