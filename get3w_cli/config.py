@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from get3w_cli import constants as C
-from get3w_cli.errors import ConfigError, UsageError
+from get3w_cli.errors import ConfigError, UsageError, plain_reason
 from get3w_cli.names import FACTS, Provider, Via, provider_named
 
 VIA_CHOICES = tuple(via.value for via in Via)
@@ -120,7 +120,8 @@ def read_config(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}", hint="fix or remove the file") from exc
+        raise ConfigError(f"cannot read config file {path}: {plain_reason(exc)}",
+                          hint="fix or remove the file") from exc
     # Imported here: most commands run with no config file, and the parser costs start-up time.
     if sys.version_info >= (3, 11):
         import tomllib
@@ -129,7 +130,8 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}", hint="fix or remove the file") from exc
+        raise ConfigError(f"cannot read config file {path}: {plain_reason(exc)}",
+                          hint="fix or remove the file") from exc
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):

@@ -8,6 +8,10 @@ from __future__ import annotations
 # --- Providers ---------------------------------------------------------------
 # Abstrakt's GET /v1/models allows at most 100 models a page; one page is the whole list today.
 ABSTRAKT_MODELS_LIMIT = 100
+# The model list cached under G3W_HOME (completions, "did you mean", input schemas) counts as
+# fresh for a day: providers add models rarely, and a stale name costs one 404 at worst.
+MODELS_CACHE_MAX_AGE = 24 * 3600.0
+MODELS_CACHE_FILE_MODE = 0o600  # the list may be an account's own (private models)
 
 # --- HTTP --------------------------------------------------------------------
 HTTP_CONNECT_TIMEOUT = 5.0
@@ -168,6 +172,9 @@ JOURNAL_DIR_MODE = 0o700
 # `g3w history --refresh`: GETs in flight at once. Enough to refresh a long journal quickly,
 # few enough to stay far below the providers' rate limits (a 429 is still retried by http).
 HISTORY_REFRESH_CONCURRENCY = 8
+# Shell completion offers the ids of this many newest journalled tasks: enough for the tasks of
+# a working day, few enough that the list stays readable and is read in a few milliseconds.
+COMPLETION_TASK_IDS = 50
 
 # --- Sandbox -----------------------------------------------------------------
 SANDBOX_DEFAULT_PORT = 8080

@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "get3w_cli"
 RANKS = {
     "__init__": 0, "errors": 0, "constants": 0, "redaction": 0, "timeouts": 0, "names": 0,
     "records": 1,
-    "payloads": 2, "config": 2, "journal": 2, "retry": 2,
+    "payloads": 2, "config": 2, "journal": 2, "retry": 2, "models_cache": 2,
     "http": 3, "webhooks": 3, "sandbox": 3,
     "providers": 4, "downloads": 4,
     "waiting": 5, "callbacks": 5,

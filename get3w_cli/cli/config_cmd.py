@@ -13,7 +13,7 @@ from get3w_cli.cli.context import Context
 from get3w_cli.cli.help_format import G3wGroup, examples
 from get3w_cli.cli.options import TalkFlags, options
 from get3w_cli.cli.render import Ui
-from get3w_cli.config import CONFIG_KEYS, SECRET_KEYS, check_config_value, mask, read_config, write_config
+from get3w_cli.config import CONFIG_KEYS, ENV_NAMES, SECRET_KEYS, check_config_value, mask, read_config, write_config
 from get3w_cli.errors import UsageError
 
 config_app = typer.Typer(help="Read and write the config file.", no_args_is_help=True, rich_markup_mode=None,
@@ -54,6 +54,9 @@ def get(key: Key, *, talk: TalkFlags) -> None:
     def action(ctx: Context) -> int:
         values = read_config(ctx.config_path())
         if _known(key) not in values:
+            env = ENV_NAMES.get(key)
+            elsewhere = f"; {env} is set in the environment, and wins" if env and ctx.env.get(env) else ""
+            ui.note(f"{key} is not set in {ctx.config_path()}{elsewhere}")
             return 1
         ui.data(_shown(key, values[key]))
         return 0

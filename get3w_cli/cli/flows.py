@@ -8,6 +8,7 @@ the boundary's ``Tracker``, which prints a task's record on every exit on which 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,7 +57,8 @@ async def run_flow(model: str, route_flags: RouteFlags, account: AccountFlags, i
     request = resolve.wait_request(ctx, access.settings, wait, output)
     tracker.cancel_on_interrupt = request.plan.on_timeout == OnTimeout.CANCEL
     async with open_services(ctx, access) as services:
-        record = await run_task(services, spec, request, TaskObserver(ui, tracker))
+        with _about_model(ctx, model, route, tracker):
+            record = await run_task(services, spec, request, TaskObserver(ui, tracker))
     ui.stop_progress()
     ui.success(f"{record['id']} completed in {record['elapsed_s']:.1f}s"
                + (f" via {record['via']}" if record["via"] else ""))
@@ -74,7 +76,8 @@ async def submit_flow(model: str, webhook_url: str | None, route_flags: RouteFla
     access = resolve.access(ctx, account, journal, provider=route.provider)
     tracker.render = _print_submitted
     async with open_services(ctx, access) as services:
-        task = await submit_only(services, spec, webhook_url, TaskObserver(ui, tracker))
+        with _about_model(ctx, model, route, tracker):
+            task = await submit_only(services, spec, webhook_url, TaskObserver(ui, tracker))
     ui.note(f"wait for it with: g3w wait {task.id}")
     return 0
 
@@ -93,12 +96,16 @@ def guess_route(task_id: str, provider: str | None, api: str | None) -> Route:
     return Route(Provider.GET3W, api or (Api.V1 if _UUID.match(task_id) else Api.V3), "")
 
 
-def _locate(services: Services, route: RouteFlags, account: AccountFlags, task_id: str
+def _locate(ctx: Context, services: Services, route: RouteFlags, account: AccountFlags, task_id: str, command: str
             ) -> tuple[Adapter, dict[str, Any], str]:
     """The adapter for a task id, and the input and model the journal remembers for it."""
     from get3w_cli.providers import make_adapter
 
     entry = services.journal.find(task_id)
+    # Its journalled base URL was a sandbox's, gone with its process: a GET could only fail.
+    if entry and services.sandbox is None and not account.base_url and ctx.made_by_sandbox(task_id):
+        raise UsageError(f"task {task_id} was created with --sandbox; nothing was sent",
+                         hint=f"add --sandbox to look it up: g3w {command} {task_id} --sandbox")
     if entry and not (route.provider and route.provider != entry.provider):
         found = Route(entry.provider, entry.api, entry.model)
         base = None if (account.base_url or services.sandbox) else entry.base_url
@@ -108,12 +115,42 @@ def _locate(services: Services, route: RouteFlags, account: AccountFlags, task_i
 
 
 @contextmanager
-def _about_task(task_id: str) -> Iterator[None]:
+def _about_model(ctx: Context, typed: str, route: Route, tracker: Tracker) -> Iterator[None]:
+    """A 404 on the submit (no task exists yet) is about the model: suggest the closest names in
+    the model lists g3w has fetched (``g3w models``), or point at that command."""
+    try:
+        yield
+    except RejectedError as exc:
+        if exc.status == 404 and not tracker.records:
+            exc.hint = model_hint(ctx, typed, route)
+        raise
+
+
+def model_hint(ctx: Context, typed: str, route: Route) -> str:
+    from get3w_cli import models_cache
+
+    # Compared bare (flux-dev, fal-ai/flux/schnell), suggested as typed to run (abstrakt:...).
+    bare = {name.partition(":")[2] or name: name.removeprefix(f"{Provider.GET3W}/")
+            for name in models_cache.known_names(ctx.state_dir(), route.provider)}
+    bare.update({key.removeprefix(f"{Provider.GET3W}/"): name for key, name in bare.items()})
+    words = {typed.partition(":")[2] or typed, route.model, route.model.removeprefix(f"{Provider.GET3W}/")}
+    close = list(dict.fromkeys(bare[m] for word in sorted(words) if word
+                               for m in difflib.get_close_matches(word, list(bare), n=3)))
+    lister = "g3w models" + (" --provider abstrakt" if route.provider == Provider.ABSTRAKT else "")
+    if close:
+        return f"did you mean {' or '.join(close[:3])}? ({lister} lists them)"
+    return f"check the model name: {lister} lists them"
+
+
+@contextmanager
+def _about_task(ctx: Context, services: Services, task_id: str, command: str) -> Iterator[None]:
     """A 404 / 409 on a task's own URL is about that task, not about a model or inputs: say so."""
     try:
         yield
     except RejectedError as exc:
-        if exc.status == 404:
+        if exc.status == 404 and services.sandbox is None and ctx.made_by_sandbox(task_id):
+            exc.hint = f"task {task_id} was created with --sandbox: add it (g3w {command} {task_id} --sandbox)"
+        elif exc.status == 404:
             exc.hint = f"check the task id {task_id} (and --provider / --api / --base-url if g3w did not submit it)"
         else:
             exc.hint = f"see the task's state with: g3w get {task_id}"
@@ -135,10 +172,10 @@ async def wait_flow(task_id: str, route: RouteFlags, account: AccountFlags, wait
     request = resolve.wait_request(ctx, access.settings, wait, output)
     tracker.cancel_on_interrupt = request.plan.on_timeout == OnTimeout.CANCEL
     async with open_services(ctx, access) as services:
-        adapter, values, model = _locate(services, route, account, task_id)
+        adapter, values, model = _locate(ctx, services, route, account, task_id, "wait")
         if request.via == Via.WEBHOOK:
             ui.note("a callback cannot be registered for a task already submitted; polling")
-        with _about_task(task_id):
+        with _about_task(ctx, services, task_id, "wait"):
             task = _with_model(await adapter.get(task_id), model)
         record = await wait_existing(services, adapter, task, values, request, TaskObserver(ui, tracker))
     ui.stop_progress()
@@ -150,8 +187,8 @@ async def get_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui: U
     """g3w get: one GET; exit 1 when the task failed or was cancelled."""
     ctx = Context()
     async with open_services(ctx, resolve.access(ctx, account, provider=route.provider)) as services:
-        adapter, values, model = _locate(services, route, account, task_id)
-        with _about_task(task_id):
+        adapter, values, model = _locate(ctx, services, route, account, task_id, "get")
+        with _about_task(ctx, services, task_id, "get"):
             task = _with_model(await adapter.get(task_id), model)
         record = task.record(input=values, via=Via.POLL if task.status.terminal else None)
         services.journal.task_updated(task.id, task.status.value, record if task.status.terminal else None)
@@ -173,10 +210,10 @@ async def cancel_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui
 
     ctx = Context()
     async with open_services(ctx, resolve.access(ctx, account, provider=route.provider)) as services:
-        adapter, values, model = _locate(services, route, account, task_id)
+        adapter, values, model = _locate(ctx, services, route, account, task_id, "cancel")
         if not adapter.can_cancel:
             raise UsageError(f"{adapter.provider} {adapter.api} has no cancel endpoint; nothing was sent")
-        with _about_task(task_id):
+        with _about_task(ctx, services, task_id, "cancel"):
             task, sent = await cancel_unless_finished(adapter, task_id, delete_outputs=delete_outputs)
         task = _with_model(task, model)
         if not sent:

@@ -30,11 +30,27 @@ async def list_models(search: str | None, provider: str, account: AccountFlags, 
         if not isinstance(adapter, ModelLister):
             raise UsageError(f"{provider} lists no models")
         models = await adapter.list_models(search)
+        if search is None and services.sandbox is None:
+            _remember(ctx, provider, services.base_url(provider), models.raw)
     if ui.json_mode:
         ui.json(models.raw)
     else:
         ui.table(models.columns, models.rows, title=f"{provider} models")
+    if search and not models.rows:
+        ui.note(f"no {provider} model matches {search!r}" + ("" if provider == Provider.ABSTRAKT else
+                                                              "; Abstrakt's: g3w models --provider abstrakt"))
     return 0
+
+
+def _remember(ctx: Context, provider: str, base_url: str, raw: object) -> None:
+    """Keep the whole list for completions and "did you mean" (models_cache)."""
+    from get3w_cli import models_cache
+
+    items = raw if isinstance(raw, list) else []
+    ids = [str(i.get("id") or i.get("model_id")) for i in items if isinstance(i, dict) and (i.get("id") or
+                                                                                              i.get("model_id"))]
+    names = [f"abstrakt:{i}" if provider == Provider.ABSTRAKT else i for i in ids]
+    models_cache.save(ctx.state_dir(), provider, base_url, names, items)
 
 
 async def show_balance(account: AccountFlags, ui: Ui) -> int:

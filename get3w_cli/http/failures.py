@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from get3w_cli.constants import ERROR_MESSAGE_MAX_CHARS
-from get3w_cli.errors import NetworkError, SubmitUnknownError
+from get3w_cli.errors import NetworkError, SubmitUnknownError, plain_reason
 from get3w_cli.retry import CONNECT, LOST
 
 _OUR_FAULT = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError, httpx.TooManyRedirects)
@@ -68,7 +68,7 @@ def describe(exc: Exception) -> str:
         return "the request could not be sent"  # its text may quote header values
     if isinstance(exc, httpx.RemoteProtocolError):
         return "the server closed the connection"
-    return one_line(str(exc)) or type(exc).__name__
+    return one_line(plain_reason(exc)) or "no details given"
 
 
 def one_line(text: object) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from get3w_cli.errors import UsageError
 from get3w_cli.http import ApiClient, Reply, error_for_status
-from get3w_cli.names import Provider
+from get3w_cli.names import FACTS, Provider
 from get3w_cli.payloads import PayloadError, get3w_task
 from get3w_cli.providers.base import AccountRows
 from get3w_cli.providers.common import (
@@ -58,7 +58,8 @@ def unwrap(reply: Reply, what: str) -> Any:
     message = str(body.get("message") or "request failed")
     # A code that is no HTTP error status is the provider misbehaving: report it as transient.
     status = status if 400 <= status < 600 else 502
-    raise error_for_status(status, f"Get3W answered code {code}: {message}", details=body)
+    raise error_for_status(status, f"Get3W answered code {code}: {message}", details=body,
+                           about=FACTS[Provider.GET3W])
 
 
 class Get3wV3:

@@ -39,7 +39,7 @@ from get3w_cli.constants import (
     TUNNEL_START_TIMEOUT,
     TUNNEL_STARTUP_MARGIN,
 )
-from get3w_cli.errors import TunnelError
+from get3w_cli.errors import TunnelError, plain_reason
 from get3w_cli.webhooks.ngrok_config import make_private_config, remove_stale_configs
 
 _FALLBACK = "or use --public-url URL, or --via poll"
@@ -53,7 +53,7 @@ HINTS = {
     "auth_failed": f"ngrok rejected the authtoken: check NGROK_AUTHTOKEN / ngrok.authtoken ({_TOKEN_PAGE}); "
                    f"{_FALLBACK}",
     "start_timeout": f"ngrok did not come up in time: check the network; {_FALLBACK}",
-    "other": f"run with --verbose to see ngrok's log; {_FALLBACK}",
+    "other": f"run with --debug to see ngrok's log; {_FALLBACK}",
 }
 SESSION_LIMIT_CODES = frozenset({"ERR_NGROK_108"})
 AUTH_FAILED_CODES = frozenset({"ERR_NGROK_105", "ERR_NGROK_106", "ERR_NGROK_107", "ERR_NGROK_4018"})
@@ -241,7 +241,7 @@ def classify(exc: BaseException, authtoken: str | None = None, *, ngrok_path: st
     if isinstance(exc, PyngrokNgrokInstallError) or "binary was not found" in text:
         kind = "binary_missing"
     elif isinstance(exc, OSError) and ngrok_path and exc.filename == ngrok_path:
-        kind, text = "binary_missing", f"cannot run ngrok: {exc}"  # exists, but not executable
+        kind, text = "binary_missing", f"cannot run ngrok: {plain_reason(exc)}"  # exists, but not executable
     elif codes & SESSION_LIMIT_CODES:
         kind = "session_limit"
     elif codes & AUTH_FAILED_CODES:
@@ -259,7 +259,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, PyngrokNgrokError):
         errors = [log.err for log in exc.ngrok_logs if log.err and log.err != "nil"]
         return " ".join([str(exc).rstrip("."), *errors[-1:]])
-    return str(exc) or type(exc).__name__
+    return plain_reason(exc)
 
 
 def _clean(text: str, secret: str | None) -> str:
