@@ -74,7 +74,7 @@ _g3w() {
     "upload")
       COMPREPLY=($(compgen -W "--json --debug --api-key --base-url --sandbox --help -h" -- "$cur")) ;;
     "doctor")
-      COMPREPLY=($(compgen -W "--json --debug --help -h" -- "$cur")) ;;
+      COMPREPLY=($(compgen -W "--online --json --debug --help -h" -- "$cur")) ;;
     "help")
       COMPREPLY=($(compgen -W "--help -h" -- "$cur")) ;;
   esac

@@ -190,6 +190,7 @@ complete -c g3w -n '__fish_seen_subcommand_from upload' -l api-key -r -d 'API ke
 complete -c g3w -n '__fish_seen_subcommand_from upload' -l base-url -r -d 'Provider URL, no path (default $GET3W_BASE_URL, $ABSTRAKT_BASE_URL).'
 complete -c g3w -n '__fish_seen_subcommand_from upload' -l sandbox -d 'Use an in-process stand-in provider: no key, no network.'
 complete -c g3w -n '__fish_seen_subcommand_from upload' -l help -s h -d 'Show help and exit.'
+complete -c g3w -n '__fish_seen_subcommand_from doctor' -l online -d 'Also try each key set with one cheap request (Get3W: the balance; Abstrakt: one model).'
 complete -c g3w -n '__fish_seen_subcommand_from doctor' -l json -d 'Print the checks as one JSON array of objects.'
 complete -c g3w -n '__fish_seen_subcommand_from doctor' -l debug -d 'Show tracebacks and library logs (secrets masked).'
 complete -c g3w -n '__fish_seen_subcommand_from doctor' -l help -s h -d 'Show help and exit.'

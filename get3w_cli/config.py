@@ -209,6 +209,11 @@ class ProviderSettings:
     webhook_secret: str | None = field(default=None, repr=False)
 
 
+# Where a setting came from (``Settings.sources``): a flag, an environment variable (named after
+# "env "), the config file, or g3w's default.
+FROM_FLAG, FROM_ENV, FROM_FILE, FROM_DEFAULT = "flag", "env", "file", "default"
+
+
 @dataclass(frozen=True)
 class Settings:
     provider: str | None
@@ -218,6 +223,8 @@ class Settings:
     via: str = "auto"
     timeout: float = C.DEFAULT_WAIT_TIMEOUT
     output: str | None = None
+    # config key -> "flag", "env GET3W_API_KEY", "file" or "default" (doctor shows it)
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def for_provider(self, provider: str) -> ProviderSettings:
         return self.abstrakt if provider == Provider.ABSTRAKT else self.get3w
@@ -227,20 +234,25 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values:
     """Resolve every setting as flag > environment > config file > default.
 
     ``flags`` uses the config key names (``"get3w.api_key"``, ``"defaults.via"``); ``None``
-    means "not given".
+    means "not given". ``sources`` says where each setting came from.
 
     Raises:
         UsageError: an invalid base URL, via or duration from any source.
     """
+    sources: dict[str, str] = {}
 
     def pick(key: str) -> Any:
-        if flags.get(key) is not None:
-            return flags[key]
         env_name = ENV_NAMES.get(key)
-        if env_name and env.get(env_name):
-            return env[env_name]
         value = file_values.get(key)
-        return None if value == "" else value
+        if flags.get(key) is not None:
+            sources[key], value = FROM_FLAG, flags[key]
+        elif env_name and env.get(env_name):
+            sources[key], value = f"{FROM_ENV} {env_name}", env[env_name]
+        elif value is not None and value != "":
+            sources[key] = FROM_FILE
+        else:
+            sources[key], value = FROM_DEFAULT, None
+        return value
 
     def provider_settings(name: Provider) -> ProviderSettings:
         return ProviderSettings(
@@ -261,4 +273,5 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values:
         via=via,
         timeout=C.DEFAULT_WAIT_TIMEOUT if timeout is None else parse_duration(timeout),
         output=pick("defaults.output"),
+        sources=sources,
     )

@@ -1,6 +1,6 @@
 """Provider adapters: Get3W v3, Get3W v1 and Abstrakt behind one interface.
 
-    base.py        the Adapter protocol and the optional capabilities (ModelLister, Account)
+    base.py        the Adapter protocol and the optional capabilities (ModelLister, Account, KeyCheck)
     routing.py     model names -> Route (provider, API, model id)
     factory.py     Route -> adapter (the one table of adapter classes), default base URLs
     submitting.py  submit_task / nothing_created: whether a failed submit may hide a task
@@ -14,7 +14,7 @@ routing.py, and a sandbox emulation for the tests.
 
 from __future__ import annotations
 
-from get3w_cli.providers.base import Account, AccountRows, Adapter, ModelLister
+from get3w_cli.providers.base import Account, AccountRows, Adapter, KeyCheck, ModelLister
 from get3w_cli.providers.factory import (
            ADAPTERS,
            adapter_class,
@@ -26,6 +26,6 @@ from get3w_cli.providers.factory import (
 from get3w_cli.providers.routing import PROVIDERS, Route, resolve_route
 from get3w_cli.providers.submitting import nothing_created, submit_task
 
-__all__ = ["ADAPTERS", "PROVIDERS", "Account", "AccountRows", "Adapter", "ModelLister", "Route", "adapter_class",
-           "default_base_url", "error_parser", "make_adapter", "nothing_created", "open_adapter", "resolve_route",
-           "submit_task"]
+__all__ = ["ADAPTERS", "PROVIDERS", "Account", "AccountRows", "Adapter", "KeyCheck", "ModelLister", "Route",
+           "adapter_class", "default_base_url", "error_parser", "make_adapter", "nothing_created", "open_adapter",
+           "resolve_route", "submit_task"]

@@ -92,6 +92,12 @@ class Abstrakt:
         return table(items, MODEL_COLUMNS, items)
 
 
+    async def check_key(self) -> str:
+        """GET /v1/models?limit=1: the cheapest authenticated request (Abstrakt has no balance endpoint)."""
+        expect_object(await self.client.get("/v1/models", params={"limit": "1"}), "the model list")
+        return "key accepted"
+
+
 def _job(reply: Reply, what: str, model: str | None) -> Task:
     body = expect_object(reply, what)
     try:

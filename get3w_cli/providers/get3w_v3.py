@@ -114,6 +114,13 @@ class Get3wV3:
             raise unexpected("the balance request", "no balance object", reply)
         return table([data], tuple(data), data)
 
+    async def check_key(self) -> str:
+        """GET /api/v3/balance: the cheapest authenticated request."""
+        data = (await self.balance()).raw
+        amount = data.get("balance") if isinstance(data, Mapping) else None
+        currency = data.get("currency", "USD") if isinstance(data, Mapping) else ""
+        return f"key accepted; balance {amount} {currency}".rstrip() if amount is not None else "key accepted"
+
     async def upload(self, path: Path) -> str:
         """POST /api/v3/files/upload (multipart part ``file``); returns the file's URL."""
         try:
