@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "help": ("help_cmd", "Show the help of g3w or of one command (g3w help run)."),
 }
 # Commands not listed in the help: the shell completion scripts' helper (cli/complete.py).
-HIDDEN: dict[str, str] = {"__complete": "complete"}
+HIDDEN: dict[str, str] = {"__complete": "complete_cmd"}
 
 # Plain click help: rendering help through rich costs more start-up time than it is worth.
 MARKUP: Any = None

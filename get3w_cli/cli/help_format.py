@@ -32,7 +32,7 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     return f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
 
 
-def _choices(param: Any) -> tuple[str, ...]:
+def choices_of(param: Any) -> tuple[str, ...]:
     # Read from the instance: typer versions differ in how they expose a parameter's type.
     for kind in (vars(param).get("type"), getattr(param, "type", None)):
         found = getattr(kind, "choices", None)
@@ -45,7 +45,7 @@ def metavar(param: Any) -> str:
     """What to type for a parameter: its declared metavar, else its choices, else its type's word."""
     if param.metavar:
         return str(param.metavar)
-    choices = _choices(param)
+    choices = choices_of(param)
     if choices:
         return "|".join(choices)
     name = getattr(getattr(param, "type", None), "name", "")
