@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from get3w_cli import constants as C
-from get3w_cli.errors import ConfigError, UsageError
+from get3w_cli.errors import ConfigError, UsageError, plain_reason
 from get3w_cli.names import FACTS, Provider, Via, provider_named
 
 VIA_CHOICES = tuple(via.value for via in Via)
@@ -138,7 +138,8 @@ def read_config(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}", hint="fix or remove the file") from exc
+        raise ConfigError(f"cannot read config file {path}: {plain_reason(exc)}",
+                          hint="fix or remove the file") from exc
     # Imported here: most commands run with no config file, and the parser costs start-up time.
     if sys.version_info >= (3, 11):
         import tomllib
@@ -147,7 +148,8 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}", hint="fix or remove the file") from exc
+        raise ConfigError(f"cannot read config file {path}: {plain_reason(exc)}",
+                          hint="fix or remove the file") from exc
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
@@ -229,6 +231,11 @@ class ProviderSettings:
     webhook_secret: str | None = field(default=None, repr=False)
 
 
+# Where a setting came from (``Settings.sources``): a flag, an environment variable (named after
+# "env "), the config file, or g3w's default.
+FROM_FLAG, FROM_ENV, FROM_FILE, FROM_DEFAULT = "flag", "env", "file", "default"
+
+
 @dataclass(frozen=True)
 class Settings:
     provider: str | None
@@ -240,6 +247,8 @@ class Settings:
     timeout: float = C.DEFAULT_WAIT_TIMEOUT
     output: str | None = None
     preview: bool = False
+    # config key -> "flag", "env GET3W_API_KEY", "file" or "default" (doctor shows it)
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def for_provider(self, provider: str) -> ProviderSettings:
         return self.abstrakt if provider == Provider.ABSTRAKT else self.get3w
@@ -249,20 +258,25 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values:
     """Resolve every setting as flag > environment > config file > default.
 
     ``flags`` uses the config key names (``"get3w.api_key"``, ``"defaults.via"``); ``None``
-    means "not given".
+    means "not given". ``sources`` says where each setting came from.
 
     Raises:
         UsageError: an invalid base URL, via, duration or switch from any source.
     """
+    sources: dict[str, str] = {}
 
     def pick(key: str) -> Any:
-        if flags.get(key) is not None:
-            return flags[key]
         env_name = ENV_NAMES.get(key)
-        if env_name and env.get(env_name):
-            return env[env_name]
         value = file_values.get(key)
-        return None if value == "" else value
+        if flags.get(key) is not None:
+            sources[key], value = FROM_FLAG, flags[key]
+        elif env_name and env.get(env_name):
+            sources[key], value = f"{FROM_ENV} {env_name}", env[env_name]
+        elif value is not None and value != "":
+            sources[key] = FROM_FILE
+        else:
+            sources[key], value = FROM_DEFAULT, None
+        return value
 
     def provider_settings(name: Provider) -> ProviderSettings:
         return ProviderSettings(
@@ -286,4 +300,5 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str], file_values:
         timeout=C.DEFAULT_WAIT_TIMEOUT if timeout is None else parse_duration(timeout),
         output=pick("defaults.output"),
         preview=parse_bool(pick("defaults.preview") or False, "defaults.preview"),
+        sources=sources,
     )

@@ -231,6 +231,9 @@ JOURNAL_DIR_MODE = 0o700
 HISTORY_REFRESH_CONCURRENCY = 8
 # `g3w history`'s prompt column: enough to recognise a prompt, short enough for one table row.
 HISTORY_PROMPT_CHARS = 40
+# Shell completion offers the ids of this many newest journalled tasks: enough for the tasks of
+# a working day, few enough that the list stays readable and is read in a few milliseconds.
+COMPLETION_TASK_IDS = 50
 
 # --- Sandbox -----------------------------------------------------------------
 SANDBOX_DEFAULT_PORT = 8080

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from get3w_cli.errors import DownloadError, UsageError
+from get3w_cli.errors import DownloadError, UsageError, plain_reason
 
 if TYPE_CHECKING:
     from get3w_cli.http import HttpSession
@@ -174,7 +174,7 @@ async def download_outputs(
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DownloadError(f"cannot create {dest}: {exc}", urls=task.outputs) from exc
+        raise DownloadError(f"cannot create {dest}: {plain_reason(exc)}", urls=task.outputs) from exc
     if (key := os.path.abspath(dest)) not in _swept:
         _swept.add(key)
         sweep_dead_parts(dest)
@@ -191,7 +191,8 @@ async def download_outputs(
             raise DownloadError(f"output {index} of task {task.id} could not be downloaded: {exc.message}",
                                 urls=task.outputs, status=exc.status) from exc
         except OSError as exc:
-            raise DownloadError(f"cannot write output {index} of task {task.id}: {exc}", urls=task.outputs) from exc
+            raise DownloadError(f"cannot write output {index} of task {task.id}: {plain_reason(exc)}",
+                                urls=task.outputs) from exc
         finally:
             tmp.unlink(missing_ok=True)
         files.append(str(final))

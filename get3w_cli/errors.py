@@ -28,8 +28,9 @@ the v3 envelope). Only the CLI boundary turns these into messages and exit codes
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from get3w_cli.records import Task
@@ -86,8 +87,19 @@ class JournalError(G3wError):
     default_hint = "check that G3W_HOME (where history.db lives) is a writable folder with free space"
 
 
+class ProviderNames(Protocol):
+    """What a hint says of the provider that answered (``names.ProviderFacts``)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def key_env(self) -> str: ...
+
+
 class ApiError(G3wError):
-    """An error answer from a provider's API."""
+    """An error answer from a provider's API; ``about``: that provider, when known."""
 
     exit_code = ExitCode.REJECTED
 
@@ -100,18 +112,45 @@ class ApiError(G3wError):
         retry_after: float | None = None,
         details: Any = None,
         hint: str | None = None,
+        about: ProviderNames | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.code = code
         self.retry_after = retry_after
         self.details = details
+        self.about = about
+
+
+_NO_FUNDS = re.compile(r"balance|quota|credit", re.IGNORECASE)
 
 
 class AuthError(ApiError):
+    """401, 402, 403: a key refused, or an account without funds; the hint names that provider's key."""
+
     exit_code = ExitCode.CONFIG
     default_hint = ("check the API key (g3w config set get3w.api_key ..., or GET3W_API_KEY / ABSTRAKT_API_KEY) "
                     "and the account balance")
+
+    def __init__(self, message: str, *, hint: str | None = None, about: ProviderNames | None = None,
+                 **fields: Any) -> None:
+        super().__init__(message, hint=hint, about=about, **fields)
+        if hint is None and about is not None:
+            self.hint = self._hint_for(about)
+
+    @property
+    def no_funds(self) -> bool:
+        """The account ran out (Get3W: 403 "Insufficient balance"; Abstrakt: QUOTA_EXCEEDED)."""
+        return self.status == 402 or bool(_NO_FUNDS.search(f"{self.code or ''} {self.message}"))
+
+    def _hint_for(self, about: ProviderNames) -> str:
+        setting = f"g3w config set {about.provider}.api_key ..."
+        if self.no_funds:
+            left = "; g3w balance shows what is left" if about.provider == "get3w" else ""
+            return f"top up the {about.title} account{left}"
+        if self.status == 403:
+            return f"the {about.title} key ({about.key_env} or {setting}) may not do this; check its permissions"
+        return f"check the {about.title} API key: {about.key_env}, {setting}, or --api-key"
 
 
 class RejectedError(ApiError):
@@ -226,6 +265,7 @@ def error_for_status(
     code: str | None = None,
     retry_after: float | None = None,
     details: Any = None,
+    about: ProviderNames | None = None,
 ) -> ApiError:
     """The ApiError subclass for an HTTP (or v3 envelope) status: 401/402/403 auth, 429/5xx transient."""
     hint = None
@@ -237,4 +277,20 @@ def error_for_status(
         cls = RejectedError
         if 300 <= status < 400:
             hint = "the API answered with a redirect; check the base URL"
-    return cls(message, status=status, code=code, retry_after=retry_after, details=details, hint=hint)
+    return cls(message, status=status, code=code, retry_after=retry_after, details=details, hint=hint, about=about)
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
+
+
+def plain_reason(exc: BaseException) -> str:
+    """Why ``exc`` happened, as words for a message: an OSError's own sentence ("permission
+    denied"), else its text without ``[Errno N]``; never a Python class name."""
+    if isinstance(exc, KeyError) and exc.args:
+        return f"no {exc.args[0]!r}"
+    strerror = exc.strerror if isinstance(exc, OSError) else None
+    text = _ERRNO.sub("", str(strerror or exc)).strip()
+    if not text:
+        return "no details given"
+    # "Permission denied" reads as part of the sentence it ends; "ERR_NGROK_108 ..." keeps its case.
+    return text[0].lower() + text[1:] if text[1:2].islower() else text

@@ -71,9 +71,10 @@ class ModelsCache:
         return True
 
 
-def cached_run_names(state_dir: Path) -> list[str]:
-    """Every model name (as typed after `g3w run`) in any cached list, however old; sorted, unique.
-    Local files only: what the shell completions offer."""
+def cached_run_names(state_dir: Path, provider: str | None = None) -> list[str]:
+    """Every model name (as typed after `g3w run`) in any cached list (of ``provider`` only, when
+    given), however old; sorted, unique. Local files only: what the shell completions offer and
+    what "did you mean" compares a model name with."""
     names: set[str] = set()
     try:
         files = sorted((state_dir / CACHE_DIR).glob("*.json"))
@@ -81,6 +82,8 @@ def cached_run_names(state_dir: Path) -> list[str]:
         return []
     for each in files:
         data = _read(each)
+        if provider is not None and (data or {}).get("provider") != provider:
+            continue
         for model in (data or {}).get("models") or []:
             if isinstance(model, dict) and isinstance(model.get("run"), str):
                 names.add(model["run"])

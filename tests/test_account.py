@@ -109,7 +109,8 @@ def test_doctor_reports_setup_without_revealing_keys() -> None:
     assert with_key.code == 0
     checks = {c["check"]: c for c in json.loads(with_key.stdout)}
     assert {"config file", "get3w key", "abstrakt key", "journal", "ngrok authtoken"} <= set(checks)
-    assert checks["get3w key"] == {"check": "get3w key", "ok": True, "detail": "****cdef"}
+    assert checks["get3w key"] == {"check": "get3w key", "ok": True, "detail": "****cdef",
+                                   "source": "env GET3W_API_KEY"}
     assert checks["abstrakt key"]["ok"] is False
     assert SECRET not in with_key.stdout + with_key.stderr
     without = invoke("doctor", "--json")

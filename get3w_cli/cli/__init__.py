@@ -5,6 +5,12 @@ from __future__ import annotations
 
 def main() -> None:
     """Entry point of the ``g3w`` console script."""
+    import sys
+
+    if sys.argv[1:2] == ["__complete"]:  # the shell completion scripts' helper: no typer, no command tree
+        from get3w_cli.cli.complete import main as complete
+
+        sys.exit(complete(sys.argv[2:]))
     import gc
 
     # Start-up only creates objects that live as long as the process (modules, classes, the

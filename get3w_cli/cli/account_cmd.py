@@ -10,6 +10,7 @@ import typer
 
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
+from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import CONN, AccountFlags, FlagGroup, RouteFlags, TalkFlags, options
 from get3w_cli.cli.render import Ui
 from get3w_cli.errors import UsageError
@@ -33,8 +34,13 @@ class ModelsFlags(FlagGroup):
         help="Only models of this type (e.g. text-to-image, image-to-video).")] = None
 
 
-@app.command("models")
-@options(hide=("quiet",))
+@app.command("models", epilog=examples(
+    ("Get3W models whose name mentions flux", "g3w models flux"),
+    ("Abstrakt's text-to-image models as JSON", "g3w models --provider abstrakt --type text-to-image --json"),
+    ("a model's inputs", "g3w models show flux-dev"),
+))
+@options(hide=("quiet",), help_overrides={"json_out": "Print the models as one JSON array (models show: one "
+                                                      "object, the model with its inputs)."})
 def models_cmd(words: Words = None, *, talk: TalkFlags, route: RouteFlags, account: AccountFlags,
                models: ModelsFlags) -> None:
     """List the provider's models (run name, type, price); `models show MODEL` lists a model's inputs."""
@@ -55,8 +61,11 @@ def models_cmd(words: Words = None, *, talk: TalkFlags, route: RouteFlags, accou
     run(ui, body)
 
 
-@app.command("balance")
-@options(hide=("quiet",))
+@app.command("balance", epilog=examples(
+    ("the account's balance", "g3w balance"),
+    ("as one JSON object", "g3w balance --json"),
+))
+@options(hide=("quiet",), help_overrides={"json_out": "Print the balance as one JSON object."})
 def balance_cmd(*, talk: TalkFlags, account: AccountFlags) -> None:
     """Show the Get3W account balance."""
     ui = Ui.for_talk(talk)
@@ -69,8 +78,12 @@ def balance_cmd(*, talk: TalkFlags, account: AccountFlags) -> None:
     run(ui, body)
 
 
-@app.command("upload")
-@options(hide=("quiet",))
+@app.command("upload", epilog=examples(
+    ("upload, then pass the URL as an input",
+     'url=$(g3w upload photo.png) && g3w run wan-2.1-i2v-720p -i image_url="$url"'),
+    ("or let run upload it", "g3w run wan-2.1-i2v-720p -p waves -i image_url=@photo.png"),
+))
+@options(hide=("quiet",), help_overrides={"json_out": 'Print {"url": ...} as one JSON object.'})
 def upload_cmd(file: UploadFile, *, talk: TalkFlags, account: AccountFlags) -> None:
     """Upload a file to Get3W and print its URL (to pass as an input, e.g. -i image_url=URL)."""
     ui = Ui.for_talk(talk)

@@ -3,7 +3,9 @@
 Command modules register their commands on ``commands`` when imported. The root group knows
 each command's module and one-line help (``COMMANDS``), so ``g3w --help`` imports no command
 module and ``g3w run`` imports and converts only ``run``'s: start-up stays fast. A test checks
-that the one-line helps here match the commands' docstrings.
+that the one-line helps here match the commands' docstrings. Commands are converted with
+``help_format.G3wCommand``: plain-text help with the options in panels and an Examples section.
+A mistyped command gets "did you mean" from the names listed here.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "balance": ("account_cmd", "Show the Get3W account balance."),
     "upload": ("account_cmd", "Upload a file to Get3W and print its URL (to pass as an input, e.g. -i image_url=URL)."),
     "doctor": ("doctor_cmd", "Check config, keys, journal and ngrok; exit 3 when no provider key is set."),
+    "help": ("help_cmd", "Show the help of g3w or of one command (g3w help run)."),
 }
+# Commands not listed in the help: the shell completion scripts' helper (cli/complete.py).
+HIDDEN: dict[str, str] = {"__complete": "complete_cmd"}
 
 # Plain click help: rendering help through rich costs more start-up time than it is worth.
 MARKUP: Any = None
@@ -53,17 +58,30 @@ commands = typer.Typer(rich_markup_mode=MARKUP, add_completion=False)
 
 def load_command(name: str) -> Any:
     """Import the module of command ``name`` and convert just that command to click."""
-    if name not in COMMANDS:
+    module = COMMANDS[name][0] if name in COMMANDS else HIDDEN.get(name)
+    if module is None:
         return None
-    importlib.import_module(f"get3w_cli.cli.{COMMANDS[name][0]}")
+    importlib.import_module(f"get3w_cli.cli.{module}")
     for info in commands.registered_commands:
         if info.name == name:
+            info.cls = _plain_help(info.cls)
             return typer.main.get_command_from_info(info, pretty_exceptions_short=True, rich_markup_mode=MARKUP)
     for group in commands.registered_groups:
-        if group.name == name:
+        if group.name == name and group.typer_instance is not None:
+            for sub in group.typer_instance.registered_commands:
+                sub.cls = _plain_help(sub.cls)
             return typer.main.get_group_from_info(group, pretty_exceptions_short=True, suggest_commands=True,
                                                   rich_markup_mode=MARKUP)
     return None
+
+
+def _plain_help(cls: Any) -> Any:
+    """The class a command is converted to: typer's default becomes ours (panels, examples)."""
+    from typer.core import TyperCommand
+
+    from get3w_cli.cli.help_format import G3wCommand
+
+    return G3wCommand if cls in (None, TyperCommand) else cls
 
 
 class LazyGroup(TyperGroup):
@@ -78,6 +96,19 @@ class LazyGroup(TyperGroup):
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, text) for name, (_, text) in COMMANDS.items()])
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """typer suggests from the commands already loaded (none, here): suggest from COMMANDS."""
+        from typer._click.exceptions import UsageError  # typer's own click raises it
+
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            if args and not args[0].startswith("-") and "Did you mean" not in exc.message:
+                from get3w_cli.cli.help_format import did_you_mean
+
+                exc.message = exc.message.rstrip(".") + "." + did_you_mean(args[0], COMMANDS)
+            raise
 
 
 app = typer.Typer(

@@ -28,6 +28,7 @@ from get3w_cli.cli.batch_checks import (
 )
 from get3w_cli.cli.batch_output import progress, record_sink, stopper
 from get3w_cli.cli.boundary import Tracker, run
+from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import (
     AccountFlags,
     FlagGroup,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from get3w_cli.providers import Route
     from get3w_cli.tasks import WaitRequest
 
-BATCH = "Batch"
+BATCH = "Batch options"
 
 
 class BatchFlags(FlagGroup):
@@ -93,7 +94,11 @@ BatchFile = Annotated[str, typer.Argument(
     help='JSON Lines, one task a line: {"model", "input", "provider"?, "api"?, "key"?}; - reads stdin.')]
 
 
-@app.command("batch")
+@app.command("batch", epilog=examples(
+    ("16 at a time, records to a file, outputs to out/", "g3w batch jobs.jsonl -j 16 --out results.jsonl -o out/"),
+    ("after Ctrl-C, a crash or kill -9", "g3w batch jobs.jsonl --resume"),
+    ("lines from stdin, named for history", "cat jobs.jsonl | g3w batch - --name nightly"),
+))
 @options(hide=("json_out",))
 def batch_cmd(file: BatchFile, *, batch: BatchFlags, wait: WaitFlags, output: OutputFlags, talk: TalkFlags,
               route: RouteFlags, account: AccountFlags, journal: JournalFlags) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from get3w_cli.errors import ExitCode, G3wError
+from get3w_cli.errors import ExitCode, G3wError, plain_reason
 
 if TYPE_CHECKING:
     import logging
@@ -210,7 +210,7 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
         code = int(ExitCode.OK)  # `g3w ... | head -1`: the reader has what it wanted
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit 70
         _flush(ui, tracker)
-        report_error(ui, f"internal error: {type(exc).__name__}: {exc}",
+        report_error(ui, f"internal error: {plain_reason(exc)}",
                      "this is a bug in g3w; rerun with --debug and report it", with_traceback=ui.debug)
         code = int(ExitCode.INTERNAL)
     raise typer.Exit(code)

@@ -2,7 +2,12 @@
 
     python -m get3w_cli.cli.completion --write completions/
 
-A test regenerates them and fails when the files in ``completions/`` are stale.
+What a value completes to follows from the metavar its help shows: FILE completes files, DIR
+folders, MODEL the cached model names and ID the journalled task ids (both through the hidden,
+local-only ``g3w __complete KIND``: cli/complete.py), STATUS the statuses; choices (--via,
+--tunnel...), config KEYs and help's COMMAND complete to their fixed lists. A test regenerates
+the scripts and fails when the files in ``completions/`` are stale; others run them in the real
+shells.
 """
 
 from __future__ import annotations
@@ -14,6 +19,15 @@ from typing import Any
 
 PROG = "g3w"
 FILES = {"bash": "g3w.bash", "zsh": "_g3w", "fish": "g3w.fish"}
+# Kinds of value: "words" complete to a fixed list; the others as named.
+FILE, DIR, MODELS, TASKS, WORDS = "file", "dir", "models", "tasks", "words"
+BY_METAVAR = {"FILE": FILE, "DIR": DIR, "MODEL": MODELS, "ID": TASKS}
+
+
+@dataclass(frozen=True)
+class Value:
+    kind: str | None  # FILE, DIR, MODELS, TASKS, WORDS, or None: nothing to offer
+    words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -21,7 +35,11 @@ class Opt:
     names: tuple[str, ...]
     help: str
     takes_value: bool
-    choices: tuple[str, ...]
+    value: Value = Value(None)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return self.value.words
 
 
 @dataclass(frozen=True)
@@ -30,10 +48,36 @@ class Cmd:
     help: str
     options: tuple[Opt, ...]
     subcommands: tuple[str, ...] = ()
+    args: tuple[Value, ...] = ()  # the positional arguments in order
+    variadic: bool = False  # the last argument repeats (help COMMAND...)
+
+    def arg(self, index: int) -> Value | None:
+        if index < len(self.args):
+            return self.args[index]
+        return self.args[-1] if self.variadic and self.args else None
 
 
 def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _value(param: Any) -> Value:
+    from get3w_cli.cli.app import COMMANDS
+    from get3w_cli.cli.help_format import choices_of
+    from get3w_cli.config import CONFIG_KEYS
+    from get3w_cli.records import Status
+
+    choices = choices_of(param)
+    if choices:
+        return Value(WORDS, choices)
+    metavar = param.metavar or ""
+    if metavar == "STATUS":  # the task statuses, and the journal's own states of a submit
+        return Value(WORDS, (*(s.value for s in Status), "unknown", "submitting"))
+    if param.param_type_name == "argument" and metavar == "KEY":
+        return Value(WORDS, CONFIG_KEYS)
+    if param.param_type_name == "argument" and metavar == "COMMAND":
+        return Value(WORDS, tuple(COMMANDS))
+    return Value(BY_METAVAR.get(metavar))
 
 
 def _options(command: Any) -> tuple[Opt, ...]:
@@ -41,18 +85,20 @@ def _options(command: Any) -> tuple[Opt, ...]:
     for param in command.params:
         if getattr(param, "param_type_name", "") != "option" or getattr(param, "hidden", False):
             continue
-        # Read from the instance: typer versions differ in how they expose a parameter's type.
-        kinds = (getattr(param, "type", None), vars(param).get("type"))
-        found = next((getattr(k, "choices", None) for k in kinds if getattr(k, "choices", None)), None)
-        choices = tuple(str(c) for c in found or ())
         out.append(Opt(tuple(param.opts) + tuple(param.secondary_opts), _first_line(param.help),
-                       not param.is_flag, choices))
-    out.append(Opt(("--help", "-h"), "Show help and exit.", False, ()))
+                       not param.is_flag, Value(None) if param.is_flag else _value(param)))
+    out.append(Opt(("--help", "-h"), "Show help and exit.", False))
     return tuple(out)
 
 
+def _cmd(path: tuple[str, ...], command: Any, subs: tuple[str, ...] = ()) -> Cmd:
+    arguments = [p for p in command.params if getattr(p, "param_type_name", "") == "argument"]
+    return Cmd(path, _first_line(command.help), _options(command), subs, tuple(_value(a) for a in arguments),
+               bool(arguments) and arguments[-1].nargs == -1)
+
+
 def command_tree() -> list[Cmd]:
-    """Every command and sub-command of the app, with its options."""
+    """Every command and sub-command of the app, with its options and arguments."""
     import typer.main
 
     from get3w_cli.cli.app import app
@@ -63,9 +109,8 @@ def command_tree() -> list[Cmd]:
     for name in names:
         command = root.get_command(None, name)  # type: ignore[attr-defined]
         subs = getattr(command, "commands", None) or {}
-        cmds.append(Cmd((name,), _first_line(command.help), _options(command), tuple(subs)))
-        for sub_name, sub in subs.items():
-            cmds.append(Cmd((name, sub_name), _first_line(sub.help), _options(sub)))
+        cmds.append(_cmd((name,), command, tuple(subs)))
+        cmds.extend(_cmd((name, sub_name), sub) for sub_name, sub in subs.items())
     return cmds
 
 
@@ -73,78 +118,14 @@ def _q(text: str) -> str:
     return text.replace("'", "'\\''")
 
 
-def render_bash(cmds: list[Cmd]) -> str:
-    groups = " ".join(c.path[0] for c in cmds if len(c.path) == 1 and c.subcommands)
-    lines = [f"# bash completion for {PROG} (generated by get3w_cli.cli.completion; do not edit)",
-             f"_{PROG}() {{", '  local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"',
-             '  local cmd="" sub="" i', "  for ((i = 1; i < COMP_CWORD; i++)); do", '    case "${COMP_WORDS[i]}" in',
-             "      -*) ;;", '      *) if [[ -z $cmd ]]; then cmd="${COMP_WORDS[i]}"',
-             f'         elif [[ -z $sub && " {groups} " == *" $cmd "* ]]; then sub="${{COMP_WORDS[i]}}"; fi ;;',
-             "    esac", "  done", '  case "$cmd${sub:+ $sub}" in']
-    for cmd in cmds:
-        words = " ".join([*cmd.subcommands, *(n for o in cmd.options for n in o.names)])
-        lines.append(f'    "{" ".join(cmd.path)}")')
-        lines.extend(f'      case "$prev" in {"|".join(opt.names)}) '
-                     f'COMPREPLY=($(compgen -W "{" ".join(opt.choices)}" -- "$cur")); return ;; esac'
-                     for opt in cmd.options if opt.choices)
-        lines.append(f'      COMPREPLY=($(compgen -W "{words}" -- "$cur")) ;;')
-    lines += ["  esac", "}", f"complete -o default -F _{PROG} {PROG}", ""]
-    return "\n".join(lines)
-
-
-def render_zsh(cmds: list[Cmd]) -> str:
-    lines = [f"#compdef {PROG}", f"# zsh completion for {PROG} (generated by get3w_cli.cli.completion; do not edit)",
-             ""]
-    for cmd in cmds:
-        fn = "_" + "_".join([PROG, *cmd.path]).replace("-", "_")
-        lines.append(f"{fn}() {{")
-        specs = [_zsh_spec(opt, name) for opt in cmd.options for name in opt.names]
-        if cmd.subcommands:
-            helps = {c.path[-1]: c.help for c in cmds if c.path[:-1] == cmd.path and c.path}
-            sub_specs = " ".join(f"'{s}:{_q(helps.get(s, ''))}'" for s in cmd.subcommands)
-            lines.append(f"  local -a subcmds=({sub_specs})")
-            specs.append("'1: :->cmds' '*:: :->args'")
-        lines.append("  _arguments -s " + " ".join(specs))
-        if cmd.subcommands:
-            lines += ["  case $state in", "    cmds) _describe 'command' subcmds ;;",
-                      f'    args) local f="{fn}_${{words[1]//-/_}}"; (( $+functions[$f] )) && $f ;;', "  esac"]
-        lines += ["}", ""]
-    lines += [f'_{PROG} "$@"', ""]
-    return "\n".join(lines)
-
-
-def _zsh_spec(opt: Opt, name: str) -> str:
-    value = f":value:({' '.join(opt.choices)})" if opt.choices else (":value:_files" if opt.takes_value else "")
-    return f"'{name}[{_q(opt.help).replace('[', '(').replace(']', ')')}]{value}'"
-
-
-def render_fish(cmds: list[Cmd]) -> str:
-    lines = [f"# fish completion for {PROG} (generated by get3w_cli.cli.completion; do not edit)",
-             f"complete -c {PROG} -f"]
-    top = [c for c in cmds if len(c.path) == 1]
-    names = " ".join(c.path[0] for c in top)
-    lines.extend(f"complete -c {PROG} -n 'not __fish_seen_subcommand_from {names}' -a {cmd.path[0]} "
-                 f"-d '{_q(cmd.help)}'" for cmd in top)
-    for cmd in cmds:
-        if len(cmd.path) == 2:
-            cond = f"__fish_seen_subcommand_from {cmd.path[0]}"
-            lines.append(f"complete -c {PROG} -n '{cond}' -a {cmd.path[1]} -d '{_q(cmd.help)}'")
-        cond = (" and ".join(f"__fish_seen_subcommand_from {p}" for p in cmd.path)
-                or f"not __fish_seen_subcommand_from {names}")
-        for opt in cmd.options:
-            parts = [f"complete -c {PROG} -n '{cond}'"]
-            parts.extend(f"-l {name[2:]}" if name.startswith("--") else f"-s {name[1:]}" for name in opt.names)
-            if opt.choices:
-                parts.append(f"-x -a '{' '.join(opt.choices)}'")
-            elif opt.takes_value:
-                parts.append("-r")
-            parts.append(f"-d '{_q(opt.help)}'")
-            lines.append(" ".join(parts))
-    return "\n".join(lines) + "\n"
+def _value_options(cmd: Cmd) -> str:
+    return " ".join(name for opt in cmd.options if opt.takes_value for name in opt.names)
 
 
 def render_all() -> dict[str, str]:
     """File name -> script text, for every supported shell."""
+    from get3w_cli.cli.completion_scripts import render_bash, render_fish, render_zsh
+
     cmds = command_tree()
     return {FILES["bash"]: render_bash(cmds), FILES["zsh"]: render_zsh(cmds), FILES["fish"]: render_fish(cmds)}
 

@@ -10,12 +10,17 @@ import typer
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Context
+from get3w_cli.cli.help_format import G3wGroup, examples
 from get3w_cli.cli.options import TalkFlags, options
 from get3w_cli.cli.render import Ui
-from get3w_cli.config import CONFIG_KEYS, SECRET_KEYS, check_config_value, mask, read_config, write_config
+from get3w_cli.config import CONFIG_KEYS, ENV_NAMES, SECRET_KEYS, check_config_value, mask, read_config, write_config
 from get3w_cli.errors import UsageError
 
-config_app = typer.Typer(help="Read and write the config file.", no_args_is_help=True, rich_markup_mode=None)
+config_app = typer.Typer(help="Read and write the config file.", no_args_is_help=True, rich_markup_mode=None,
+                         cls=G3wGroup, epilog=examples(
+                             ("store a key (the file is written 0600)", "g3w config set get3w.api_key sk_..."),
+                             ("every setting, secrets masked", "g3w config list"),
+                             ("where the file is", "g3w config path")))
 app.add_typer(config_app, name="config")
 
 KEY_HELP = "One of: " + ", ".join(CONFIG_KEYS)
@@ -42,7 +47,7 @@ def _sync(ui: Ui, action: Callable[[Context], int]) -> None:
     run(ui, body)
 
 
-@config_app.command("get")
+@config_app.command("get", epilog=examples(("the default wait", "g3w config get defaults.via")))
 @options(hide=("json_out", "quiet"))
 def get(key: Key, *, talk: TalkFlags) -> None:
     """Print one setting (secrets are masked)."""
@@ -51,6 +56,9 @@ def get(key: Key, *, talk: TalkFlags) -> None:
     def action(ctx: Context) -> int:
         values = read_config(ctx.config_path())
         if _known(key) not in values:
+            env = ENV_NAMES.get(key)
+            elsewhere = f"; {env} is set in the environment, and wins" if env and ctx.env.get(env) else ""
+            ui.note(f"{key} is not set in {ctx.config_path()}{elsewhere}")
             return 1
         ui.data(_shown(key, values[key]))
         return 0
@@ -58,7 +66,10 @@ def get(key: Key, *, talk: TalkFlags) -> None:
     _sync(ui, action)
 
 
-@config_app.command("set")
+@config_app.command("set", epilog=examples(
+    ("a key", "g3w config set abstrakt.api_key sk_live_..."),
+    ("wait by polling unless told", "g3w config set defaults.via poll"),
+))
 @options(hide=("json_out", "quiet"))
 def set_(key: Key, value: Value, *, talk: TalkFlags) -> None:
     """Set one setting (the file is written with mode 0600)."""
@@ -75,7 +86,7 @@ def set_(key: Key, value: Value, *, talk: TalkFlags) -> None:
     _sync(ui, action)
 
 
-@config_app.command("unset")
+@config_app.command("unset", epilog=examples(("forget a key", "g3w config unset get3w.api_key")))
 @options(hide=("json_out", "quiet"))
 def unset(key: Key, *, talk: TalkFlags) -> None:
     """Remove one setting."""
@@ -91,8 +102,8 @@ def unset(key: Key, *, talk: TalkFlags) -> None:
     _sync(ui, action)
 
 
-@config_app.command("list")
-@options(hide=("quiet",))
+@config_app.command("list", epilog=examples(("as one JSON object", "g3w config list --json")))
+@options(hide=("quiet",), help_overrides={"json_out": "Print the settings as one JSON object (secrets masked)."})
 def list_(*, talk: TalkFlags) -> None:
     """Print every setting in the file (secrets masked)."""
     ui = Ui.for_talk(talk)
@@ -109,7 +120,7 @@ def list_(*, talk: TalkFlags) -> None:
     _sync(ui, action)
 
 
-@config_app.command("path")
+@config_app.command("path", epilog=examples(("edit it", '"$EDITOR" "$(g3w config path)"')))
 def path() -> None:
     """Print where the config file is ($G3W_CONFIG or the user config dir)."""
     typer.echo(str(Context().config_path()))

@@ -93,6 +93,19 @@ class Context:
 
         return Journal(None if no_history else self.state_dir() / JOURNAL_FILE)
 
+    def made_by_sandbox(self, task_id: str) -> bool:
+        """Whether an in-process sandbox (``--sandbox``) made this task: its state file holds it.
+
+        Read here, as JSON, not through ``get3w_cli.sandbox`` (aiohttp): get, wait and cancel
+        start fast. The file is ``{"tasks": [{"id": ...}, ...]}`` (sandbox/persist.py)."""
+        import json
+
+        try:
+            saved = json.loads((self.state_dir() / SANDBOX_STATE_FILE).read_text(encoding="utf-8"))
+            return any(isinstance(t, dict) and t.get("id") == task_id for t in saved.get("tasks", []))
+        except (OSError, ValueError, AttributeError):
+            return False  # no sandbox ever ran here, or its file is unreadable: not a sandbox task
+
     def ngrok_path(self) -> str | None:
         return self.env.get("NGROK_PATH") or None
 
@@ -164,7 +177,7 @@ class Services:
                               hint=f"set {env}, run `g3w config set {provider}.api_key ...`, pass --api-key, "
                                    "or try --sandbox")
         return self.session.api(base_url or self.base_url(provider), key, errors=error_parser((provider, api)),
-                                max_attempts=max_attempts)
+                                max_attempts=max_attempts, provider=provider)
 
     def adapter(self, route: Route) -> Adapter:
         from get3w_cli.providers import make_adapter

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import Tracker, run
+from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import AccountFlags, OutputFlags, PreviewFlags, RouteFlags, TalkFlags, TaskId, options
 from get3w_cli.cli.render import Ui
 
@@ -31,9 +32,13 @@ if TYPE_CHECKING:
 NO_OUTPUTS = "no_outputs"  # error.code of a task that completed without outputs (CONTRACT.md section 2)
 
 
-@app.command("download")
+@app.command("download", epilog=examples(
+    ("a finished task's outputs into out/", "g3w download pred_abc123 -o out/"),
+    ("and the record, files included, as JSON", "g3w download pred_abc123 -o out/ --json"),
+))
 @options(help_overrides={"output": "Download into DIR (default: the config's defaults.output, else the current "
-                                   "directory) as <id>_<index>.<ext>."})
+                                   "directory) as <id>_<index>.<ext>.",
+                         "json_out": "Print the task record (one JSON object, files included) instead of the paths."})
 def download_cmd(task_id: TaskId, *, output: OutputFlags, preview: PreviewFlags, talk: TalkFlags,
                  route: RouteFlags, account: AccountFlags) -> None:
     """Download a finished task's outputs (fresh URLs when the recorded ones expired)."""
@@ -64,8 +69,8 @@ async def download_flow(task_id: str, route: RouteFlags, account: AccountFlags, 
         async def ask() -> Task:
             from get3w_cli.cli.flows import about_task, locate, with_model
 
-            adapter, _input, model = locate(services, route, account, task_id)
-            with about_task(task_id):
+            adapter, _input, model = locate(ctx, services, route, account, task_id, "download")
+            with about_task(ctx, services, task_id, "download"):
                 return with_model(await adapter.get(task_id), model)
 
         # An in-process sandbox is a new one each run: the URLs an earlier one gave point nowhere.

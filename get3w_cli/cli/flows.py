@@ -8,6 +8,7 @@ the boundary's ``Tracker``, which prints a task's record on every exit on which 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -66,7 +67,8 @@ async def run_flow(model: str, route_flags: RouteFlags, account: AccountFlags, i
     request = resolve.wait_request(ctx, access.settings, wait, output)
     tracker.cancel_on_interrupt = request.plan.on_timeout == OnTimeout.CANCEL
     async with open_services(ctx, access, on_retry=ui.retrying) as services:
-        record = await run_task(services, spec, request, TaskObserver(ui, tracker))
+        with _about_model(ctx, model, route, tracker):
+            record = await run_task(services, spec, request, TaskObserver(ui, tracker))
         ui.stop_progress()
         ui.success(f"{record['id']} completed in {record['elapsed_s']:.1f}s"
                    + (f" via {record['via']}" if record["via"] else ""))
@@ -95,7 +97,8 @@ async def submit_flow(model: str, webhook_url: str | None, route_flags: RouteFla
     access = resolve.access(ctx, account, journal, provider=route.provider)
     tracker.render = _print_submitted
     async with open_services(ctx, access, on_retry=ui.retrying) as services:
-        task = await submit_only(services, spec, webhook_url, TaskObserver(ui, tracker))
+        with _about_model(ctx, model, route, tracker):
+            task = await submit_only(services, spec, webhook_url, TaskObserver(ui, tracker))
     ui.note(f"wait for it with: g3w wait {task.id}")
     return 0
 
@@ -114,12 +117,16 @@ def guess_route(task_id: str, provider: str | None, api: str | None) -> Route:
     return Route(Provider.GET3W, api or (Api.V1 if _UUID.match(task_id) else Api.V3), "")
 
 
-def locate(services: Services, route: RouteFlags, account: AccountFlags, task_id: str
+def locate(ctx: Context, services: Services, route: RouteFlags, account: AccountFlags, task_id: str, command: str
             ) -> tuple[Adapter, dict[str, Any], str]:
     """The adapter for a task id, and the input and model the journal remembers for it."""
     from get3w_cli.providers import make_adapter
 
     entry = services.journal.find(task_id)
+    # Its journalled base URL was a sandbox's, gone with its process: a GET could only fail.
+    if entry and services.sandbox is None and not account.base_url and ctx.made_by_sandbox(task_id):
+        raise UsageError(f"task {task_id} was created with --sandbox; nothing was sent",
+                         hint=f"add --sandbox to look it up: g3w {command} {task_id} --sandbox")
     if entry and not (route.provider and route.provider != entry.provider):
         found = Route(entry.provider, entry.api, entry.model)
         base = None if (account.base_url or services.sandbox) else entry.base_url
@@ -129,12 +136,42 @@ def locate(services: Services, route: RouteFlags, account: AccountFlags, task_id
 
 
 @contextmanager
-def about_task(task_id: str) -> Iterator[None]:
+def _about_model(ctx: Context, typed: str, route: Route, tracker: Tracker) -> Iterator[None]:
+    """A 404 on the submit (no task exists yet) is about the model: suggest the closest names in
+    the model lists g3w has fetched (``g3w models``), or point at that command."""
+    try:
+        yield
+    except RejectedError as exc:
+        if exc.status == 404 and not tracker.records:
+            exc.hint = model_hint(ctx, typed, route)
+        raise
+
+
+def model_hint(ctx: Context, typed: str, route: Route) -> str:
+    from get3w_cli import models_cache
+
+    # Compared bare (flux-dev, fal-ai/flux/schnell), suggested as typed to run (abstrakt:...).
+    bare = {name.partition(":")[2] or name: name.removeprefix(f"{Provider.GET3W}/")
+            for name in models_cache.cached_run_names(ctx.state_dir(), route.provider)}
+    bare.update({key.removeprefix(f"{Provider.GET3W}/"): name for key, name in bare.items()})
+    words = {typed.partition(":")[2] or typed, route.model, route.model.removeprefix(f"{Provider.GET3W}/")}
+    close = list(dict.fromkeys(bare[m] for word in sorted(words) if word
+                               for m in difflib.get_close_matches(word, list(bare), n=3)))
+    lister = "g3w models" + (" --provider abstrakt" if route.provider == Provider.ABSTRAKT else "")
+    if close:
+        return f"did you mean {' or '.join(close[:3])}? ({lister} lists them)"
+    return f"check the model name: {lister} lists them"
+
+
+@contextmanager
+def about_task(ctx: Context, services: Services, task_id: str, command: str) -> Iterator[None]:
     """A 404 / 409 on a task's own URL is about that task, not about a model or inputs: say so."""
     try:
         yield
     except RejectedError as exc:
-        if exc.status == 404:
+        if exc.status == 404 and services.sandbox is None and ctx.made_by_sandbox(task_id):
+            exc.hint = f"task {task_id} was created with --sandbox: add it (g3w {command} {task_id} --sandbox)"
+        elif exc.status == 404:
             exc.hint = f"check the task id {task_id} (and --provider / --api / --base-url if g3w did not submit it)"
         else:
             exc.hint = f"see the task's state with: g3w get {task_id}"
@@ -156,11 +193,11 @@ async def wait_flow(task_id: str, route: RouteFlags, account: AccountFlags, wait
     request = resolve.wait_request(ctx, access.settings, wait, output)
     tracker.cancel_on_interrupt = request.plan.on_timeout == OnTimeout.CANCEL
     async with open_services(ctx, access, on_retry=ui.retrying) as services:
-        adapter, values, model = locate(services, route, account, task_id)
+        adapter, values, model = locate(ctx, services, route, account, task_id, "wait")
         if request.via in (Via.WEBHOOK, Via.STREAM):
             what = "a callback cannot be registered" if request.via == Via.WEBHOOK else "no stream can be opened"
             ui.note(f"{what} for a task already submitted; polling")
-        with about_task(task_id):
+        with about_task(ctx, services, task_id, "wait"):
             task = with_model(await adapter.get(task_id), model)
         record = await wait_existing(services, adapter, task, values, request, TaskObserver(ui, tracker))
         ui.stop_progress()
@@ -175,8 +212,8 @@ async def get_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui: U
     ctx = Context()
     access = resolve.access(ctx, account, provider=route.provider)
     async with open_services(ctx, access, on_retry=ui.retrying) as services:
-        adapter, values, model = locate(services, route, account, task_id)
-        with about_task(task_id):
+        adapter, values, model = locate(ctx, services, route, account, task_id, "get")
+        with about_task(ctx, services, task_id, "get"):
             task = with_model(await adapter.get(task_id), model)
         unknown = unknown_status_note(task)
         if unknown is not None:
@@ -202,10 +239,10 @@ async def cancel_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui
 
     ctx = Context()
     async with open_services(ctx, resolve.access(ctx, account, provider=route.provider)) as services:
-        adapter, values, model = locate(services, route, account, task_id)
+        adapter, values, model = locate(ctx, services, route, account, task_id, "cancel")
         if not adapter.can_cancel:
             raise UsageError(f"{adapter.provider} {adapter.api} has no cancel endpoint; nothing was sent")
-        with about_task(task_id):
+        with about_task(ctx, services, task_id, "cancel"):
             task, sent = await cancel_unless_finished(adapter, task_id, delete_outputs=delete_outputs)
         task = with_model(task, model)
         if not sent:

@@ -14,6 +14,7 @@ from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Context
+from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import AccountFlags, FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui
 
@@ -63,8 +64,15 @@ Words = Annotated[list[str] | None, typer.Argument(
     help="show ID: print one journalled task record (--json: the record), without the network.")]
 
 
-@app.command("history")
-@options(hide=("quiet", "api_key", "base_url"))
+@app.command("history", epilog=examples(
+    ("the last 20 failed tasks, as JSON Lines", "g3w history --limit 20 --status failed --json"),
+    ("tasks whose prompt mentions a lighthouse", "g3w history --prompt lighthouse"),
+    ("one task's journalled record, offline", "g3w history show pred_abc123 --json"),
+    ("ask the providers about unfinished tasks", "g3w history --refresh"),
+    ("batches, then one batch's lines", "g3w history --batches; g3w history --batch nightly"),
+))
+@options(hide=("quiet", "api_key", "base_url"),
+         help_overrides={"json_out": "Print JSON Lines: one task record (or batch, or line) per line."})
 def history_cmd(words: Words = None, *, show: HistoryFlags, talk: TalkFlags, account: AccountFlags) -> None:
     """Show the tasks (or batches, or a batch's lines) recorded in the local journal."""
     ui = Ui.for_talk(talk)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from get3w_cli.errors import UsageError
+from get3w_cli.errors import UsageError, plain_reason
 
 _JSON_KINDS = (int, float, bool, list, dict, type(None))
 
@@ -47,7 +47,7 @@ def _read_input_file(source: str) -> dict[str, Any]:
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read --input {source}: {exc}") from exc
+        raise UsageError(f"cannot read --input {source}: {plain_reason(exc)}") from exc
     try:
         data = loads_json(text)
     except ValueError as exc:

@@ -23,6 +23,7 @@ from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import Tracker, run
 from get3w_cli.cli.context import Context
+from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.listen_output import show
 from get3w_cli.cli.options import OUT, FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui, describe_duration
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from get3w_cli.webhooks.ngrok_agent import AgentSearch
     from get3w_cli.webhooks.receiver import Receiver, ReceiverConfig
 
-LISTEN = "Listening"
+LISTEN = "Listen options"
 ACT = "Actions"
 
 
@@ -145,7 +146,11 @@ class ListenFlags(FlagGroup):
         metavar="DURATION")] = None
 
 
-@app.command("listen")
+@app.command("listen", epilog=examples(
+    ("verify signatures, events as JSON Lines", 'g3w listen --port 3000 --secret "$GET3W_WEBHOOK_SECRET" --json'),
+    ("through ngrok, to your app", "g3w listen --tunnel ngrok --print-url --forward-to http://localhost:8000/hook"),
+    ("exit with one task's outcome", "g3w listen --for pred_abc123 --timeout 10m"),
+))
 @options(help_overrides={"json_out": "One JSON object per unique event on stdout (JSON Lines)."})
 def listen_cmd(*, listen: ListenFlags, talk: TalkFlags) -> None:
     """Receive webhooks: print each unique event, forward it, run a command, save deliveries."""

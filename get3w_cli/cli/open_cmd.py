@@ -25,6 +25,7 @@ from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Context
+from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import AccountFlags, RouteFlags, TalkFlags, options
 from get3w_cli.cli.render import Ui
 from get3w_cli.errors import ConfigError, UsageError
@@ -32,7 +33,10 @@ from get3w_cli.errors import ConfigError, UsageError
 Target = Annotated[str, typer.Argument(metavar="ID|FILE", help="A task id, or a file to open.", show_default=False)]
 
 
-@app.command("open")
+@app.command("open", epilog=examples(
+    ("the outputs of a task (its downloaded files, else its URLs)", "g3w open pred_abc123"),
+    ("a file", "g3w open out/pred_abc123_0.png"),
+))
 @options(hide=("json_out",))
 def open_cmd(target: Target, *, talk: TalkFlags, route: RouteFlags, account: AccountFlags) -> None:
     """Open a task's outputs (downloaded files, else URLs) or a file in the default viewer."""
@@ -72,8 +76,8 @@ async def _outputs_from_provider(ctx: Context, task_id: str, route: RouteFlags, 
     from get3w_cli.cli.context import open_services
 
     async with open_services(ctx, resolve.access(ctx, account, provider=route.provider)) as services:
-        adapter, _, _ = flows.locate(services, route, account, task_id)
-        with flows.about_task(task_id):
+        adapter, _, _ = flows.locate(ctx, services, route, account, task_id, "open")
+        with flows.about_task(ctx, services, task_id, "open"):
             task = await adapter.get(task_id)
     if not task.outputs:
         raise UsageError(f"task {task_id} is {task.status.value} and has no outputs to open")

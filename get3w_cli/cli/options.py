@@ -29,8 +29,8 @@ import typer
 
 from get3w_cli.names import Api, OnTimeout, Provider, ServiceChannel, TunnelKind, Via
 
-# Help panels, in the README's order (shown when help is rendered with rich).
-INPUT, WAIT, OUT, CONN = "Input", "Waiting", "Output", "Provider"
+# Help panels, as the README groups the options (cli/help_format.py renders them in plain text).
+INPUT, WAIT, OUT, CONN = "Input options", "Wait options", "Output options", "Connection options"
 
 Model = Annotated[str, typer.Argument(
     metavar="MODEL", help="Model: flux-dev, owner/name, provider/model/task, or abstrakt:<model>.", show_default=False)]
@@ -86,23 +86,23 @@ class RouteFlags(FlagGroup):
     """Which provider and API a model or task id belongs to."""
 
     provider: Annotated[Provider | None, _opt(
-        "--provider", help="get3w or abstrakt (default from the model name, G3W_PROVIDER, config).",
+        "--provider", help="Default: from the model name, $G3W_PROVIDER or config.",
         panel=CONN)] = None
     api: Annotated[Api | None, _opt(
-        "--api", help="Get3W API: v1 or v3 (default from the model name).", panel=CONN)] = None
+        "--api", help="Get3W API (default: from the model name).", panel=CONN)] = None
 
 
 class AccountFlags(FlagGroup):
     """How to reach the provider: key, base URL, or the in-process sandbox."""
 
     api_key: Annotated[str | None, _opt(
-        "--api-key", help="API key (default GET3W_API_KEY / ABSTRAKT_API_KEY / config).", panel=CONN,
+        "--api-key", help="API key (default $GET3W_API_KEY, $ABSTRAKT_API_KEY, config).", panel=CONN,
         metavar="KEY")] = None
     base_url: Annotated[str | None, _opt(
-        "--base-url", help="Provider base URL, no path (default GET3W_BASE_URL / ABSTRAKT_BASE_URL).", panel=CONN,
+        "--base-url", help="Provider URL, no path (default $GET3W_BASE_URL, $ABSTRAKT_BASE_URL).", panel=CONN,
         metavar="URL")] = None
     sandbox: Annotated[bool, _opt(
-        "--sandbox", help="Run against an in-process sandbox provider: no key, no network.", panel=CONN)] = False
+        "--sandbox", help="Use an in-process stand-in provider: no key, no network.", panel=CONN)] = False
 
 
 class JournalFlags(FlagGroup):
@@ -113,44 +113,45 @@ class JournalFlags(FlagGroup):
 class InputFlags(FlagGroup):
     """The model's inputs (CONTRACT.md section 2, input options)."""
 
-    prompt: Annotated[str | None, _opt("--prompt", "-p", help="Sets the `prompt` input.", panel=INPUT,
+    prompt: Annotated[str | None, _opt("--prompt", "-p", help="The prompt (sets the input `prompt`).", panel=INPUT,
                                           metavar="TEXT")] = None
     param: Annotated[list[str] | None, _opt(
-        "--param", "-i", help="KEY=VALUE (JSON if it parses), KEY:=JSON, or KEY=@FILE (uploaded). Repeatable.",
+        "--param", "-i", help="An input: KEY=VALUE (JSON if it parses), KEY:=JSON, KEY=@FILE (uploaded). Repeatable.",
         panel=INPUT, metavar="KEY=VALUE")] = None
     input_file: Annotated[str | None, _opt(
-        "--input", help="JSON object of inputs from FILE, or - for stdin.", panel=INPUT, metavar="FILE")] = None
-    channel: Annotated[ServiceChannel | None, _opt("--channel", help="Get3W v1 service tier.", panel=INPUT)] = None
+        "--input", help="Inputs as a JSON object in FILE (- for stdin).", panel=INPUT, metavar="FILE")] = None
+    channel: Annotated[ServiceChannel | None, _opt("--channel", help="Get3W v1's service tier.", panel=INPUT)] = None
 
 
 class WaitFlags(FlagGroup):
     """How to wait (CONTRACT.md section 2, wait options); None means "not given"."""
 
     via: Annotated[Via | None, _opt(
-        "--via", help="How to wait: auto, webhook, poll, sync or stream (Get3W v3) (default auto).", panel=WAIT)] = None
+        "--via", help="How to wait (default auto: webhook when reachable, else poll; stream: Get3W v3 only).",
+        panel=WAIT)] = None
     timeout: Annotated[str | None, _opt(
-        "--timeout", help="The whole wait: 90, 90s, 5m, 1h30m (default 30m).", panel=WAIT, metavar="DURATION")] = None
+        "--timeout", help="The whole wait: 90, 5m, 1h30m (default 30m).", panel=WAIT, metavar="DURATION")] = None
     fallback_after: Annotated[str | None, _opt(
-        "--fallback-after", help="Poll when no callback came in this long (default max(60s, 2 x estimate)).",
+        "--fallback-after", help="Poll when no callback came by then (default max(60s, 2 x estimate)).",
         panel=WAIT, metavar="DURATION")] = None
     poll_max: Annotated[str | None, _opt(
-        "--poll-max", help="Longest interval between polls (default 10s).", panel=WAIT, metavar="DURATION")] = None
+        "--poll-max", help="Longest pause between polls (default 10s).", panel=WAIT, metavar="DURATION")] = None
     tunnel: Annotated[TunnelKind, _opt(
-        "--tunnel", help="auto: ngrok when an authtoken is set; ngrok; none.", panel=WAIT)] = TunnelKind.AUTO
+        "--tunnel", help="auto (default): ngrok when an authtoken is set.", panel=WAIT)] = TunnelKind.AUTO
     public_url: Annotated[str | None, _opt(
-        "--public-url", help="The listener is already reachable at URL (your proxy or tunnel).", panel=WAIT,
+        "--public-url", help="The listener is reachable at URL already (your proxy).", panel=WAIT,
         metavar="URL")] = None
     listen_host: Annotated[str, _opt(
-        "--listen-host", help="Address of the ephemeral webhook listener (default 127.0.0.1).", panel=WAIT,
+        "--listen-host", help="Webhook listener's address (default 127.0.0.1).", panel=WAIT,
         metavar="HOST")] = "127.0.0.1"
     listen_port: Annotated[int, _opt(
-        "--listen-port", help="Port of the ephemeral webhook listener (default 0: any free port).", panel=WAIT,
+        "--listen-port", help="Webhook listener's port (default 0: any free one).", panel=WAIT,
         metavar="PORT")] = 0
     webhook_secret: Annotated[str | None, _opt(
-        "--webhook-secret", help="Verify callback signatures (default GET3W_WEBHOOK_SECRET / ABSTRAKT_WEBHOOK_SECRET).",
+        "--webhook-secret", help="Verify callbacks (default $GET3W_WEBHOOK_SECRET, $ABSTRAKT_WEBHOOK_SECRET).",
         panel=WAIT, metavar="SECRET")] = None
     on_timeout: Annotated[OnTimeout, _opt(
-        "--on-timeout", help="On timeout or Ctrl-C: leave the task running (detach, the default) or cancel it.",
+        "--on-timeout", help="On timeout or Ctrl-C: leave the task running (detach, default) or cancel it.",
         panel=WAIT)] = OnTimeout.DETACH
 
 
@@ -171,10 +172,11 @@ class TalkFlags(FlagGroup):
     """What goes to stdout and stderr."""
 
     json_out: Annotated[bool, _opt(
-        "--json", help="Print exactly one JSON object (the task record) on stdout.", panel=OUT)] = False
+        "--json", help="Print the task record as one JSON object on stdout.", panel=OUT)] = False
     quiet: Annotated[bool, _opt(
         "--quiet", "-q", help="No progress or messages on stderr (errors still show).", panel=OUT)] = False
-    debug: Annotated[bool, _opt("--debug", help="Show tracebacks for errors.", panel=OUT)] = False
+    debug: Annotated[bool, _opt(
+        "--debug", help="Show tracebacks and library logs (secrets masked).", panel=OUT)] = False
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])

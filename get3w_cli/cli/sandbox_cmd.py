@@ -15,6 +15,7 @@ from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import Tracker, run
 from get3w_cli.cli.context import SANDBOX_KEY
+from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui
 from get3w_cli.names import FACTS, PROVIDERS, SignatureScheme
@@ -37,9 +38,9 @@ class SandboxFlags(FlagGroup):
         "--webhook-secret", metavar="SECRET", help="Sign webhook deliveries with this secret.")] \
         = None
     signature_scheme: Annotated[SignatureScheme, _opt(
-        "--signature-scheme", help="How webhook deliveries are signed: native (each API its own way), get3w, "
-        "abstrakt, abstrakt-body, standard-v1 (webhook-signature v1,<base64>, whsec_ secret decoded), "
-        "wavespeed-v3 (v3,<hex>, whsec_ secret as text).")] = SignatureScheme.NATIVE
+        "--signature-scheme", metavar="SCHEME", help="How webhook deliveries are signed: native (each API its own "
+        "way, the default), get3w, abstrakt, abstrakt-body, standard-v1 (webhook-signature v1,<base64>, whsec_ "
+        "secret decoded), wavespeed-v3 (v3,<hex>, whsec_ secret as text).")] = SignatureScheme.NATIVE
     duplicates: Annotated[int, _opt("--duplicates", metavar="N",
                                     help="Send each webhook this many extra times (default 0).")] = 0
     time_scale: Annotated[float, _opt("--webhook-time-scale", metavar="FACTOR",
@@ -48,7 +49,11 @@ class SandboxFlags(FlagGroup):
         "--max-concurrent", metavar="N", help="Answer 429 above this many running tasks per key.")] = None
 
 
-@app.command("sandbox")
+@app.command("sandbox", epilog=examples(
+    ("serve on port 8080, then point g3w at it", "g3w sandbox --port 8080"),
+    ("in another shell", "GET3W_BASE_URL=http://127.0.0.1:8080 g3w run flux-dev -p x"),
+    ("signed webhooks, retried faster", "g3w sandbox --webhook-secret s3cret --webhook-time-scale 0.1"),
+))
 @options(hide=("json_out",))
 def sandbox_cmd(*, sandbox: SandboxFlags, talk: TalkFlags) -> None:
     """Serve a local emulation of Get3W (v1, v3) and Abstrakt: any key except sk_invalid / sk_broke works.

@@ -8,6 +8,7 @@ import typer
 
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import Tracker, run
+from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import (
     AccountFlags,
     InputFlags,
@@ -29,7 +30,11 @@ DeleteOutputs = Annotated[bool, typer.Option(
     "--delete-outputs", help="Also delete the outputs of a task that already finished (Get3W v3).")]
 
 
-@app.command("run")
+@app.command("run", epilog=examples(
+    ("one image into out/; prints its path", 'g3w run flux-dev -p "a lighthouse at dusk" -o out/'),
+    ("inputs as JSON; the task record on stdout", "g3w run flux-dev -p 'a cat' -i seed:=42 --json"),
+    ("Abstrakt, polling, a 10 minute limit", "g3w run abstrakt:flux-schnell -p 'a fox' --via poll --timeout 10m"),
+))
 @options()
 def run_cmd(model: Model, *, inputs: InputFlags, wait: WaitFlags, output: OutputFlags, preview: PreviewFlags,
             talk: TalkFlags, route: RouteFlags, account: AccountFlags, journal: JournalFlags) -> None:
@@ -46,8 +51,12 @@ def run_cmd(model: Model, *, inputs: InputFlags, wait: WaitFlags, output: Output
     run(ui, body, tracker=tracker)
 
 
-@app.command("submit")
-@options()
+@app.command("submit", epilog=examples(
+    ("submit, keep the id", "id=$(g3w submit flux-dev -p 'a red fox')"),
+    ("your app gets the callback", "g3w submit flux-dev -p 'x' --webhook-url https://my.app/hooks/g3w"),
+    ("no key, no network", "g3w submit flux-dev -p 'x' --sandbox"),
+))
+@options(help_overrides={"json_out": "Print the submitted task's record (one JSON object) instead of its id."})
 def submit_cmd(model: Model, webhook_url: WebhookUrl = None, *, inputs: InputFlags, talk: TalkFlags,
                route: RouteFlags, account: AccountFlags, journal: JournalFlags) -> None:
     """Submit a task, print its id, do not wait."""
@@ -61,7 +70,10 @@ def submit_cmd(model: Model, webhook_url: WebhookUrl = None, *, inputs: InputFla
     run(ui, body, tracker=tracker)
 
 
-@app.command("get")
+@app.command("get", epilog=examples(
+    ("its status and outputs", "g3w get pred_abc123"),
+    ("the task record (one JSON object)", "g3w get pred_abc123 --json | jq .status"),
+))
 @options()
 def get_cmd(task_id: TaskId, *, preview: PreviewFlags, talk: TalkFlags, route: RouteFlags,
             account: AccountFlags) -> None:
@@ -76,7 +88,10 @@ def get_cmd(task_id: TaskId, *, preview: PreviewFlags, talk: TalkFlags, route: R
     run(ui, body)
 
 
-@app.command("wait")
+@app.command("wait", epilog=examples(
+    ("wait, download the outputs", "g3w wait pred_abc123 -o out/ --timeout 10m"),
+    ("a task submitted with --sandbox", "g3w wait pred_abc123 --sandbox"),
+))
 @options(hide=("tunnel", "public_url", "listen_host", "listen_port", "webhook_secret", "fallback_after"))
 def wait_cmd(task_id: TaskId, *, wait: WaitFlags, output: OutputFlags, preview: PreviewFlags, talk: TalkFlags,
              route: RouteFlags, account: AccountFlags) -> None:
@@ -92,8 +107,11 @@ def wait_cmd(task_id: TaskId, *, wait: WaitFlags, output: OutputFlags, preview: 
     run(ui, body, tracker=tracker)
 
 
-@app.command("cancel")
-@options()
+@app.command("cancel", epilog=examples(
+    ("cancel a task still running", "g3w cancel pred_abc123"),
+    ("delete a finished Get3W v3 task's outputs", "g3w cancel pred_abc123 --delete-outputs"),
+))
+@options(help_overrides={"json_out": "Print the cancelled task's record as one JSON object."})
 def cancel_cmd(task_id: TaskId, delete_outputs: DeleteOutputs = False, *, talk: TalkFlags, route: RouteFlags,
                account: AccountFlags) -> None:
     """Cancel (Get3W v3: delete) a task that has not finished."""

@@ -55,6 +55,7 @@ from get3w_cli.http.failures import (
     network_failure,
 )
 from get3w_cli.http.lazy_tls import LazyTlsTransport, tls_context
+from get3w_cli.names import FACTS, ProviderFacts, provider_named
 from get3w_cli.retry import CONNECT, LOST, parse_retry_after, retry_delay
 from get3w_cli.timeouts import within
 
@@ -154,19 +155,22 @@ class HttpSession:
         return self._client
 
     def api(
-        self, base_url: str, api_key: str | None, *, errors: ErrorParser, max_attempts: int | None = None
+        self, base_url: str, api_key: str | None, *, errors: ErrorParser, max_attempts: int | None = None,
+        provider: str | None = None,
     ) -> ApiClient:
         """A client for one provider API; the key is sent only to ``base_url``.
 
         ``max_attempts`` overrides the session's for this client's requests (a batch's submits
-        make one, so that 429s reach its pacer).
+        make one, so that 429s reach its pacer); ``provider`` is named in its errors' hints.
         """
         parts = urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"invalid base URL {base_url!r}", hint="use e.g. https://api.get3w.com")
         if api_key is not None and not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
             raise ConfigError("the API key contains spaces or invalid characters")
-        return ApiClient(base_url.strip().rstrip("/"), self, api_key or None, errors, max_attempts)
+        known = provider_named(provider) if provider else None
+        return ApiClient(base_url.strip().rstrip("/"), self, api_key or None, errors, max_attempts,
+                         FACTS[known] if known else None)
 
     async def download(
         self, url: str, dest: Path, *, on_progress: Callable[[int, int | None], None] | None = None
@@ -220,7 +224,7 @@ class HttpSession:
 
     async def _request_once(
         self, method: str, url: str, errors: ErrorParser, headers: dict[str, str], options: dict[str, Any],
-        deadline: float,
+        deadline: float, about: ProviderFacts | None = None,
     ) -> Reply | _Failure:
         try:
             response = await _within(deadline, self._http.request(method, _parsed_url(url), headers=headers, **options))
@@ -231,7 +235,7 @@ class HttpSession:
         body = json_or_none(response.content)
         if 200 <= response.status_code < 300:
             return Reply(response.status_code, body, {k.lower(): v for k, v in response.headers.items()})
-        return answer_failure(response, url, errors)
+        return answer_failure(response, url, errors, about=about)
 
 
 @dataclass(eq=False)
@@ -243,6 +247,7 @@ class ApiClient:
     _api_key: str | None = field(repr=False)
     _errors: ErrorParser = field(repr=False)
     _max_attempts: int | None = field(default=None, repr=False)
+    _about: ProviderFacts | None = field(default=None, repr=False)
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Reply:
         return await self._send("GET", path, _query(params), self._session._deadline(sync=False, sending=0))  # noqa: SLF001 - a collaborating class of the same module
@@ -303,7 +308,8 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {self._api_key}"
         session = self._session
         return await session._retry(  # noqa: SLF001 - a collaborating class of the same module
-            method, lambda: session._request_once(method, url, self._errors, headers, options, deadline),  # noqa: SLF001 - a collaborating class of the same module
+            method, lambda: session._request_once(method, url, self._errors, headers, options, deadline,  # noqa: SLF001 - a collaborating class of the same module
+                                                  self._about),
             max_attempts=self._max_attempts,
         )
 

@@ -25,6 +25,8 @@ import aiohttp
 import httpx
 import yarl
 
+from get3w_cli.errors import plain_reason
+
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """``httpx.AsyncClient(transport=AiohttpTransport(...))``; one aiohttp session, opened lazily."""
@@ -96,7 +98,7 @@ def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
 
 
 def _translate(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
-    text = str(exc) or type(exc).__name__
+    text = plain_reason(exc)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(text, request=request)
     if isinstance(exc, asyncio.TimeoutError):  # aiohttp's read timeouts are TimeoutErrors too

@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 
 from get3w_cli.constants import ERROR_MESSAGE_MAX_CHARS
-from get3w_cli.errors import NetworkError, SubmitUnknownError, error_for_status
+from get3w_cli.errors import NetworkError, SubmitUnknownError, error_for_status, plain_reason
 from get3w_cli.retry import CONNECT, LOST, parse_retry_after
+
+if TYPE_CHECKING:
+    from get3w_cli.names import ProviderFacts
 
 _OUR_FAULT = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError, httpx.TooManyRedirects)
 
@@ -97,7 +101,7 @@ def describe(exc: Exception) -> str:
         return "the request could not be sent"  # its text may quote header values
     if isinstance(exc, httpx.RemoteProtocolError):
         return "the server closed the connection"
-    return one_line(str(exc)) or type(exc).__name__
+    return one_line(plain_reason(exc)) or "no details given"
 
 
 def brief(exc: Exception) -> str:
@@ -146,8 +150,10 @@ def short(url: str) -> str:
 
 
 def answer_failure(response: httpx.Response, url: str,
-                   errors: Callable[[int, object, str], tuple[str | None, str, float | None]]) -> Failure:
-    """The Failure for an error answer whose body has been read: the provider's code and message."""
+                   errors: Callable[[int, object, str], tuple[str | None, str, float | None]], *,
+                   about: ProviderFacts | None = None) -> Failure:
+    """The Failure for an error answer whose body has been read: the provider's code and message
+    (``about``: the provider that answered, named in the hints)."""
     body = json_or_none(response.content)
     code, message, body_retry = errors(response.status_code, body, response.text)
     if body_retry is not None:
@@ -159,7 +165,7 @@ def answer_failure(response: httpx.Response, url: str,
     message = one_line(message) or response.reason_phrase or "error"
     error = error_for_status(
         response.status_code, f"HTTP {response.status_code} from {host(url)}: {message}",
-        code=code, retry_after=retry_after, details=body,
+        code=code, retry_after=retry_after, details=body, about=about,
     )
     return Failure(error, status=response.status_code, retry_after=retry_after)
 

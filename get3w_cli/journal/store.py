@@ -16,7 +16,7 @@ from get3w_cli.constants import (
     JOURNAL_FILE_MODE,
     JOURNAL_WAL_LIMIT_BYTES,
 )
-from get3w_cli.errors import JournalError
+from get3w_cli.errors import JournalError, plain_reason
 from get3w_cli.journal.codec import PROMPT_FUNCTION, prompt_of
 from get3w_cli.journal.schema import migrate
 
@@ -70,7 +70,7 @@ class Store:
                 self._db = None
             if isinstance(exc, JournalError):
                 raise
-            raise JournalError(f"cannot open the journal {path}: {exc}", hint=OPEN_HINT) from exc
+            raise JournalError(f"cannot open the journal {path}: {plain_reason(exc)}", hint=OPEN_HINT) from exc
 
     @property
     def enabled(self) -> bool:
@@ -82,7 +82,7 @@ class Store:
             try:
                 db.close()
             except sqlite3.Error as exc:
-                raise JournalError(f"cannot close the journal: {exc}") from exc
+                raise JournalError(f"cannot close the journal: {plain_reason(exc)}") from exc
 
     def _exec(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement; its rows (none for a write, or without a journal)."""
@@ -91,7 +91,7 @@ class Store:
         try:
             return self._db.execute(sql, tuple(args)).fetchall()
         except sqlite3.Error as exc:
-            raise JournalError(f"journal error: {exc}") from exc
+            raise JournalError(f"journal error: {plain_reason(exc)}") from exc
 
     def _iter(self, sql: str, args: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
         """The rows of one query, one at a time (memory does not grow with them)."""
@@ -100,7 +100,7 @@ class Store:
         try:
             yield from self._db.execute(sql, tuple(args))
         except sqlite3.Error as exc:
-            raise JournalError(f"journal error: {exc}") from exc
+            raise JournalError(f"journal error: {plain_reason(exc)}") from exc
 
     def _many(self, *statements: tuple[str, Sequence[Sequence[Any]]]) -> None:
         """Each (SQL, rows) run for all its rows, the whole in one transaction (one commit)."""
@@ -111,7 +111,7 @@ class Store:
                 try:
                     self._db.executemany(sql, rows)
                 except sqlite3.Error as exc:
-                    raise JournalError(f"journal error: {exc}") from exc
+                    raise JournalError(f"journal error: {plain_reason(exc)}") from exc
 
     @contextmanager
     def atomic(self) -> Iterator[None]:

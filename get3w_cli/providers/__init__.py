@@ -1,7 +1,7 @@
 """Provider adapters: Get3W v3, Get3W v1 and Abstrakt behind one interface.
 
     base.py        the Adapter protocol and the optional capabilities (ModelLister, ModelDescriber,
-                   StreamSubmitter, Account)
+                   StreamSubmitter, Account, KeyCheck)
     routing.py     model names -> Route (provider, API, model id)
     factory.py     Route -> adapter (the one table of adapter classes), default base URLs
     submitting.py  submit_task / nothing_created: whether a failed submit may hide a task
@@ -20,6 +20,7 @@ from get3w_cli.providers.base import (
            Account,
            AccountRows,
            Adapter,
+           KeyCheck,
            ModelDescriber,
            ModelLister,
            StreamSubmitter,
@@ -36,6 +37,6 @@ from get3w_cli.providers.factory import (
 from get3w_cli.providers.routing import PROVIDERS, Route, resolve_route
 from get3w_cli.providers.submitting import nothing_created, refuses_streaming, submit_task
 
-__all__ = ["ADAPTERS", "PROVIDERS", "Account", "AccountRows", "Adapter", "ModelDescriber", "ModelLister", "Route",
-           "StreamSubmitter", "SubmitStream", "adapter_class", "default_base_url", "error_parser",
+__all__ = ["ADAPTERS", "PROVIDERS", "Account", "AccountRows", "Adapter", "KeyCheck", "ModelDescriber", "ModelLister",
+           "Route", "StreamSubmitter", "SubmitStream", "adapter_class", "default_base_url", "error_parser",
            "make_adapter", "nothing_created", "open_adapter", "refuses_streaming", "resolve_route", "submit_task"]

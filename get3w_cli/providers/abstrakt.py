@@ -113,6 +113,11 @@ class Abstrakt:
             raise unexpected("the model request", "no model id", reply)
         return found
 
+    async def check_key(self) -> str:
+        """GET /v1/models?limit=1: the cheapest authenticated request (Abstrakt has no balance endpoint)."""
+        expect_object(await self.client.get("/v1/models", params={"limit": "1"}), "the model list")
+        return "key accepted"
+
     async def _every_model(self, search: str | None) -> list[object]:
         """Page after page (``offset`` += what came) until ``total`` is reached or a page is short
         or empty; a page with nothing new (a server ignoring ``offset``) ends it too."""
@@ -161,6 +166,7 @@ def _cancel_answer(reply: Reply, task_id: str) -> Task:
             pass
     raw = dict(reply.body) if isinstance(reply.body, Mapping) else {}
     return Task(id=task_id, provider=Provider.ABSTRAKT, api=API, model="", status=Status.CANCELLED, raw=raw)
+
 
 
 def _job(reply: Reply, what: str, model: str | None) -> Task:

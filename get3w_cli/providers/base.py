@@ -97,6 +97,15 @@ class StreamSubmitter(Protocol):
 
 
 @runtime_checkable
+class KeyCheck(Protocol):
+    """An API whose key can be tried with one cheap authenticated request (``g3w doctor --online``)."""
+
+    async def check_key(self) -> str:
+        """What the request showed (one short line); raises ApiError or NetworkError like any request."""
+        ...
+
+
+@runtime_checkable
 class Account(Protocol):
     """An API with account endpoints: the balance, and file uploads for inputs."""
 

@@ -68,5 +68,5 @@ def open_adapter(
 ) -> Adapter:
     """Build the ApiClient (base URL, key, the API's error parser) and the adapter in one step."""
     provider = route.provider if isinstance(route, Route) else route[0]
-    client = http.api(base_url or default_base_url(provider), api_key, errors=error_parser(route))
+    client = http.api(base_url or default_base_url(provider), api_key, errors=error_parser(route), provider=provider)
     return make_adapter(route, client)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from get3w_cli.errors import RejectedError, UsageError
 from get3w_cli.http import ApiClient, Reply, error_for_status
-from get3w_cli.names import Provider
+from get3w_cli.names import FACTS, Provider
 from get3w_cli.payloads import PayloadError, get3w_task
 from get3w_cli.providers.base import AccountRows
 from get3w_cli.providers.common import (
@@ -63,7 +63,8 @@ def unwrap(reply: Reply, what: str) -> Any:
     message = str(body.get("message") or "request failed")
     # A code that is no HTTP error status is the provider misbehaving: report it as transient.
     status = status if 400 <= status < 600 else 502
-    raise error_for_status(status, f"Get3W answered code {code}: {message}", details=body)
+    raise error_for_status(status, f"Get3W answered code {code}: {message}", details=body,
+                           about=FACTS[Provider.GET3W])
 
 
 class Get3wV3:
@@ -132,6 +133,13 @@ class Get3wV3:
         if not isinstance(data, Mapping):
             raise unexpected("the balance request", "no balance object", reply)
         return table([data], tuple(data), data)
+
+    async def check_key(self) -> str:
+        """GET /api/v3/balance: the cheapest authenticated request."""
+        data = (await self.balance()).raw
+        amount = data.get("balance") if isinstance(data, Mapping) else None
+        currency = data.get("currency", "USD") if isinstance(data, Mapping) else ""
+        return f"key accepted; balance {amount} {currency}".rstrip() if amount is not None else "key accepted"
 
     async def upload(self, path: Path) -> str:
         """POST /api/v3/files/upload (multipart part ``file``); returns the file's URL.

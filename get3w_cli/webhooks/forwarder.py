@@ -36,7 +36,7 @@ from get3w_cli.constants import (
     FORWARD_REPLAY_ATTEMPTS,
     FORWARD_TIMEOUT,
 )
-from get3w_cli.errors import UsageError
+from get3w_cli.errors import UsageError, plain_reason
 from get3w_cli.payloads import infer_provider
 from get3w_cli.retry import NARROW, backoff
 from get3w_cli.webhooks.http_common import one_line
@@ -149,7 +149,7 @@ class Forwarder:
         except asyncio.TimeoutError:
             return None, f"no answer within {self._timeout:g}s"
         except (ClientError, OSError, ValueError) as exc:
-            return None, one_line(f"{type(exc).__name__}: {exc}")
+            return None, one_line(plain_reason(exc))
 
 
 async def run_exec(command: str, data: bytes, *, stdout: int | None = None) -> int:
@@ -229,7 +229,7 @@ def read_saved(path: Path) -> SavedDelivery:
         body = (record["body"].encode("utf-8") if "body" in record
                 else base64.b64decode(record["body_base64"], validate=True))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
-        raise UsageError(f"cannot replay {path}: not a saved delivery ({type(exc).__name__}: {exc})",
+        raise UsageError(f"cannot replay {path}: not a saved delivery ({plain_reason(exc)})",
                          hint="give a file written by g3w listen --save DIR") from exc
     if not isinstance(headers, dict):
         raise UsageError(f"cannot replay {path}: headers is not an object")

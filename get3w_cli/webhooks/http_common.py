@@ -34,6 +34,7 @@ from get3w_cli.constants import (
     WEBHOOK_MAX_BODY_BYTES,
     WEBHOOK_SHUTDOWN_TIMEOUT,
 )
+from get3w_cli.errors import plain_reason
 from get3w_cli.webhooks.budget import Claim, NoRoom
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -104,7 +105,7 @@ class _LineHandler(logging.Handler):
             message = record.getMessage()
             exc = record.exc_info[1] if record.exc_info else None
             if exc is not None:
-                message = f"{message}: {type(exc).__name__}: {exc}"
+                message = f"{message}: {plain_reason(exc)}"
             self.sink(one_line(message))
         except Exception:  # noqa: BLE001, S110 - a sink must never raise (nor print a traceback)
             pass

@@ -27,6 +27,7 @@ from typing import Any
 
 from get3w_cli.constants import LISTEN_OUTPUT_BACKOFF as OUTPUT_BACKOFF
 from get3w_cli.constants import LISTEN_QUEUE_MAX
+from get3w_cli.errors import plain_reason
 from get3w_cli.timeouts import within
 from get3w_cli.webhooks.forwarder import (
     Forwarder,
@@ -92,7 +93,7 @@ class SerialWorker:
             try:
                 await job()
             except Exception as exc:  # noqa: BLE001 - one bad job must not stop the others
-                self._note(f"internal error in a background job: {type(exc).__name__}: {exc}")
+                self._note(f"internal error in a background job: {plain_reason(exc)}")
             finally:
                 self.pending -= 1
                 done()

@@ -30,7 +30,7 @@ from get3w_cli.constants import (
     WEBHOOK_PROBES_MAX,
     WEBHOOK_TOKEN_BYTES,
 )
-from get3w_cli.errors import ListenerError, TunnelError
+from get3w_cli.errors import ListenerError, TunnelError, plain_reason
 from get3w_cli.webhooks.delivery import NEW, STALE, Classifier
 from get3w_cli.webhooks.http_common import Served, line_logger, read_body, serve_app
 from get3w_cli.webhooks.http_common import json_reply as _reply
@@ -132,7 +132,7 @@ class CallbackListener:
 
     def _internal_error(self, exc: Exception) -> None:
         self.stats.rejected_other += 1
-        log.error("webhook handler failed: %s: %s", type(exc).__name__, exc)
+        log.error("webhook handler failed: %s", plain_reason(exc))
         log.debug("webhook handler traceback", exc_info=exc)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -212,7 +212,7 @@ async def check_reachable(
             status = response.status
             detail = (await response.text())[:200]
     except (ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-        detail = f"{type(exc).__name__}: {exc}"
+        detail = plain_reason(exc)
     if status == 200 and detail == nonce and nonce in listener.probes:
         return
     got = f"HTTP {status}" if status is not None else detail

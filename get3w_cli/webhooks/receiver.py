@@ -41,7 +41,7 @@ from get3w_cli.constants import (
     WEBHOOK_HEADER_TIMEOUT,
     WEBHOOK_MAX_BODY_BYTES,
 )
-from get3w_cli.errors import ListenerError
+from get3w_cli.errors import ListenerError, plain_reason
 from get3w_cli.records import Task
 from get3w_cli.webhooks.budget import ByteBudget, Claim, NoRoom
 from get3w_cli.webhooks.delivery import DUPLICATE, NEW, Classifier, Deduper, Delivery
@@ -198,7 +198,7 @@ class Receiver:
 
     def _internal_error(self, exc: Exception) -> None:
         self.stats.rejected += 1
-        detail = one_line(f"{type(exc).__name__}: {exc}")
+        detail = one_line(plain_reason(exc))
         self.notes.note("internal", f"500: internal error handling a delivery: {detail}")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -34,7 +34,7 @@ from pyngrok.exception import PyngrokError, PyngrokNgrokError, PyngrokNgrokHTTPE
 from pyngrok.log import NgrokLog
 
 from get3w_cli.constants import TUNNEL_API_TIMEOUT, TUNNEL_KILL_POLL, TUNNEL_START_TIMEOUT, TUNNEL_STARTUP_MARGIN
-from get3w_cli.errors import TunnelError
+from get3w_cli.errors import TunnelError, plain_reason
 from get3w_cli.webhooks.ngrok_agent import Agent, AgentSearch, check_drivable, find_agent, install_agent
 from get3w_cli.webhooks.ngrok_config import make_private_config, remove_stale_configs
 from get3w_cli.webhooks.ngrok_errors import HINTS, classified, clean, tunnel_error
@@ -290,4 +290,4 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, PyngrokNgrokError):
         errors = [log.err for log in exc.ngrok_logs if log.err and log.err != "nil"]
         return " ".join([str(exc).rstrip("."), *errors[-1:]])
-    return str(exc) or type(exc).__name__
+    return plain_reason(exc)
