@@ -141,19 +141,22 @@ class HttpSession:
         return self._client
 
     def api(
-        self, base_url: str, api_key: str | None, *, errors: ErrorParser, max_attempts: int | None = None
+        self, base_url: str, api_key: str | None, *, errors: ErrorParser, max_attempts: int | None = None,
+        post_headers: Mapping[str, str] | None = None,
     ) -> ApiClient:
         """A client for one provider API; the key is sent only to ``base_url``.
 
         ``max_attempts`` overrides the session's for this client's requests (a batch's submits
-        make one, so that 429s reach its pacer).
+        make one, so that 429s reach its pacer); ``post_headers`` go with its POSTs (a submit's
+        ``Idempotency-Key``).
         """
         parts = urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"invalid base URL {base_url!r}", hint="use e.g. https://api.get3w.com")
         if api_key is not None and not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
             raise ConfigError("the API key contains spaces or invalid characters")
-        return ApiClient(base_url.strip().rstrip("/"), self, api_key or None, errors, max_attempts)
+        return ApiClient(base_url.strip().rstrip("/"), self, api_key or None, errors, max_attempts,
+                         dict(post_headers or {}))
 
     async def download(
         self, url: str, dest: Path, *, on_progress: Callable[[int, int | None], None] | None = None
@@ -239,6 +242,7 @@ class ApiClient:
     _api_key: str | None = field(repr=False)
     _errors: ErrorParser = field(repr=False)
     _max_attempts: int | None = field(default=None, repr=False)
+    _post_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Reply:
         return await self._send("GET", path, _query(params), self._session._deadline(sync=False, sending=0))  # noqa: SLF001 - a collaborating class of the same module
@@ -271,7 +275,7 @@ class ApiClient:
     async def _send(self, method: str, path: str, options: dict[str, Any], deadline: float) -> Reply:
         # Paths are appended raw: Abstrakt model ids keep their slashes; adapters quote the rest.
         url = self.base_url + (path if path.startswith("/") else "/" + path)
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(self._post_headers if method == "POST" else {})}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         session = self._session
