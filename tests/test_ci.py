@@ -143,14 +143,19 @@ def test_an_error_is_annotated_with_its_hint(sandbox: ThreadedSandbox, github: d
 
 
 def test_wait_for_several_writes_them_all(sandbox: ThreadedSandbox, github: dict[str, str]) -> None:
+    """wait ID ID: ids and statuses in the arguments' order, the outputs in one array, the records as
+    JSON Lines; every task's error is annotated."""
     env = {**sandbox_env(sandbox), **github}
-    ids = [invoke("submit", "flux-dev", "-p", p, env=env).stdout.strip() for p in ("a", "b")]
+    ids = [invoke("submit", "flux-dev", "-p", p, *extra, env=env).stdout.strip()
+           for p, extra in (("a", ()), ("b", ()), ("c", ("-i", "sandbox_fail=one")), ("d", ("-i", "sandbox_fail=two")))]
     result = invoke("wait", *ids, *FAST, env=env)
-    assert result.code == 0
+    assert result.code == 1
     values = outputs(github)
-    assert values["id"].split() == ids and values["status"] == "completed completed"
+    assert values["id"].split() == ids and values["status"] == "completed completed failed failed"
     assert len(json.loads(values["outputs"])) == 2
     assert [json.loads(line)["id"] for line in values["record"].splitlines()] == ids
+    expected = {f"task {ids[2]} failed: one", f"task {ids[3]} failed: two"}
+    assert sorted(commands(result.stderr, "error")) == sorted(expected)
 
 
 # --- masks --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ the command's result and exit code stay what they are.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 import time
@@ -237,6 +238,16 @@ def _check_writable(path: Path) -> None:
         raise UsageError(f"--dotenv {path} is a folder", hint="give the file to write, e.g. --dotenv g3w.env")
     if not path.parent.is_dir():
         raise UsageError(f"--dotenv {path}: no folder {path.parent}", hint="create it first, or write elsewhere")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"--dotenv {path}: not writable", hint="write the report elsewhere")
+
+
+def annotate_error(message: str, hint: str | None) -> None:
+    """An error besides the one the command exits with (``wait ID ID``), as an annotation too."""
+    if _active is not None:
+        from get3w_cli.redaction import redact
+
+        _active.error(redact(message), redact(hint) if hint else None)
 
 
 def batch_rows(sink: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:

@@ -174,7 +174,10 @@ async def wait_flow(task_ids: list[str], route: RouteFlags, account: AccountFlag
         last = worst(errors)
         for error in errors:
             if error is not last:
+                from get3w_cli.cli.ci import annotate_error
+
                 report_error(ui, error.message, error.hint, with_traceback=False)
+                annotate_error(error.message, error.hint)
         raise last
     ui.success(f"{ids[0]} completed" if len(ids) == 1 else f"all {len(ids)} tasks completed")
     return 0
