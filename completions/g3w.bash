@@ -45,9 +45,11 @@ _g3w() {
     "run")
       case "$prev" in
         --prompt|-p) COMPREPLY=(); return ;;
+        --prompt-file) _g3w_reply file; return ;;
         --param|-i) COMPREPLY=(); return ;;
         --input) _g3w_reply file; return ;;
         --channel) _g3w_reply words "economy stable official"; return ;;
+        --idempotency-key) COMPREPLY=(); return ;;
         --via) _g3w_reply words "auto webhook poll sync stream"; return ;;
         --timeout) COMPREPLY=(); return ;;
         --fallback-after) COMPREPLY=(); return ;;
@@ -59,38 +61,43 @@ _g3w() {
         --webhook-secret) COMPREPLY=(); return ;;
         --on-timeout) _g3w_reply words "detach cancel"; return ;;
         --output|-o) _g3w_reply dir; return ;;
+        --dotenv) _g3w_reply file; return ;;
         --provider) _g3w_reply words "get3w abstrakt"; return ;;
         --api) _g3w_reply words "v1 v3"; return ;;
         --api-key) COMPREPLY=(); return ;;
         --base-url) COMPREPLY=(); return ;;
       esac
-      if [[ $cur == -* ]]; then _g3w_reply words "--prompt -p --param -i --input --channel --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --preview --no-preview --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h"; return; fi
-      _g3w_pos "--prompt -p --param -i --input --channel --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --provider --api --api-key --base-url"
+      if [[ $cur == -* ]]; then _g3w_reply words "--no-wait --prompt -p --prompt-file --param -i --input --channel --idempotency-key --resubmit-unknown --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --preview --no-preview --json --quiet -q --debug --no-ci --dotenv --provider --api --api-key --base-url --sandbox --no-history --help -h"; return; fi
+      _g3w_pos "--prompt -p --prompt-file --param -i --input --channel --idempotency-key --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --dotenv --provider --api --api-key --base-url"
       case $n in 0) _g3w_reply models ;; esac ;;
     "submit")
       case "$prev" in
         --webhook-url) COMPREPLY=(); return ;;
         --prompt|-p) COMPREPLY=(); return ;;
+        --prompt-file) _g3w_reply file; return ;;
         --param|-i) COMPREPLY=(); return ;;
         --input) _g3w_reply file; return ;;
         --channel) _g3w_reply words "economy stable official"; return ;;
+        --idempotency-key) COMPREPLY=(); return ;;
+        --dotenv) _g3w_reply file; return ;;
         --provider) _g3w_reply words "get3w abstrakt"; return ;;
         --api) _g3w_reply words "v1 v3"; return ;;
         --api-key) COMPREPLY=(); return ;;
         --base-url) COMPREPLY=(); return ;;
       esac
-      if [[ $cur == -* ]]; then _g3w_reply words "--webhook-url --prompt -p --param -i --input --channel --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h"; return; fi
-      _g3w_pos "--webhook-url --prompt -p --param -i --input --channel --provider --api --api-key --base-url"
+      if [[ $cur == -* ]]; then _g3w_reply words "--webhook-url --prompt -p --prompt-file --param -i --input --channel --idempotency-key --resubmit-unknown --json --quiet -q --debug --no-ci --dotenv --provider --api --api-key --base-url --sandbox --no-history --help -h"; return; fi
+      _g3w_pos "--webhook-url --prompt -p --prompt-file --param -i --input --channel --idempotency-key --dotenv --provider --api --api-key --base-url"
       case $n in 0) _g3w_reply models ;; esac ;;
     "get")
       case "$prev" in
+        --dotenv) _g3w_reply file; return ;;
         --provider) _g3w_reply words "get3w abstrakt"; return ;;
         --api) _g3w_reply words "v1 v3"; return ;;
         --api-key) COMPREPLY=(); return ;;
         --base-url) COMPREPLY=(); return ;;
       esac
-      if [[ $cur == -* ]]; then _g3w_reply words "--preview --no-preview --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h"; return; fi
-      _g3w_pos "--provider --api --api-key --base-url"
+      if [[ $cur == -* ]]; then _g3w_reply words "--preview --no-preview --json --quiet -q --debug --no-ci --dotenv --provider --api --api-key --base-url --sandbox --help -h"; return; fi
+      _g3w_pos "--dotenv --provider --api --api-key --base-url"
       case $n in 0) _g3w_reply tasks ;; esac ;;
     "wait")
       case "$prev" in
@@ -99,14 +106,15 @@ _g3w() {
         --poll-max) COMPREPLY=(); return ;;
         --on-timeout) _g3w_reply words "detach cancel"; return ;;
         --output|-o) _g3w_reply dir; return ;;
+        --dotenv) _g3w_reply file; return ;;
         --provider) _g3w_reply words "get3w abstrakt"; return ;;
         --api) _g3w_reply words "v1 v3"; return ;;
         --api-key) COMPREPLY=(); return ;;
         --base-url) COMPREPLY=(); return ;;
       esac
-      if [[ $cur == -* ]]; then _g3w_reply words "--via --timeout --poll-max --on-timeout --output -o --preview --no-preview --json --quiet -q --debug --provider --api --api-key --base-url --sandbox --help -h"; return; fi
-      _g3w_pos "--via --timeout --poll-max --on-timeout --output -o --provider --api --api-key --base-url"
-      case $n in 0) _g3w_reply tasks ;; esac ;;
+      if [[ $cur == -* ]]; then _g3w_reply words "--via --timeout --poll-max --on-timeout --output -o --preview --no-preview --json --quiet -q --debug --no-ci --dotenv --provider --api --api-key --base-url --sandbox --help -h"; return; fi
+      _g3w_pos "--via --timeout --poll-max --on-timeout --output -o --dotenv --provider --api --api-key --base-url"
+      case $n in *) COMPREPLY=() ;; esac ;;
     "cancel")
       case "$prev" in
         --provider) _g3w_reply words "get3w abstrakt"; return ;;
@@ -162,13 +170,14 @@ _g3w() {
         --webhook-secret) COMPREPLY=(); return ;;
         --on-timeout) _g3w_reply words "detach cancel"; return ;;
         --output|-o) _g3w_reply dir; return ;;
+        --dotenv) _g3w_reply file; return ;;
         --provider) _g3w_reply words "get3w abstrakt"; return ;;
         --api) _g3w_reply words "v1 v3"; return ;;
         --api-key) COMPREPLY=(); return ;;
         --base-url) COMPREPLY=(); return ;;
       esac
-      if [[ $cur == -* ]]; then _g3w_reply words "--concurrency -j --out --resume --name --resubmit-unknown --resubmit-changed --skip-invalid --retry-failed --name-template --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --quiet -q --debug --provider --api --api-key --base-url --sandbox --no-history --help -h"; return; fi
-      _g3w_pos "--concurrency -j --out --name --name-template --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --provider --api --api-key --base-url"
+      if [[ $cur == -* ]]; then _g3w_reply words "--concurrency -j --out --resume --name --resubmit-unknown --resubmit-changed --skip-invalid --retry-failed --name-template --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --quiet -q --debug --no-ci --dotenv --provider --api --api-key --base-url --sandbox --no-history --help -h"; return; fi
+      _g3w_pos "--concurrency -j --out --name --name-template --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --dotenv --provider --api --api-key --base-url"
       case $n in 0) _g3w_reply file ;; esac ;;
     "history")
       case "$prev" in

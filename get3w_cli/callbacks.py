@@ -107,6 +107,8 @@ async def open_channel(options: ChannelOptions, *, notify: Callable[[str, str], 
             notify("phase", "checking the callback URL")
             await check_reachable(public, listener)
         url = listener.callback_url(public)
+        if public is not None:
+            register(url)  # a public callback URL is a secret too (a CI log masks it whole)
         notify("note", f"listening for callbacks at {_redact(url, listener.token)}")
         yield Channel(inbox=inbox, listener=listener, url=url, how=how)
 

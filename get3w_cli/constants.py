@@ -214,6 +214,20 @@ BATCH_SUBMITS_AT_ONCE = 16
 BATCH_PROGRESS_REFRESH = 0.25
 BATCH_PROGRESS_BAR_WIDTH = 16
 
+# --- CI and scripts ------------------------------------------------------------
+# GitHub refuses a step summary (the whole $GITHUB_STEP_SUMMARY file of a step) above 1 MiB; g3w
+# stops adding table rows this far below it, leaving room for the line that counts the rest.
+GITHUB_SUMMARY_MAX_BYTES = 1024 * 1024
+GITHUB_SUMMARY_RESERVE_BYTES = 4 * 1024
+# Random bytes of the delimiter of a multi-line $GITHUB_OUTPUT value (the toolkit uses a UUID).
+GITHUB_OUTPUT_DELIMITER_BYTES = 16
+# Inline images in the step summary are shown this tall (pixels): a table row, not a poster.
+GITHUB_SUMMARY_IMAGE_HEIGHT = 96
+# GitLab rejects a dotenv report above 5 KB; the record (the largest value) is left out first.
+DOTENV_MAX_BYTES = 5 * 1024
+# An idempotency key is a header value: printable ASCII, at most this long (Stripe's limit).
+IDEMPOTENCY_KEY_MAX_CHARS = 255
+
 # --- Journal -----------------------------------------------------------------
 # How long a write waits for another g3w process holding the journal's lock. A writer holds it
 # for one short transaction, so a few seconds is plenty; sqlite's default of 5 s (and our old

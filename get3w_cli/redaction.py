@@ -4,7 +4,8 @@ g3w registers every secret as soon as it learns it (API keys, webhook secrets an
 authtoken when settings are resolved; each callback token when its listener is made). The CLI
 passes everything it prints that it did not write itself (log records, error messages, the
 ``--debug`` traceback) through ``redact``, so that output is safe to paste into a bug report.
-``known`` lists what is masked, for CI logs that mask secrets themselves (``::add-mask::``).
+``known`` lists what is masked, and ``watch`` tells a listener each new form as it is registered,
+for CI logs that mask secrets themselves (GitHub's ``::add-mask::``) before they could appear.
 
 The bottom layer: imports nothing of the package, so any layer may register a secret.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from urllib.parse import quote, quote_plus
 
 # The mask the tunnel already puts over an authtoken that ngrok echoes; no brackets, so that
@@ -29,6 +31,8 @@ _secrets: set[str] = set()
 # whole); replaced as a whole tuple, so readers in other threads never see a half-made one.
 _forms: tuple[str, ...] = ()
 _pattern: re.Pattern[str] | None = None
+# Called with the new forms of each newly registered secret (outside the lock).
+_watchers: list[Callable[[tuple[str, ...]], None]] = []
 
 
 def _forms_of(value: str) -> set[str]:
@@ -45,16 +49,34 @@ def register(value: str | None) -> None:
         if value in _secrets:
             return
         _secrets.add(value)
-        forms = set(_forms) | _forms_of(value)
+        new = _forms_of(value) - set(_forms)
+        forms = set(_forms) | new
         ordered = tuple(sorted(forms, key=lambda form: (-len(form), form)))
         _pattern = re.compile("|".join(re.escape(form) for form in ordered))
         _forms = ordered
+        watchers = tuple(_watchers)
+    for watcher in watchers:
+        watcher(tuple(sorted(new, key=lambda form: (-len(form), form))))
 
 
 def redact(text: str) -> str:
     """``text`` with every registered secret (in every form) replaced by ``MASK``."""
     pattern = _pattern
     return pattern.sub(MASK, text) if pattern is not None else text
+
+
+def watch(watcher: Callable[[tuple[str, ...]], None]) -> Callable[[], None]:
+    """Call ``watcher`` with the new forms of every secret registered from now on; return the
+    function that stops it."""
+    with _lock:
+        _watchers.append(watcher)
+
+    def stop() -> None:
+        with _lock:
+            if watcher in _watchers:
+                _watchers.remove(watcher)
+
+    return stop
 
 
 def known() -> tuple[str, ...]:

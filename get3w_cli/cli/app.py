@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("task_cmds", "Submit one task and wait for it; print its outputs (or files with -o)."),
     "submit": ("task_cmds", "Submit a task, print its id, do not wait."),
     "get": ("task_cmds", "Fetch a task's current state once (exit 1 if it failed or was cancelled)."),
-    "wait": ("task_cmds", "Wait for an already submitted task (polling) and print its outputs."),
+    "wait": ("task_cmds", "Wait for already submitted tasks (polling) and print their outputs."),
     "cancel": ("task_cmds", "Cancel (Get3W v3: delete) a task that has not finished."),
     "open": ("open_cmd", "Open a task's outputs (downloaded files, else URLs) or a file in the default viewer."),
     "listen": ("listen_cmd", "Receive webhooks: print each unique event, forward it, run a command, save deliveries."),
@@ -56,11 +56,16 @@ MARKUP: Any = None
 commands = typer.Typer(rich_markup_mode=MARKUP, add_completion=False)
 
 
+# The command (group) last loaded: the one running (CI annotations name it).
+loaded: list[str] = []
+
+
 def load_command(name: str) -> Any:
     """Import the module of command ``name`` and convert just that command to click."""
     module = COMMANDS[name][0] if name in COMMANDS else HIDDEN.get(name)
     if module is None:
         return None
+    loaded[:] = [name]
     importlib.import_module(f"get3w_cli.cli.{module}")
     for info in commands.registered_commands:
         if info.name == name:

@@ -28,9 +28,11 @@ from get3w_cli.cli.batch_checks import (
 )
 from get3w_cli.cli.batch_output import progress, record_sink, stopper
 from get3w_cli.cli.boundary import Tracker, run
+from get3w_cli.cli.ci import batch_rows, batch_section
 from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import (
     AccountFlags,
+    CiFlags,
     FlagGroup,
     JournalFlags,
     OutputFlags,
@@ -101,7 +103,7 @@ BatchFile = Annotated[str, typer.Argument(
 ))
 @options(hide=("json_out",))
 def batch_cmd(file: BatchFile, *, batch: BatchFlags, wait: WaitFlags, output: OutputFlags, talk: TalkFlags,
-              route: RouteFlags, account: AccountFlags, journal: JournalFlags) -> None:
+              ci: CiFlags, route: RouteFlags, account: AccountFlags, journal: JournalFlags) -> None:
     """Run many tasks from a JSON Lines file: one listener, -j at once, resumable.
 
     Writes one task record per line (plus "key": the line's key, else its line number) as each
@@ -119,7 +121,7 @@ def batch_cmd(file: BatchFile, *, batch: BatchFlags, wait: WaitFlags, output: Ou
     async def body() -> int:
         return await _batch_flow(file, batch, wait, output, route, account, journal, ui)
 
-    run(ui, body, tracker=tracker)
+    run(ui, body, tracker=tracker, ci=ci)
 
 
 def _resume_command(file: str, name: str | None) -> str:
@@ -186,7 +188,8 @@ async def _batch_flow(file: str, batch: BatchFlags, wait: WaitFlags, output: Out
         check, defaults = check_lines(options, route.provider, access.settings.provider, ui)
         async with open_services(ctx, access) as services, AsyncExitStack() as stack:
             runner = await _runner(stack, services, check, defaults, options, request, ui)
-            async with progress(ui, runner.stats):
+            # CI: progress in a collapsible section; the batch's outputs and summary on the way out
+            async with batch_section(runner.stats, options.out), progress(ui, runner.stats):
                 try:
                     await runner.run(valid_lines(options.path, defaults, check.invalid_lines))
                 except AuthError as exc:  # the key stopped working mid-batch: nothing is lost
@@ -225,7 +228,7 @@ async def _runner(stack: AsyncExitStack, services: Services, check: CheckResult,
     for provider, api in sorted(check.routes):  # every key is checked before anything is sent
         connect(Route(provider, api, ""))
     mode, channel = await _open_channel(stack, services, check, request, ui)
-    sink = stack.enter_context(record_sink(options.out, stopper(ui)))
+    sink = batch_rows(stack.enter_context(record_sink(options.out, stopper(ui))))  # CI: summary rows too
     ledger = Ledger(services.journal, name, Stats(total=check.valid), sink)
     for problem in invalid_lines(options.path, defaults) if check.invalid else ():
         ledger.invalid(problem)  # --skip-invalid: a record each, first

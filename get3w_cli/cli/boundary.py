@@ -2,7 +2,8 @@
 
 Ctrl-C and SIGTERM cancel the command's main task, so every ``async with`` below closes
 what it opened (listener, tunnel, sandbox); then the ids of the tasks still running are
-printed with the command that resumes them.
+printed with the command that resumes them. Under CI (``cli.ci``, imported only then) the same
+records and errors also become step outputs, a summary and annotations.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from get3w_cli.errors import ExitCode, G3wError, plain_reason
 if TYPE_CHECKING:
     import logging
 
+    from get3w_cli.cli.ci import Ci
+    from get3w_cli.cli.options import CiFlags
     from get3w_cli.cli.render import Ui
 
 
@@ -41,6 +44,7 @@ class Tracker:
     # printed its summary on the way out, and exits 130 without an "Error: interrupted".
     serving: bool = False
     render: Callable[[Ui, dict[str, Any]], None] | None = None
+    order: tuple[str, ...] = ()  # ids to print first, in this order (``wait ID ID``: the arguments')
 
     def record(self, record: dict[str, Any]) -> None:
         task_id = record.get("id")
@@ -52,11 +56,17 @@ class Tracker:
         else:
             self.running[task_id] = None
 
+    def ordered(self) -> list[dict[str, Any]]:
+        """The latest record of each task: those named in ``order`` first, then as reported."""
+        first = [self.records[task_id] for task_id in self.order if task_id in self.records]
+        return first + [record for task_id, record in self.records.items() if task_id not in self.order]
+
     def print_records(self, ui: Ui) -> None:
         """Print (once) the record of every task this command reported."""
         from get3w_cli.cli.render import print_task_result
 
-        for task_id, record in self.records.items():
+        for record in self.ordered():
+            task_id = record["id"]
             if task_id not in self.printed:
                 self.printed.add(task_id)
                 (self.render or print_task_result)(ui, record)
@@ -183,8 +193,31 @@ def _freeze_start_up() -> None:
         gc.freeze()
 
 
-def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | None = None) -> NoReturn:
-    """Run a command's coroutine once and exit with the contract's code."""
+def _ci_hooks(ui: Ui, flags: CiFlags | None) -> Ci | None:
+    """The CI integrations, when a CI is detected or --dotenv is given (else not even imported)."""
+    import os
+
+    dotenv = flags.dotenv if flags else None
+    if not dotenv and os.environ.get("GITHUB_ACTIONS") != "true" and os.environ.get("GITLAB_CI") != "true":
+        return None
+    from get3w_cli.cli.app import loaded
+    from get3w_cli.cli.ci import Ci
+
+    return Ci(loaded[-1] if loaded else "", os.environ, no_ci=bool(flags and flags.no_ci), dotenv=dotenv,
+              warn=ui.warn)
+
+
+def _error(ui: Ui, hooks: Ci | None, message: str, hint: str | None) -> None:
+    report_error(ui, message, hint, with_traceback=ui.debug)
+    if hooks is not None:
+        from get3w_cli.redaction import redact
+
+        hooks.error(redact(message), redact(hint) if hint else None)
+
+
+def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | None = None,
+        ci: CiFlags | None = None) -> NoReturn:
+    """Run a command's coroutine once and exit with the contract's code (``ci``: its --no-ci, --dotenv)."""
     # Imported here, not at the top: `g3w --help` must not pay for asyncio.
     import asyncio
     import gc
@@ -195,22 +228,32 @@ def run(ui: Ui, factory: Callable[[], Awaitable[int]], *, tracker: Tracker | Non
     _freeze_start_up()
     gc.enable()
     configure_logging(ui.debug, ui)
+    hooks = _ci_hooks(ui, ci)
     try:
+        if hooks is not None:
+            hooks.start()
         code = asyncio.run(_guarded(factory))
         _flush(ui, tracker)
     except G3wError as exc:
         _flush(ui, tracker)
-        report_error(ui, exc.message, exc.hint, with_traceback=ui.debug)
+        _error(ui, hooks, exc.message, exc.hint)
         code = int(exc.exit_code)
     except (KeyboardInterrupt, asyncio.CancelledError):
         _flush(ui, tracker)
         report_interrupt(ui, tracker)
+        if hooks is not None:
+            resume = tracker.resume_hint or "; ".join(f"resume with: g3w wait {task}" for task in tracker.running)
+            hooks.error("interrupted", resume or None)
         code = int(ExitCode.INTERRUPTED)
     except StdoutClosed:
         code = int(ExitCode.OK)  # `g3w ... | head -1`: the reader has what it wanted
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into exit 70
         _flush(ui, tracker)
-        report_error(ui, f"internal error: {plain_reason(exc)}",
-                     "this is a bug in g3w; rerun with --debug and report it", with_traceback=ui.debug)
+        _error(ui, hooks, f"internal error: {plain_reason(exc)}",
+               "this is a bug in g3w; rerun with --debug and report it")
         code = int(ExitCode.INTERNAL)
+    finally:
+        if hooks is not None:
+            hooks.finish_tasks(tracker.ordered())
+            hooks.close()
     raise typer.Exit(code)

@@ -25,7 +25,9 @@ app.add_typer(config_app, name="config")
 
 KEY_HELP = "One of: " + ", ".join(CONFIG_KEYS)
 Key = Annotated[str, typer.Argument(metavar="KEY", help=KEY_HELP, show_default=False)]
-Value = Annotated[str, typer.Argument(metavar="VALUE", help="The value to store.", show_default=False)]
+Value = Annotated[str, typer.Argument(
+    metavar="VALUE", help="The value to store; - reads it from stdin (a hidden prompt on a terminal).",
+    show_default=False)]
 
 
 def _shown(key: str, value: object) -> str:
@@ -66,19 +68,51 @@ def get(key: Key, *, talk: TalkFlags) -> None:
     _sync(ui, action)
 
 
+def _read_value(key: str) -> str:
+    """The value of ``config set KEY -``: a hidden prompt on a terminal, else stdin's text (its
+    trailing newlines dropped), so that a key is never typed on a command line.
+
+    Raises:
+        UsageError: nothing was read.
+    """
+    import sys
+
+    if sys.stdin.isatty():
+        import getpass
+
+        try:
+            text = getpass.getpass(f"{key}: ")
+        except EOFError:
+            text = ""
+    else:
+        text = sys.stdin.read()
+    text = text.rstrip("\r\n")
+    if not text.strip():
+        raise UsageError(f"no value for {key} was read from stdin",
+                         hint=f'e.g. printf %s "$KEY" | g3w config set {key} -')
+    return text
+
+
 @config_app.command("set", epilog=examples(
     ("a key", "g3w config set abstrakt.api_key sk_live_..."),
+    ("a key without it in the shell's history", 'printf %s "$KEY" | g3w config set get3w.api_key -'),
     ("wait by polling unless told", "g3w config set defaults.via poll"),
 ))
 @options(hide=("json_out", "quiet"))
 def set_(key: Key, value: Value, *, talk: TalkFlags) -> None:
-    """Set one setting (the file is written with mode 0600)."""
+    """Set one setting (the file is written with mode 0600); VALUE - reads it from stdin."""
     ui = Ui.for_talk(talk)
 
     def action(ctx: Context) -> int:
         path = ctx.config_path()
         values = read_config(path)
-        values[key] = check_config_value(key, value)
+        _known(key)
+        given = _read_value(key) if value == "-" else value
+        if key in SECRET_KEYS:
+            from get3w_cli.redaction import register
+
+            register(given)  # masked in whatever follows (and announced to a CI log)
+        values[key] = check_config_value(key, given)
         write_config(path, values)
         ui.success(f"set {key} in {path}")
         return 0

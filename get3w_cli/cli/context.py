@@ -165,7 +165,7 @@ class Services:
         return self.sandbox_secret or self.settings.for_provider(provider).webhook_secret
 
     def client(self, provider: str, api: str, *, base_url: str | None = None,
-               max_attempts: int | None = None) -> ApiClient:
+               max_attempts: int | None = None, post_headers: Mapping[str, str] | None = None) -> ApiClient:
         """The API client for a provider, with its key (checked here, before anything is sent)."""
         from get3w_cli.providers import error_parser
 
@@ -177,12 +177,12 @@ class Services:
                               hint=f"set {env}, run `g3w config set {provider}.api_key ...`, pass --api-key, "
                                    "or try --sandbox")
         return self.session.api(base_url or self.base_url(provider), key, errors=error_parser((provider, api)),
-                                max_attempts=max_attempts, provider=provider)
+                                max_attempts=max_attempts, provider=provider, post_headers=post_headers)
 
-    def adapter(self, route: Route) -> Adapter:
+    def adapter(self, route: Route, *, post_headers: Mapping[str, str] | None = None) -> Adapter:
         from get3w_cli.providers import make_adapter
 
-        return make_adapter(route, self.client(route.provider, route.api))
+        return make_adapter(route, self.client(route.provider, route.api, post_headers=post_headers))
 
 
 @asynccontextmanager

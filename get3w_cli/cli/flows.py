@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from get3w_cli.cli import resolve
 from get3w_cli.cli.context import Context, Services, open_services
-from get3w_cli.errors import RejectedError, TaskFailedError, UsageError
+from get3w_cli.errors import ExitCode, G3wError, RejectedError, UsageError
 from get3w_cli.names import Api, OnTimeout, Provider, Via
 from get3w_cli.providers import Adapter, Route
 from get3w_cli.records import Status, Task, unknown_status_note
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     )
     from get3w_cli.cli.render import Ui
     from get3w_cli.config import Settings
+    from get3w_cli.tasks import WaitRequest
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
@@ -62,7 +63,7 @@ async def run_flow(model: str, route_flags: RouteFlags, account: AccountFlags, i
 
     ctx = Context()
     route = resolve.model_route(ctx, model, route_flags)
-    spec = resolve.task_spec(route, inputs)
+    spec = resolve.task_spec(ctx, route, inputs, journal)
     access = resolve.access(ctx, account, journal, provider=route.provider, wait=wait, output=output)
     request = resolve.wait_request(ctx, access.settings, wait, output)
     tracker.cancel_on_interrupt = request.plan.on_timeout == OnTimeout.CANCEL
@@ -93,13 +94,14 @@ async def submit_flow(model: str, webhook_url: str | None, route_flags: RouteFla
 
     ctx = Context()
     route = resolve.model_route(ctx, model, route_flags)
-    spec = resolve.task_spec(route, inputs)
+    spec = resolve.task_spec(ctx, route, inputs, journal)
     access = resolve.access(ctx, account, journal, provider=route.provider)
     tracker.render = _print_submitted
     async with open_services(ctx, access, on_retry=ui.retrying) as services:
         with _about_model(ctx, model, route, tracker):
             task = await submit_only(services, spec, webhook_url, TaskObserver(ui, tracker))
-    ui.note(f"wait for it with: g3w wait {task.id}")
+    if not task.status.terminal:
+        ui.note(f"wait for it with: g3w wait {task.id}")
     return 0
 
 
@@ -183,53 +185,107 @@ def with_model(task: Task, model: str) -> Task:
     return task if task.model or not model else dataclasses.replace(task, model=model)
 
 
-async def wait_flow(task_id: str, route: RouteFlags, account: AccountFlags, wait: WaitFlags, output: OutputFlags,
-                    ui: Ui, tracker: Tracker, preview: PreviewFlags | None = None) -> int:
-    """g3w wait: poll an already submitted task to its end (no callback can be registered now)."""
-    from get3w_cli.tasks import wait_existing
+# ``g3w wait ID ID ...`` exits with the worst of its tasks' codes, in this order: what the user must
+# fix first (a bug, an interrupt, config, usage, a refusal), then trouble that may pass (transient,
+# webhook), then a wait that ran out, an output not downloaded, and last a task's own failure.
+WORST_FIRST = (ExitCode.INTERNAL, ExitCode.INTERRUPTED, ExitCode.CONFIG, ExitCode.USAGE, ExitCode.REJECTED,
+               ExitCode.TRANSIENT, ExitCode.WEBHOOK, ExitCode.TIMEOUT, ExitCode.DOWNLOAD, ExitCode.TASK_FAILED)
+
+
+def worst(errors: list[G3wError]) -> G3wError:
+    """The error whose exit code comes first in WORST_FIRST (the first such, in argument order)."""
+    def rank(error: G3wError) -> int:
+        code = error.exit_code
+        return WORST_FIRST.index(code) if code in WORST_FIRST else len(WORST_FIRST)
+
+    return min(errors, key=rank)
+
+
+async def wait_flow(task_ids: list[str], route: RouteFlags, account: AccountFlags, wait: WaitFlags,
+                    output: OutputFlags, ui: Ui, tracker: Tracker, preview: PreviewFlags | None = None) -> int:
+    """g3w wait: poll already submitted tasks to their end (no callback can be registered now).
+
+    Several ids are waited for at once; every record is printed (in the arguments' order), every
+    error said, and the exit code is the worst one's (``WORST_FIRST``).
+    """
+    import asyncio
+
+    from get3w_cli.cli.boundary import report_error
 
     ctx = Context()
     access = resolve.access(ctx, account, provider=route.provider, wait=wait, output=output)
     request = resolve.wait_request(ctx, access.settings, wait, output)
     tracker.cancel_on_interrupt = request.plan.on_timeout == OnTimeout.CANCEL
+    ids = list(dict.fromkeys(task_ids))
+    tracker.order = tuple(ids)
     async with open_services(ctx, access, on_retry=ui.retrying) as services:
-        adapter, values, model = locate(ctx, services, route, account, task_id, "wait")
         if request.via in (Via.WEBHOOK, Via.STREAM):
             what = "a callback cannot be registered" if request.via == Via.WEBHOOK else "no stream can be opened"
             ui.note(f"{what} for a task already submitted; polling")
-        with about_task(ctx, services, task_id, "wait"):
-            task = with_model(await adapter.get(task_id), model)
-        record = await wait_existing(services, adapter, task, values, request, TaskObserver(ui, tracker))
+        waits = [_wait_one(ctx, services, route, account, task_id, request, ui, tracker) for task_id in ids]
+        results = await asyncio.gather(*waits, return_exceptions=True)
         ui.stop_progress()
-        ui.success(f"{record['id']} completed")
-        await show_preview(ui, access.settings, preview, record, services)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, G3wError):
+                raise result
+        errors = [result for result in results if isinstance(result, G3wError)]
+        if errors:
+            last = worst(errors)
+            for error in errors:
+                if error is not last:
+                    from get3w_cli.cli.ci import annotate_error
+
+                    report_error(ui, error.message, error.hint, with_traceback=False)
+                    annotate_error(error.message, error.hint)
+            raise last
+        ui.success(f"{ids[0]} completed" if len(ids) == 1 else f"all {len(ids)} tasks completed")
+        for record in results:
+            if isinstance(record, dict):
+                await show_preview(ui, access.settings, preview, record, services)
     return 0
 
 
-async def get_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui: Ui,
+async def _wait_one(ctx: Context, services: Services, route: RouteFlags, account: AccountFlags, task_id: str,
+                    request: WaitRequest, ui: Ui, tracker: Tracker) -> dict[str, Any]:
+    from get3w_cli.tasks import wait_existing
+
+    adapter, values, model = locate(ctx, services, route, account, task_id, "wait")
+    with about_task(ctx, services, task_id, "wait"):
+        task = with_model(await adapter.get(task_id), model)
+    return await wait_existing(services, adapter, task, values, request, TaskObserver(ui, tracker))
+
+
+async def get_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui: Ui, tracker: Tracker,
                    preview: PreviewFlags | None = None) -> int:
-    """g3w get: one GET; exit 1 when the task failed or was cancelled."""
+    """g3w get: one GET; exit 1 when the task failed or was cancelled, or completed with no outputs."""
+    from get3w_cli.tasks import mark_no_outputs, raise_unless_completed
+
     ctx = Context()
+    tracker.render = _print_got
     access = resolve.access(ctx, account, provider=route.provider)
     async with open_services(ctx, access, on_retry=ui.retrying) as services:
         adapter, values, model = locate(ctx, services, route, account, task_id, "get")
         with about_task(ctx, services, task_id, "get"):
-            task = with_model(await adapter.get(task_id), model)
+            task = mark_no_outputs(with_model(await adapter.get(task_id), model))
         unknown = unknown_status_note(task)
         if unknown is not None:
             ui.note(unknown)
         record = task.record(input=values, via=Via.POLL if task.status.terminal else None)
         services.journal.task_updated(task.id, task.status.value, record if task.status.terminal else None)
-        if ui.json_mode:
-            ui.json(record)
-        else:
-            ui.note(f"{task.id}: {task.status.value}")
-            for url in task.outputs:
-                ui.data(url)
+        tracker.record(record)
         await show_preview(ui, access.settings, preview, record, services)
-        if task.status in (Status.FAILED, Status.CANCELLED):
-            raise TaskFailedError(task)
+        if task.status.terminal:
+            raise_unless_completed(task)
         return 0
+
+
+def _print_got(ui: Ui, record: dict[str, Any]) -> None:
+    if ui.json_mode:
+        ui.json(record)
+        return
+    ui.note(f"{record['id']}: {record['status']}")
+    for url in record["outputs"]:
+        ui.data(url)
 
 
 async def cancel_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui: Ui, *,

@@ -1,10 +1,12 @@
-"""Model inputs from ``--input FILE``, ``--prompt`` and ``-i KEY=VALUE`` (checked before any request)."""
+"""Model inputs from ``--input FILE``, ``--prompt`` / ``--prompt-file`` and ``-i KEY=VALUE``, and the
+``-o DIR`` folder: all checked before any request (a bad one is exit 2 and nothing is paid for)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,12 +71,62 @@ def readable_file(raw: str, what: str) -> Path:
     return path
 
 
-def parse_inputs(prompt: str | None, pairs: Sequence[str], input_file: str | None) -> Inputs:
-    """Merge the input sources: file first, then --prompt, then each -i in order.
+def read_prompt(prompt: str | None, prompt_file: str | None, input_file: str | None = None) -> str | None:
+    """The prompt: ``--prompt TEXT``, ``-p -`` (stdin) or ``--prompt-file FILE`` (``-``: stdin).
+
+    Read text loses its trailing newlines (as ``$(cat FILE)`` would): ``echo "a cat" | g3w run -p -``
+    sends "a cat".
 
     Raises:
-        UsageError: malformed -i, unreadable or invalid --input, unreadable @file.
+        UsageError: both options, stdin asked for twice, an unreadable file, an empty prompt.
     """
+    if prompt is not None and prompt_file is not None:
+        raise UsageError("give --prompt or --prompt-file, not both")
+    source = prompt_file if prompt_file is not None else "-" if prompt == "-" else None
+    if source is None:
+        return prompt
+    where = "stdin" if source == "-" else source
+    if source == "-" and input_file == "-":
+        raise UsageError("the prompt and --input cannot both be read from stdin",
+                         hint="put the prompt in the JSON of --input, or use --prompt-file FILE")
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UsageError(f"cannot read the prompt from {where}: {reason}") from exc
+    text = text.rstrip("\r\n")
+    if not text.strip():
+        raise UsageError(f"the prompt read from {where} is empty")
+    return text
+
+
+def output_dir(raw: str) -> str:
+    """``-o DIR``, created if missing and proved writable (a file is made and removed there).
+
+    Raises:
+        UsageError: a file is there, or the folder cannot be created or written.
+    """
+    path = Path(raw).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"-o {raw}: not a folder (a file is there)", hint="give a folder for the outputs")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise UsageError(f"-o {raw}: cannot write there ({exc.strerror or exc})",
+                         hint="give a folder you can write to") from exc
+    return raw
+
+
+def parse_inputs(prompt: str | None, pairs: Sequence[str], input_file: str | None,
+                 prompt_file: str | None = None) -> Inputs:
+    """Merge the input sources: file first, then the prompt, then each -i in order.
+
+    Raises:
+        UsageError: malformed -i, unreadable or invalid --input, unreadable @file or prompt.
+    """
+    prompt = read_prompt(prompt, prompt_file, input_file)
     result = Inputs(values=_read_input_file(input_file) if input_file else {})
     if prompt is not None:
         result.values["prompt"] = prompt

@@ -113,14 +113,22 @@ class JournalFlags(FlagGroup):
 class InputFlags(FlagGroup):
     """The model's inputs (CONTRACT.md section 2, input options)."""
 
-    prompt: Annotated[str | None, _opt("--prompt", "-p", help="The prompt (sets the input `prompt`).", panel=INPUT,
-                                          metavar="TEXT")] = None
+    prompt: Annotated[str | None, _opt("--prompt", "-p", help="The prompt (sets the input `prompt`; - reads stdin).",
+                                       panel=INPUT, metavar="TEXT")] = None
+    prompt_file: Annotated[str | None, _opt(
+        "--prompt-file", help="Read the `prompt` input from FILE (- for stdin).", panel=INPUT, metavar="FILE")] = None
     param: Annotated[list[str] | None, _opt(
         "--param", "-i", help="An input: KEY=VALUE (JSON if it parses), KEY:=JSON, KEY=@FILE (uploaded). Repeatable.",
         panel=INPUT, metavar="KEY=VALUE")] = None
     input_file: Annotated[str | None, _opt(
         "--input", help="Inputs as a JSON object in FILE (- for stdin).", panel=INPUT, metavar="FILE")] = None
     channel: Annotated[ServiceChannel | None, _opt("--channel", help="Get3W v1's service tier.", panel=INPUT)] = None
+    idempotency_key: Annotated[str | None, _opt(
+        "--idempotency-key", help="Run again with the same KEY: reuse its journalled task, never pay twice "
+        "(default G3W_IDEMPOTENCY_KEY).", panel=INPUT, metavar="KEY")] = None
+    resubmit_unknown: Annotated[bool, _opt(
+        "--resubmit-unknown", help="With --idempotency-key: submit again when the key's earlier submit got no "
+        "answer (may pay twice).", panel=INPUT)] = False
 
 
 class WaitFlags(FlagGroup):
@@ -166,6 +174,16 @@ class PreviewFlags(FlagGroup):
     preview: Annotated[bool | None, _opt(
         "--preview/--no-preview", help="Draw image outputs in the terminal (default: config defaults.preview).",
         panel=OUT)] = None
+
+
+class CiFlags(FlagGroup):
+    """CI integrations (CONTRACT.md section 10): on by themselves under GitHub Actions / GitLab CI."""
+
+    no_ci: Annotated[bool, _opt(
+        "--no-ci", help="No GitHub Actions / GitLab CI integration (also G3W_CI=0).", panel=OUT)] = False
+    dotenv: Annotated[str | None, _opt(
+        "--dotenv", help="Also write the outputs (id, status, outputs...) to FILE as a dotenv report.", panel=OUT,
+        metavar="FILE")] = None
 
 
 class TalkFlags(FlagGroup):

@@ -33,28 +33,52 @@ def model_route(ctx: Context, model: str, route: RouteFlags) -> Route:
     return resolve_route(model, provider=default if ":" not in model else route.provider, api=route.api)
 
 
-def task_spec(route: Route, inputs: InputFlags) -> TaskSpec:
-    """The task's inputs, read and checked before anything is sent.
+def task_spec(ctx: Context, route: Route, inputs: InputFlags, journal: JournalFlags | None = None) -> TaskSpec:
+    """The task's inputs (and its idempotency key), read and checked before anything is sent.
 
     Raises:
-        UsageError: bad -i, an unreadable --input or @FILE, or --channel for another API.
+        UsageError: bad -i, an unreadable --input, @FILE or prompt, --channel for another API, or a
+            bad idempotency key (or one with --no-history, which keeps no journal to find it in).
     """
     from get3w_cli.cli.inputs import parse_inputs
     from get3w_cli.tasks import TaskSpec
 
-    parsed = parse_inputs(inputs.prompt, inputs.param or [], inputs.input_file)
+    parsed = parse_inputs(inputs.prompt, inputs.param or [], inputs.input_file, inputs.prompt_file)
     if inputs.channel is not None:
         if (route.provider, route.api) != (Provider.GET3W, Api.V1):
             raise UsageError("--channel applies to Get3W v1 models (provider/model/task) only")
         parsed.values["channel"] = inputs.channel.value
-    return TaskSpec(route=route, input=dict(parsed.values), uploads=dict(parsed.uploads))
+    key = idempotency_key(ctx, inputs, journal)
+    return TaskSpec(route=route, input=dict(parsed.values), uploads=dict(parsed.uploads), idempotency_key=key,
+                    resubmit_unknown=inputs.resubmit_unknown)
+
+
+def idempotency_key(ctx: Context, inputs: InputFlags, journal: JournalFlags | None) -> str | None:
+    """--idempotency-key, else G3W_IDEMPOTENCY_KEY: a header value, so printable ASCII, bounded.
+
+    Raises:
+        UsageError: a key that cannot be a header, or one given with --no-history.
+    """
+    key = inputs.idempotency_key if inputs.idempotency_key is not None else ctx.env.get("G3W_IDEMPOTENCY_KEY")
+    if not key:
+        if inputs.resubmit_unknown:
+            raise UsageError("--resubmit-unknown applies only with --idempotency-key (or G3W_IDEMPOTENCY_KEY)")
+        return None
+    if not (key.isascii() and key.isprintable()) or len(key) > C.IDEMPOTENCY_KEY_MAX_CHARS:
+        raise UsageError("the idempotency key must be printable ASCII, at most "
+                         f"{C.IDEMPOTENCY_KEY_MAX_CHARS} characters")
+    if journal is not None and journal.no_history:
+        raise UsageError("--idempotency-key needs the journal, which --no-history turns off",
+                         hint="drop --no-history (keep G3W_HOME between runs, e.g. in a CI cache)")
+    return key
 
 
 def wait_request(ctx: Context, settings: Settings, wait: WaitFlags, output: OutputFlags | None = None) -> WaitRequest:
     """The wait options: --via, --timeout and -o fall back on the settings, the rest on constants.
+    The -o folder is created and checked here, before anything is paid for.
 
     Raises:
-        UsageError: a duration that does not parse.
+        UsageError: a duration that does not parse, an -o folder that cannot be written.
     """
     from get3w_cli.callbacks import ChannelOptions
     from get3w_cli.config import parse_duration
@@ -70,8 +94,11 @@ def wait_request(ctx: Context, settings: Settings, wait: WaitFlags, output: Outp
     channel = ChannelOptions(listen_host=wait.listen_host, listen_port=wait.listen_port, tunnel=wait.tunnel,
                              public_url=wait.public_url, ngrok_authtoken=settings.ngrok_authtoken,
                              ngrok_path=ctx.ngrok_path(), ngrok_search=ctx.ngrok_search(settings))
+    from get3w_cli.cli.inputs import output_dir
+
+    folder = (output.output if output else None) or settings.output
     return WaitRequest(via=settings.via, plan=plan, channel=channel,
-                       output_dir=(output.output if output else None) or settings.output)
+                       output_dir=output_dir(folder) if folder else None)
 
 
 def access(ctx: Context, account: AccountFlags, journal: JournalFlags | None = None, *, provider: str | None = None,

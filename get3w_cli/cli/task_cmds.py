@@ -10,7 +10,9 @@ from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import Tracker, run
 from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import (
+    OUT,
     AccountFlags,
+    CiFlags,
     InputFlags,
     JournalFlags,
     Model,
@@ -28,6 +30,10 @@ WebhookUrl = Annotated[str | None, typer.Option(
     "--webhook-url", metavar="URL", help="Register this callback URL with the task.", show_default=False)]
 DeleteOutputs = Annotated[bool, typer.Option(
     "--delete-outputs", help="Also delete the outputs of a task that already finished (Get3W v3).")]
+NoWait = Annotated[bool, typer.Option(
+    "--no-wait", rich_help_panel=OUT, help="Submit and print the id without waiting (what `g3w submit` does).")]
+TaskIds = Annotated[list[str], typer.Argument(
+    metavar="ID...", help="The task ids; several are waited for at once.", show_default=False)]
 
 
 @app.command("run", epilog=examples(
@@ -36,19 +42,27 @@ DeleteOutputs = Annotated[bool, typer.Option(
     ("Abstrakt, polling, a 10 minute limit", "g3w run abstrakt:flux-schnell -p 'a fox' --via poll --timeout 10m"),
 ))
 @options()
-def run_cmd(model: Model, *, inputs: InputFlags, wait: WaitFlags, output: OutputFlags, preview: PreviewFlags,
-            talk: TalkFlags, route: RouteFlags, account: AccountFlags, journal: JournalFlags) -> None:
+def run_cmd(model: Model, no_wait: NoWait = False, *, inputs: InputFlags, wait: WaitFlags, output: OutputFlags,
+            preview: PreviewFlags, talk: TalkFlags, ci: CiFlags, route: RouteFlags, account: AccountFlags,
+            journal: JournalFlags) -> None:
     """Submit one task and wait for it; print its outputs (or files with -o)."""
     ui, tracker = Ui.for_talk(talk), Tracker()
 
     async def body() -> int:
         from get3w_cli.cli import flows
 
+        if no_wait:
+            if output.output is not None:
+                from get3w_cli.errors import UsageError
+
+                raise UsageError("-o downloads outputs, which --no-wait does not wait for",
+                                 hint="drop --no-wait, or fetch them later with g3w wait ID -o DIR")
+            return await flows.submit_flow(model, None, route, account, inputs, journal, ui, tracker)
         with ui.activity("starting"):
             return await flows.run_flow(model, route, account, inputs, wait, output, journal, ui, tracker,
                                           preview)
 
-    run(ui, body, tracker=tracker)
+    run(ui, body, tracker=tracker, ci=ci)
 
 
 @app.command("submit", epilog=examples(
@@ -57,7 +71,7 @@ def run_cmd(model: Model, *, inputs: InputFlags, wait: WaitFlags, output: Output
     ("no key, no network", "g3w submit flux-dev -p 'x' --sandbox"),
 ))
 @options(help_overrides={"json_out": "Print the submitted task's record (one JSON object) instead of its id."})
-def submit_cmd(model: Model, webhook_url: WebhookUrl = None, *, inputs: InputFlags, talk: TalkFlags,
+def submit_cmd(model: Model, webhook_url: WebhookUrl = None, *, inputs: InputFlags, talk: TalkFlags, ci: CiFlags,
                route: RouteFlags, account: AccountFlags, journal: JournalFlags) -> None:
     """Submit a task, print its id, do not wait."""
     ui, tracker = Ui.for_talk(talk), Tracker()
@@ -67,7 +81,7 @@ def submit_cmd(model: Model, webhook_url: WebhookUrl = None, *, inputs: InputFla
 
         return await flows.submit_flow(model, webhook_url, route, account, inputs, journal, ui, tracker)
 
-    run(ui, body, tracker=tracker)
+    run(ui, body, tracker=tracker, ci=ci)
 
 
 @app.command("get", epilog=examples(
@@ -75,36 +89,38 @@ def submit_cmd(model: Model, webhook_url: WebhookUrl = None, *, inputs: InputFla
     ("the task record (one JSON object)", "g3w get pred_abc123 --json | jq .status"),
 ))
 @options()
-def get_cmd(task_id: TaskId, *, preview: PreviewFlags, talk: TalkFlags, route: RouteFlags,
+def get_cmd(task_id: TaskId, *, preview: PreviewFlags, talk: TalkFlags, ci: CiFlags, route: RouteFlags,
             account: AccountFlags) -> None:
     """Fetch a task's current state once (exit 1 if it failed or was cancelled)."""
-    ui = Ui.for_talk(talk)
+    ui, tracker = Ui.for_talk(talk), Tracker()
 
     async def body() -> int:
         from get3w_cli.cli import flows
 
-        return await flows.get_flow(task_id, route, account, ui, preview)
+        return await flows.get_flow(task_id, route, account, ui, tracker, preview)
 
-    run(ui, body)
+    run(ui, body, tracker=tracker, ci=ci)
 
 
 @app.command("wait", epilog=examples(
     ("wait, download the outputs", "g3w wait pred_abc123 -o out/ --timeout 10m"),
+    ("several tasks at once; the worst exit code", "g3w wait pred_abc123 pred_def456 --json"),
     ("a task submitted with --sandbox", "g3w wait pred_abc123 --sandbox"),
 ))
-@options(hide=("tunnel", "public_url", "listen_host", "listen_port", "webhook_secret", "fallback_after"))
-def wait_cmd(task_id: TaskId, *, wait: WaitFlags, output: OutputFlags, preview: PreviewFlags, talk: TalkFlags,
-             route: RouteFlags, account: AccountFlags) -> None:
-    """Wait for an already submitted task (polling) and print its outputs."""
+@options(hide=("tunnel", "public_url", "listen_host", "listen_port", "webhook_secret", "fallback_after"),
+         help_overrides={"json_out": "Print each task's record as one JSON object a line on stdout."})
+def wait_cmd(task_ids: TaskIds, *, wait: WaitFlags, output: OutputFlags, preview: PreviewFlags, talk: TalkFlags,
+             ci: CiFlags, route: RouteFlags, account: AccountFlags) -> None:
+    """Wait for already submitted tasks (polling) and print their outputs."""
     ui, tracker = Ui.for_talk(talk), Tracker()
 
     async def body() -> int:
         from get3w_cli.cli import flows
 
         with ui.activity("polling"):
-            return await flows.wait_flow(task_id, route, account, wait, output, ui, tracker, preview)
+            return await flows.wait_flow(task_ids, route, account, wait, output, ui, tracker, preview)
 
-    run(ui, body, tracker=tracker)
+    run(ui, body, tracker=tracker, ci=ci)
 
 
 @app.command("cancel", epilog=examples(

@@ -156,12 +156,13 @@ class HttpSession:
 
     def api(
         self, base_url: str, api_key: str | None, *, errors: ErrorParser, max_attempts: int | None = None,
-        provider: str | None = None,
+        provider: str | None = None, post_headers: Mapping[str, str] | None = None,
     ) -> ApiClient:
         """A client for one provider API; the key is sent only to ``base_url``.
 
         ``max_attempts`` overrides the session's for this client's requests (a batch's submits
-        make one, so that 429s reach its pacer); ``provider`` is named in its errors' hints.
+        make one, so that 429s reach its pacer); ``provider`` is named in its errors' hints;
+        ``post_headers`` go with its POSTs (a submit's ``Idempotency-Key``).
         """
         parts = urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -170,7 +171,7 @@ class HttpSession:
             raise ConfigError("the API key contains spaces or invalid characters")
         known = provider_named(provider) if provider else None
         return ApiClient(base_url.strip().rstrip("/"), self, api_key or None, errors, max_attempts,
-                         FACTS[known] if known else None)
+                         FACTS[known] if known else None, dict(post_headers or {}))
 
     async def download(
         self, url: str, dest: Path, *, on_progress: Callable[[int, int | None], None] | None = None
@@ -248,6 +249,7 @@ class ApiClient:
     _errors: ErrorParser = field(repr=False)
     _max_attempts: int | None = field(default=None, repr=False)
     _about: ProviderFacts | None = field(default=None, repr=False)
+    _post_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Reply:
         return await self._send("GET", path, _query(params), self._session._deadline(sync=False, sending=0))  # noqa: SLF001 - a collaborating class of the same module
@@ -303,7 +305,7 @@ class ApiClient:
     async def _send(self, method: str, path: str, options: dict[str, Any], deadline: float) -> Reply:
         # Paths are appended raw: Abstrakt model ids keep their slashes; adapters quote the rest.
         url = self.base_url + (path if path.startswith("/") else "/" + path)
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(self._post_headers if method == "POST" else {})}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         session = self._session

@@ -114,12 +114,14 @@ class Store:
                     raise JournalError(f"journal error: {plain_reason(exc)}") from exc
 
     @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """Group the writes inside into one transaction (one commit instead of one each)."""
+    def atomic(self, *, immediate: bool = False) -> Iterator[None]:
+        """Group the writes inside into one transaction (one commit instead of one each);
+        ``immediate``: take the write lock first, so that what is read inside stays true until
+        the commit (another process's writer waits)."""
         if self._db is None or self._db.in_transaction:
             yield
             return
-        self._exec("BEGIN")
+        self._exec("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
             yield
         except BaseException:

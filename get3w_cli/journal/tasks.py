@@ -78,6 +78,19 @@ class TaskJournal(Store):
                    (INSERT_INPUT, [(ref, json.dumps(dict(input)))]))
         return ref
 
+    def task_submitting_keyed(self, *, expected_ref: str | None, provider: str, api: str, model: str,
+                              base_url: str, input: Mapping[str, Any], idempotency_key: str,
+                              request_hash: str) -> str | None:
+        """``task_submitting`` for a task with an idempotency key, only while the newest row with that
+        key is still ``expected_ref`` (None: there is none): looked at and written under the write
+        lock, so two runs with one key cannot both submit. None when another row came first."""
+        with self.atomic(immediate=True):
+            newest = self.find_by_idempotency_key(idempotency_key)
+            if (newest.ref if newest else None) != expected_ref:
+                return None
+            return self.task_submitting(provider=provider, api=api, model=model, base_url=base_url, input=input,
+                                        idempotency_key=idempotency_key, request_hash=request_hash)
+
     def task_submitted(self, ref: str, task: Task) -> None:
         """The provider answered: the row gets the task's id, status and model."""
         self._exec(SET_SUBMITTED, (task.id, task.status.value, task.model, time.time(), ref))

@@ -3,7 +3,8 @@
     requests.py  what the core is given (Connections, Observer, TaskSpec, WaitRequest) and the
                  choice of how to wait (``choose_mode``, ``open_channel_for``), shared with batch
     ledger.py    the task's journal rows and its submit: never lose a paid task
-    flow.py      run_task, submit_only, wait_existing, cancel_unless_finished
+    flow.py      run_task, submit_only, wait_existing, cancel_unless_finished; ``no_outputs``
+    idempotency.py  idempotency keys: reuse the journalled task, never pay twice
 
 Never lose a paid result, never pay twice: a task is journalled before its POST, its id as soon
 as the answer names it; an answer that may hide a task is ``unknown`` and never resent; Ctrl-C
@@ -14,7 +15,10 @@ costs exit 6, never the task.
 from __future__ import annotations
 
 from get3w_cli.tasks.flow import (
+           NO_OUTPUTS,
            cancel_unless_finished,
+           mark_no_outputs,
+           raise_unless_completed,
            resolve_uploads,
            run_task,
            submit_only,
@@ -31,6 +35,6 @@ from get3w_cli.tasks.requests import (
            open_channel_for,
 )
 
-__all__ = ["Connections", "Notify", "Observer", "TaskLedger", "TaskSpec", "WaitRequest", "cancel_unless_finished",
-           "choose_mode", "open_channel_for", "post_with_grace", "resolve_uploads", "run_task", "submit_only",
-           "wait_existing"]
+__all__ = ["NO_OUTPUTS", "Connections", "Notify", "Observer", "TaskLedger", "TaskSpec", "WaitRequest",
+           "cancel_unless_finished", "choose_mode", "mark_no_outputs", "open_channel_for", "post_with_grace",
+           "raise_unless_completed", "resolve_uploads", "run_task", "submit_only", "wait_existing"]

@@ -1,7 +1,8 @@
 """The one task's life: upload, submit, wait, download, report (``run``, ``submit``, ``wait``).
 
 The core prints nothing: it reports through an ``Observer`` (phases, notes, warnings, and the
-task's record each time it changes, so that the CLI can print it on any exit).
+task's record each time it changes, so that the CLI can print it on any exit). A task given an
+idempotency key that is journalled already is reused instead of submitted (``idempotency``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from get3w_cli.errors import DownloadError, TaskFailedError, WaitTimeoutError
 from get3w_cli.names import Via
-from get3w_cli.records import Status, Task, utc_now_iso
+from get3w_cli.records import Status, Task, TaskError, utc_now_iso
+from get3w_cli.tasks.idempotency import Claim, claim, entry_task
 from get3w_cli.tasks.ledger import TaskLedger, post_with_grace
 from get3w_cli.tasks.requests import (
     Connections,
@@ -29,8 +31,28 @@ from get3w_cli.tasks.requests import (
 
 if TYPE_CHECKING:
     from get3w_cli.callbacks import Channel
+    from get3w_cli.journal import JournalEntry
     from get3w_cli.providers import Adapter
     from get3w_cli.waiting import Outcome, WaitPlan
+
+NO_OUTPUTS = "no_outputs"  # error.code of a task that completed without outputs (CONTRACT.md section 2)
+
+
+def mark_no_outputs(task: Task) -> Task:
+    """A completed task without outputs keeps its status, with ``error.code`` ``no_outputs``: a
+    script that asked for an image did not get one (exit 1; ``raise_unless_completed``)."""
+    if task.status is Status.COMPLETED and not task.outputs:
+        return dataclasses.replace(task, error=TaskError(
+            NO_OUTPUTS, "no outputs (the provider's safety filter often does this)"))
+    return task
+
+
+def raise_unless_completed(task: Task) -> None:
+    """Exit 1 for a failed or cancelled task, or a completed one without outputs."""
+    if task.status is not Status.COMPLETED:
+        raise TaskFailedError(task)
+    if task.error is not None and task.error.code == NO_OUTPUTS:
+        raise TaskFailedError(task, hint="try another prompt or other inputs")
 
 
 async def resolve_uploads(conn: Connections, spec: TaskSpec, notify: Notify) -> dict[str, Any]:
@@ -69,6 +91,7 @@ class _Run:
     created_at: str | None = None
     task: Task | None = None
     via: str | None = None
+    elapsed_s: float | None = None  # a reused task's, kept as it was journalled
 
     def _polled(self, task: Task) -> None:
         self.task = _complete(task, self.created_at)
@@ -86,7 +109,7 @@ class _Run:
                journal: bool = True) -> dict[str, Any]:
         """Remember ``task`` as the latest snapshot, journal it, and hand its record to the observer."""
         self.task, self.via = _complete(task, self.created_at), via
-        elapsed = asyncio.get_running_loop().time() - self.started
+        elapsed = asyncio.get_running_loop().time() - self.started if self.elapsed_s is None else self.elapsed_s
         record = self.task.record(input=self.values, via=via, files=files, elapsed_s=elapsed)
         if journal:
             self.ledger.updated(self.task, record)
@@ -114,7 +137,7 @@ class _Run:
 
     async def finish(self, outcome: Outcome, output_dir: str | None) -> dict[str, Any]:
         """Download, journal and report the finished task; raise for failure (1) or download trouble (8)."""
-        task = _complete(outcome.task, self.created_at)
+        task = mark_no_outputs(_complete(outcome.task, self.created_at))
         files = None
         if output_dir and task.status is Status.COMPLETED:
             self.observer.notify("status", task.status.value)
@@ -128,10 +151,8 @@ class _Run:
                 self.report(task, via=outcome.via)
                 raise
         record = self.report(task, via=outcome.via, files=files)
-        if task.status is not Status.COMPLETED:
-            self.ledger.check(record)
-            raise TaskFailedError(task)
         self.ledger.check(record)
+        raise_unless_completed(task)
         return record
 
 
@@ -143,7 +164,10 @@ async def run_task(conn: Connections, spec: TaskSpec, request: WaitRequest, obse
         and whatever the provider's refusal or the channel's setup raises.
     """
     route = spec.route
-    adapter = conn.adapter(route)
+    keyed = claim(conn.journal, spec) if spec.idempotency_key else None
+    if keyed is not None and keyed.reuse is not None:
+        return await _reuse(conn, keyed, request, observer)
+    adapter = conn.adapter(route, post_headers=keyed.headers if keyed else None)
     secret = conn.webhook_secret(route.provider)
     channel_opts = dataclasses.replace(request.channel, secrets={route.provider: secret} if secret else {},
                                        provider_urls=(conn.base_url(route.provider),))
@@ -157,7 +181,7 @@ async def run_task(conn: Connections, spec: TaskSpec, request: WaitRequest, obse
     async with AsyncExitStack() as stack:
         channel = await open_channel_for(stack, mode, request, observer.notify)
         mode = mode if channel or mode != Via.WEBHOOK else Via.POLL
-        ledger.before_submit(route, conn.base_url(route.provider), values)
+        ledger.before_submit(route, conn.base_url(route.provider), values, keyed)
         observer.notify("phase", "submitting")
         run = _Run(conn, observer, ledger, values, asyncio.get_running_loop().time(), created_at=utc_now_iso())
         if mode == Via.STREAM:
@@ -173,12 +197,20 @@ async def run_task(conn: Connections, spec: TaskSpec, request: WaitRequest, obse
 
 
 async def submit_only(conn: Connections, spec: TaskSpec, webhook_url: str | None, observer: Observer) -> Task:
-    """``g3w submit``: submit and journal one task without waiting; return the provider's answer."""
+    """``g3w submit``: submit and journal one task without waiting; return the provider's answer (or,
+    for an idempotency key journalled already, what is known of its task)."""
     route = spec.route
-    adapter = conn.adapter(route)
+    keyed = claim(conn.journal, spec) if spec.idempotency_key else None
+    if keyed is not None and keyed.reuse is not None:
+        entry = keyed.reuse
+        _say_reused(observer, keyed.key, entry)
+        task = entry_task(entry)
+        observer.record(entry.record or task.record(input=entry.input))
+        return task
+    adapter = conn.adapter(route, post_headers=keyed.headers if keyed else None)
     values = await resolve_uploads(conn, spec, observer.notify)
     ledger = TaskLedger(conn.journal, observer)
-    ledger.before_submit(route, conn.base_url(route.provider), values)
+    ledger.before_submit(route, conn.base_url(route.provider), values, keyed)
     observer.notify("phase", "submitting")
     run = _Run(conn, observer, ledger, values, asyncio.get_running_loop().time())
     task = await post_with_grace(ledger, adapter, route.model, values, webhook_url=webhook_url, sync=False,
@@ -196,6 +228,36 @@ async def wait_existing(conn: Connections, adapter: Adapter, task: Task, values:
     run.report(task, via=Via.POLL if task.status.terminal else None, journal=False)
     outcome = await run.wait(adapter, dataclasses.replace(request.plan, mode=Via.POLL), None, via_if_done=Via.POLL)
     return await run.finish(outcome, request.output_dir)
+
+
+def _say_reused(observer: Observer, key: str, entry: JournalEntry) -> None:
+    observer.notify("note", f"idempotency key {key!r}: task {entry.id} ({entry.status}) was submitted by an "
+                            "earlier run; nothing submitted")
+
+
+async def _reuse(conn: Connections, keyed: Claim, request: WaitRequest, observer: Observer) -> dict[str, Any]:
+    """``run`` with a key journalled already: a finished task's record again (its outputs downloaded
+    again with -o), an unfinished one waited for (polling)."""
+    from get3w_cli.providers import Route
+    from get3w_cli.waiting import Outcome
+
+    entry = keyed.reuse
+    assert entry is not None
+    assert entry.id is not None
+    _say_reused(observer, keyed.key, entry)
+    task = entry_task(entry)
+    ledger = TaskLedger(conn.journal, observer)
+    ledger.task_id = entry.id
+    if entry.record is not None and task.status.terminal:
+        elapsed = entry.record.get("elapsed_s")
+        run = _Run(conn, observer, ledger, entry.input, asyncio.get_running_loop().time(),
+                   elapsed_s=float(elapsed) if isinstance(elapsed, (int, float)) else None)
+        return await run.finish(Outcome(task=task, via=entry.record.get("via"), elapsed=0.0), request.output_dir)
+    adapter = conn.adapter(Route(entry.provider, entry.api, entry.model))
+    current = await adapter.get(entry.id)
+    if not current.model:
+        current = dataclasses.replace(current, model=entry.model)
+    return await wait_existing(conn, adapter, current, entry.input, request, observer)
 
 
 async def cancel_unless_finished(adapter: Adapter, task_id: str, *, delete_outputs: bool = False

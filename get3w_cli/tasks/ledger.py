@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from get3w_cli.journal import Journal
     from get3w_cli.providers import Adapter, Route
     from get3w_cli.records import Task
+    from get3w_cli.tasks.idempotency import Claim
     from get3w_cli.tasks.requests import Observer
 
 
@@ -39,9 +40,26 @@ class TaskLedger:
         self.task_id: str | None = None
         self.failure: JournalError | None = None
 
-    def before_submit(self, route: Route, base_url: str, values: Mapping[str, Any]) -> None:
-        self.ref = self.journal.task_submitting(provider=route.provider, api=route.api, model=route.model,
-                                                base_url=base_url, input=values)
+    def before_submit(self, route: Route, base_url: str, values: Mapping[str, Any], claim: Claim | None = None
+                      ) -> None:
+        """Journal the task about to be POSTed (with its idempotency key and request hash).
+
+        Raises:
+            JournalError: nothing was sent, and nothing will be.
+            SubmitUnknownError: another run with the same key journalled its submit first.
+        """
+        if claim is None:
+            self.ref = self.journal.task_submitting(provider=route.provider, api=route.api, model=route.model,
+                                                    base_url=base_url, input=values)
+            return
+        ref = self.journal.task_submitting_keyed(
+            expected_ref=claim.newest_ref, provider=route.provider, api=route.api, model=route.model,
+            base_url=base_url, input=values, idempotency_key=claim.key, request_hash=claim.digest)
+        if ref is None:
+            from get3w_cli.tasks.idempotency import unknown_error
+
+            raise unknown_error(claim.key, "submitting")
+        self.ref = ref
 
     def _write(self, what: str, action: Callable[[], None]) -> None:
         if self.failure is not None:

@@ -40,7 +40,7 @@ class Connections(Protocol):
     @property
     def models_cache(self) -> ModelsCache | None: ...
 
-    def adapter(self, route: Route) -> Adapter: ...
+    def adapter(self, route: Route, *, post_headers: Mapping[str, str] | None = None) -> Adapter: ...
 
     def base_url(self, provider: str) -> str: ...
 
@@ -69,11 +69,17 @@ class WaitRequest:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One task to submit: where it goes and what it sends (``-i KEY=@FILE`` uploads pending)."""
+    """One task to submit: where it goes and what it sends (``-i KEY=@FILE`` uploads pending).
+
+    ``idempotency_key``: a run again with the same key reuses the task journalled with it
+    (``tasks.idempotency``); ``resubmit_unknown``: unless that task's submit got no answer.
+    """
 
     route: Route
     input: Mapping[str, Any]
     uploads: Mapping[str, Path] = dataclasses.field(default_factory=dict)
+    idempotency_key: str | None = None
+    resubmit_unknown: bool = False
 
 
 def choose_mode(via: str, channel: ChannelOptions, notify: Notify, *, timeout: float,
