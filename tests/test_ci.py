@@ -138,7 +138,7 @@ def test_an_error_is_annotated_with_its_hint(sandbox: ThreadedSandbox, github: d
     [annotation] = [line for line in result.stderr.splitlines() if line.startswith("::error")]
     assert annotation.startswith("::error title=g3w run::HTTP 401")
     message = unescape(annotation.split("::", 2)[2])
-    assert "\nHint: check the API key" in message
+    assert "\nHint: check the Get3W API key" in message
     assert outputs(github) == {}  # no task, nothing to say
 
 

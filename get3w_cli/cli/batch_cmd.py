@@ -179,11 +179,13 @@ async def _batch_flow(file: str, batch: BatchFlags, wait: WaitFlags, output: Out
     ctx = Context()
     access = resolve.access(ctx, account, journal, provider=route.provider, wait=wait, output=output,
                             many_requests=True)
+    # The template first: a usage error leaves nothing behind (wait_request creates the -o folder).
+    template = check_name_template(batch.name_template, output.output or access.settings.output)
     request = resolve.wait_request(ctx, access.settings, wait, output)
     with _input_path(file) as path:
         options = BatchOptions(file, path, batch.concurrency, batch.out, batch.resume, batch.name,
                                batch.resubmit_unknown, batch.resubmit_changed, batch.skip_invalid, route.api,
-                               batch.retry_failed, check_name_template(batch.name_template, request.output_dir))
+                               batch.retry_failed, template)
         check_out(ctx, options)
         check, defaults = check_lines(options, route.provider, access.settings.provider, ui)
         async with open_services(ctx, access) as services, AsyncExitStack() as stack:

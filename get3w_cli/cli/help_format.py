@@ -83,7 +83,8 @@ class G3wCommand(TyperCommand):
 
 
 def format_panels(params: Sequence[Any], ctx: Any, formatter: Any) -> None:
-    """Arguments, then one section per panel in the order the options come, then the rest."""
+    """Arguments, then one section per panel: the shared ones in the README's order (input, wait,
+    output, connection), a command's own in the order its options come, then the rest."""
     arguments = [(metavar(p), p.help or "") for p in params
                  if p.param_type_name == "argument" and not getattr(p, "hidden", False)]
     panels: dict[str, list[tuple[str, str]]] = {}
@@ -94,8 +95,11 @@ def format_panels(params: Sequence[Any], ctx: Any, formatter: Any) -> None:
     if arguments and any(text for _, text in arguments):
         with formatter.section("Arguments"):
             formatter.write_dl(arguments)
+    from get3w_cli.cli.options import CONN, INPUT, OUT, WAIT  # loaded already by every command
+
     other = panels.pop(OTHER, [])
-    for title, rows in [*panels.items(), (OTHER, other)]:
+    shared = [(title, panels.pop(title)) for title in (INPUT, WAIT, OUT, CONN) if title in panels]
+    for title, rows in [*shared, *panels.items(), (OTHER, other)]:
         if rows:
             with formatter.section(title):
                 formatter.write_dl(rows)
