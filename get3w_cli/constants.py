@@ -207,6 +207,8 @@ BATCH_SUMMARY_KEYS_SHOWN = 10
 # The batch name derived from the file: this many hex digits of its SHA-256.
 BATCH_NAME_HASH_CHARS = 16
 BATCH_READ_CHUNK_BYTES = 1024 * 1024
+# Files are hashed (a batch file, an uploaded input) this many bytes at a time.
+HASH_CHUNK_BYTES = 1024 * 1024
 # Submits of a batch in progress at once: a submit is short, so 16 keep -j 64 tasks in
 # flight against a provider 250 ms away, without opening 64 connections to it.
 BATCH_SUBMITS_AT_ONCE = 16

@@ -9,7 +9,6 @@ and hashed like a file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -139,18 +138,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True  # exists, owned by someone else
     return True
-
-
-def file_digest(path: Path) -> str:
-    """The SHA-256 of the file, hex: a batch's identity when it has no ``--name``."""
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(BATCH_READ_CHUNK_BYTES):
-                digest.update(chunk)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return digest.hexdigest()
 
 
 def parse_line(number: int, text: str, defaults: LineDefaults) -> BatchLine:

@@ -212,10 +212,11 @@ async def _runner(stack: AsyncExitStack, services: Services, check: CheckResult,
     """Everything the run needs, checked and opened before the first line is sent."""
     from get3w_cli.batch.identity import batch_identity, check_may_run
     from get3w_cli.batch.ledger import Ledger
-    from get3w_cli.batch.lines import file_digest, invalid_lines, valid_lines
+    from get3w_cli.batch.lines import invalid_lines, valid_lines
     from get3w_cli.batch.lock import batch_lock
     from get3w_cli.batch.report import Stats
     from get3w_cli.batch.runner import BatchConfig, BatchRunner
+    from get3w_cli.journal import file_digest
     from get3w_cli.providers import Route
 
     journal, digest = services.journal, file_digest(options.path)

@@ -17,14 +17,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from get3w_cli.constants import HASH_CHUNK_BYTES
+from get3w_cli.errors import UsageError
 from get3w_cli.journal.batches import LINE_STATES, BatchJournal, LineState, LineSubmit
 from get3w_cli.journal.store import new_ref
 from get3w_cli.journal.tasks import SUBMITTING, UNKNOWN, JournalEntry
 
-__all__ = ["LINE_STATES", "SUBMITTING", "UNKNOWN", "Journal", "JournalEntry", "LineState", "LineSubmit", "new_ref",
-           "request_hash"]
+__all__ = ["LINE_STATES", "SUBMITTING", "UNKNOWN", "Journal", "JournalEntry", "LineState", "LineSubmit", "file_digest",
+           "new_ref", "request_hash"]
 
 
 class Journal(BatchJournal):
@@ -41,3 +44,20 @@ def request_hash(provider: str, api: str, model: str, input: Mapping[str, Any]) 
     canonical = json.dumps([provider, api, model, input], sort_keys=True, separators=(",", ":"),
                            ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file, hex: a batch's identity without ``--name``, an uploaded input's in a
+    request's identity.
+
+    Raises:
+        UsageError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(HASH_CHUNK_BYTES):
+                digest.update(chunk)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return digest.hexdigest()

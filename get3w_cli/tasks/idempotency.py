@@ -14,13 +14,10 @@ Run again with the key:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from get3w_cli.constants import DOWNLOAD_CHUNK_BYTES
 from get3w_cli.errors import SubmitUnknownError, UsageError
 from get3w_cli.records import Task, TaskError, normalize_status
 
@@ -46,24 +43,13 @@ class Claim:
         return {HEADER: self.key}
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(DOWNLOAD_CHUNK_BYTES):
-                digest.update(chunk)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return digest.hexdigest()
-
-
 def spec_hash(spec: TaskSpec) -> str:
     """The request's identity: what would be paid for, before any upload."""
-    from get3w_cli.journal import request_hash
+    from get3w_cli.journal import file_digest, request_hash
 
     values: dict[str, Any] = dict(spec.input)
     for key, path in spec.uploads.items():
-        values[key] = {"@file-sha256": _file_digest(path)}
+        values[key] = {"@file-sha256": file_digest(path)}
     route = spec.route
     return request_hash(route.provider, route.api, route.model, values)
 
