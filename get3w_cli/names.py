@@ -46,6 +46,7 @@ class TunnelKind(Name):
 
     AUTO = "auto"
     NGROK = "ngrok"
+    CLOUDFLARED = "cloudflared"
     NONE = "none"
 
 

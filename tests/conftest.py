@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-ENV_PREFIXES = ("G3W_", "GET3W_", "ABSTRAKT_", "NGROK_")
+ENV_PREFIXES = ("G3W_", "GET3W_", "ABSTRAKT_", "NGROK_", "CLOUDFLARED_")
 # A virtual-time test still running at this loop time has hung: looptime then fails its tasks.
 VIRTUAL_END = 24 * 3600.0
 _T = TypeVar("_T")
@@ -34,6 +34,9 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".state"))
     monkeypatch.setenv("G3W_HOME", str(tmp_path / "g3w-home"))
     monkeypatch.setenv("COLUMNS", "200")
+    # A cloudflared installed on this machine is not used (--tunnel auto would open quick tunnels):
+    # tests that want one point CLOUDFLARED_PATH at tests/fake_cloudflared.py.
+    monkeypatch.setenv("CLOUDFLARED_PATH", str(tmp_path / "no-cloudflared"))
     return tmp_path
 
 

@@ -94,6 +94,9 @@ class Context:
     def ngrok_path(self) -> str | None:
         return self.env.get("NGROK_PATH") or None
 
+    def cloudflared_path(self) -> str | None:
+        return self.env.get("CLOUDFLARED_PATH") or None
+
     def http_backend(self, *, many_requests: bool = False) -> str:
         """The HTTP backend: httpx's own pool as httpx configures it when a proxy is set (only it
         honours ``*_PROXY``), else aiohttp's pool for a command that sends many requests (less CPU

@@ -1,4 +1,4 @@
-"""``g3w doctor``: check the local set-up (config, keys, journal, ngrok) without sending anything."""
+"""``g3w doctor``: check the local set-up (config, keys, journal, ngrok, relay, cloudflared); sends nothing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shutil
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Context
+from get3w_cli.cli.doctor_tunnels import tunnel_rows
 from get3w_cli.cli.options import TalkFlags, options
 from get3w_cli.cli.render import Ui
 from get3w_cli.config import mask
@@ -35,6 +36,7 @@ def _checks(ctx: Context) -> list[tuple[str, bool, str]]:
     ngrok = ctx.ngrok_path() or shutil.which("ngrok")
     rows.append(("ngrok authtoken", bool(settings.ngrok_authtoken), "set" if settings.ngrok_authtoken else "not set"))
     rows.append(("ngrok binary", bool(ngrok), ngrok or "not found (pyngrok would download it)"))
+    rows += tunnel_rows(ctx)
     return rows
 
 

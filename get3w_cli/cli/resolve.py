@@ -69,7 +69,8 @@ def wait_request(ctx: Context, settings: Settings, wait: WaitFlags, output: Outp
     )
     channel = ChannelOptions(listen_host=wait.listen_host, listen_port=wait.listen_port, tunnel=wait.tunnel,
                              public_url=wait.public_url, ngrok_authtoken=settings.ngrok_authtoken,
-                             ngrok_path=ctx.ngrok_path())
+                             ngrok_path=ctx.ngrok_path(), cloudflared_path=ctx.cloudflared_path(),
+                             relay_dir=str(ctx.state_dir()), no_relay=wait.no_relay)
     return WaitRequest(via=settings.via, plan=plan, channel=channel,
                        output_dir=(output.output if output else None) or settings.output)
 

@@ -74,7 +74,7 @@ def get_cmd(task_id: TaskId, *, talk: TalkFlags, route: RouteFlags, account: Acc
 
 
 @app.command("wait")
-@options(hide=("tunnel", "public_url", "listen_host", "listen_port", "webhook_secret", "fallback_after"))
+@options(hide=("tunnel", "no_relay", "public_url", "listen_host", "listen_port", "webhook_secret", "fallback_after"))
 def wait_cmd(task_id: TaskId, *, wait: WaitFlags, output: OutputFlags, talk: TalkFlags, route: RouteFlags,
              account: AccountFlags) -> None:
     """Wait for an already submitted task (polling) and print its outputs."""

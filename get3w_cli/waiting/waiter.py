@@ -45,6 +45,7 @@ class Waiter:
         self._observe(self.task)
         pending: asyncio.Future[Delivery] | None = None
         alarm: asyncio.Future[None] | None = None
+        loss: asyncio.Future[None] | None = None
         try:
             while True:
                 now = self.loop.time()
@@ -59,10 +60,15 @@ class Waiter:
                     pending = asyncio.ensure_future(self.inbox.next(self.task.id))
                 if self.inbox is not None and alarm is None and "secret" not in self.said:
                     alarm = self.inbox.rejection_signal()  # shared: never cancelled here
-                done = await self._until(min(self._due(), self.deadline) - now, pending, alarm)
+                if self.inbox is not None and loss is None and "lost" not in self.said:
+                    loss = self.inbox.loss_signal()  # shared too
+                done = await self._until(min(self._due(), self.deadline) - now, pending, alarm, loss)
                 if alarm is not None and alarm in done:
                     alarm = None
                     self._secret_rejected()
+                if loss is not None and loss in done:
+                    loss = None
+                    self._channel_lost()
                 if pending is not None and pending in done:
                     delivery, pending = pending.result(), None
                     if (final := await self._on_delivery(delivery)) is not None:
@@ -170,6 +176,14 @@ class Waiter:
             self.notify("note", why)
         else:
             self._start_polling(f"{why}; checking the task now, then polling")
+            self.next_poll = self.loop.time()
+
+    def _channel_lost(self) -> None:
+        """No callback can reach us any more (the channel has said why, once): poll now, and on."""
+        self.said.add("lost")
+        if not self.polling:
+            self.polling = True
+            self.notify("phase", "polling")
             self.next_poll = self.loop.time()
 
     def _observe(self, task: Task) -> None:
