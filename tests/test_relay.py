@@ -262,6 +262,19 @@ def test_a_run_borrows_the_running_relay_and_the_flags_keep_it_off() -> None:
     assert forwarded == 2  # the borrower's probe and its callback; nothing of the other two
 
 
+def test_a_batch_borrows_the_relay_too(tmp_path: Path) -> None:
+    """One registration for the whole batch, every line's callback through the relay."""
+    from test_batch import batch, make_lines, read_records, write
+
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb, ThreadedRelay(home()) as relay:
+        result = batch(sb, str(write(tmp_path / "t.jsonl", make_lines(12))), "-j", "4", "--via", "webhook")
+        urls = {d.url for d in sb.sandbox.deliveries}
+    assert result.code == 0, result.stderr
+    assert all(r["via"] == "webhook" for r in read_records(result.stdout))
+    assert len(urls) == 1 and next(iter(urls)).startswith(relay.server.local_url + "/")
+    assert result.stderr.count("(through the relay)") == 1
+
+
 def test_a_relay_without_a_tunnel_is_not_borrowed_for_a_remote_provider() -> None:
     """A relay whose URL is on this machine cannot serve a provider elsewhere: not borrowed."""
     with ThreadedRelay(home()) as relay:

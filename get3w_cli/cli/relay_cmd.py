@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Context
 from get3w_cli.cli.options import FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui
-from get3w_cli.errors import TunnelError, UsageError
+from get3w_cli.errors import TunnelError, UsageError, WebhookSetupError
 from get3w_cli.names import TunnelKind
 
 HELP = "One callback URL for every g3w on this machine: serve it (--detach for the background), status, stop."
@@ -92,9 +93,17 @@ async def _serve(ctx: Context, flags: RelayFlags, ui: Ui) -> int:
         ui.note(f"relay on {info.local_url}, public URL {info.public_url} ({info.tunnel}); g3w run and batch on "
                 "this machine borrow it (Ctrl-C or `g3w relay stop` stops it)")
 
-    await serve_relay(options, notify=ui.notify, ready=ready)
+    try:
+        await serve_relay(options, notify=ui.notify, ready=ready)
+    except WebhookSetupError as exc:
+        # The tunnels' hints end with a run's fallbacks; the relay has --public-url, not --via.
+        exc.hint = _NOT_FOR_RELAY.sub("", exc.hint) if exc.hint else exc.hint
+        raise
     ui.note("relay stopped")
     return 0
+
+
+_NOT_FOR_RELAY = re.compile(r",? or (use )?--via poll")
 
 
 def _public_view(data: dict[str, Any]) -> dict[str, Any]:
