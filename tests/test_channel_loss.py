@@ -113,7 +113,7 @@ def test_the_channel_says_once_when_its_relay_goes_and_tells_the_inbox() -> None
     notes, lost, how = asyncio.run(main())
     assert how == "relay" and lost == "the relay stopped"
     warnings = [text for kind, text in notes if kind == "warn"]
-    assert warnings == ["the relay dropped (the relay stopped); polling for results"]
+    assert warnings == ["lost the relay: the relay stopped; polling for results"]
 
 
 def test_a_completed_status_is_not_lost_with_the_channel() -> None:

@@ -235,7 +235,7 @@ def test_a_tunnel_that_drops_during_the_wait_is_noticed_and_the_run_polls_at_onc
         elapsed = time.monotonic() - begun
     assert result.code == 0, result.stderr
     assert result.json()["via"] == "poll"
-    assert result.stderr.count("the cloudflared tunnel dropped") == 1
+    assert result.stderr.count("lost the cloudflared tunnel: cloudflared") == 1
     assert elapsed < 30  # generous: nowhere near the 60 s fallback
     assert live(tmp_path, mode) == []
 

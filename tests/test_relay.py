@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import signal
@@ -59,7 +60,8 @@ def info_of(server: RelayServer, secret: str = CONTROL_SECRET, public: str | Non
 
 async def post(url: str, data: bytes, headers: list[tuple[str, str]] | None = None,
                method: str = "POST") -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.request(method, url, data=data,
+    payload = io.BytesIO(data) if len(data) > 2**20 else data  # aiohttp warns on big bytes
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=payload,
                                                                   headers=headers or []) as response:
         text = await response.text()
         try:
@@ -141,6 +143,23 @@ def test_tokens_nobody_holds_get_404_and_a_closed_link_leaves_nothing() -> None:
             assert not link.lost.done()  # closed by us: not a loss
 
     asyncio.run(main())
+
+
+def test_large_deliveries_pass_and_oversized_ones_get_413() -> None:
+    """Up to the listener's 10 MiB limit a delivery passes whole; beyond it the relay answers 413."""
+    padded = json.dumps({"id": "pred_big", "status": "completed", "outputs": [], "pad": "x" * (9 * 2**20)}).encode()
+
+    async def main() -> tuple[int, int, bytes]:
+        async with relay_with_borrower() as (server, link, inbox):
+            url = link.endpoint.callback_url(server.local_url)
+            ok = (await post(url, padded))[0]
+            too_big = (await post(url, b"{" + b" " * (10 * 2**20) + b"}"))[0]
+            delivery = inbox.take("pred_big")
+            assert delivery is not None
+            return ok, too_big, delivery.body
+
+    ok, too_big, received = asyncio.run(main())
+    assert (ok, too_big) == (200, 413) and received == padded
 
 
 def test_the_probe_reaches_a_borrower_through_the_relay() -> None:
@@ -416,7 +435,7 @@ def test_kill_9_of_the_relay_mid_wait_costs_only_speed() -> None:
             elapsed = time.monotonic() - begun
     for code, record, err in results:
         assert code == 0 and record is not None and record["via"] == "poll", err
-        assert err.count("the relay dropped (the connection to the relay closed); polling") == 1
+        assert err.count("lost the relay: the connection to the relay closed; polling") == 1
         assert "Traceback" not in err
     assert elapsed < 40  # generous; the fallback would be 60 s
     assert describe(home()) == {"alive": False}
@@ -433,6 +452,23 @@ def test_a_borrower_killed_with_sigkill_leaves_no_registration() -> None:
             run.communicate(timeout=30)
         wait_until(lambda: describe(home()).get("clients") == 0)
         assert httpx.post(url, content=body()).status_code == 404
+
+
+def test_a_relay_whose_tunnel_drops_says_so_and_exits_7(tmp_path: Path) -> None:
+    """The relay's quick tunnel loses Cloudflare's edge after its check: the relay tells its
+    borrowers, removes relay.json and exits 7 with the tunnel's own words."""
+    import fake_cloudflared
+
+    state = tmp_path / "cf"
+    state.mkdir()
+    path = fake_cloudflared.install(str(tmp_path), mode="drop", state_dir=str(state))
+    result = g3w("relay", "--tunnel", "cloudflared", env={"CLOUDFLARED_PATH": path}, timeout=90)
+    assert result.code == 7, result.stderr
+    assert "the cloudflared tunnel dropped" in result.stderr and "no recent network activity" in result.stderr
+    assert result.stdout.startswith("http://127.0.0.1:")  # it had come up, and said where
+    assert not (home() / "relay.json").exists()
+    [pid_file] = state.glob("*.pid")
+    assert not alive(int(pid_file.stem))
 
 
 def test_relay_status_and_stop_from_the_command_line() -> None:

@@ -105,7 +105,7 @@ async def _watch(way: Way, inbox: Inbox, notify: Notify) -> None:
     """Wait for the way to drop; then say so once and let every waiter know."""
     assert way.dropped is not None
     reason = await asyncio.shield(way.dropped)
-    notify("warn", f"{way.what} dropped ({reason}); polling for results")
+    notify("warn", f"lost {way.what}: {reason}; polling for results")
     inbox.channel_lost(reason)
 
 

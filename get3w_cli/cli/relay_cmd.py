@@ -124,13 +124,12 @@ async def _detach(ctx: Context, flags: RelayFlags, ui: Ui) -> int:
     log_path = folder / LOG_FILE
     proc = _spawn(argv, log_path)
     assert proc.stdout is not None
-    try:
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), C.RELAY_DETACH_TIMEOUT)
-    except asyncio.TimeoutError:
-        proc.kill()
-        line = b""
-    finally:
-        proc.stdout.close()
+    reading = asyncio.ensure_future(asyncio.to_thread(proc.stdout.readline))
+    done, _ = await asyncio.wait({reading}, timeout=C.RELAY_DETACH_TIMEOUT)
+    if not done:
+        proc.kill()  # its end of the pipe closes: the read in progress returns
+    line = await reading
+    proc.stdout.close()
     if not line.strip():
         code = await asyncio.to_thread(proc.wait)
         for text in _tail(log_path):
