@@ -122,6 +122,21 @@ def test_failures_to_start_are_classified_and_leave_nothing_running(tmp_path: Pa
     assert started(tmp_path, mode) == 1 and live(tmp_path, mode) == []
 
 
+def test_the_tunnel_is_ready_once_connected_not_at_the_start_timeout(tmp_path: Path) -> None:
+    """The URL printed and a connection registered: open_cloudflared returns then, well before the
+    (here one minute) start timeout."""
+    async def main() -> tuple[float, str]:
+        begun = time.monotonic()
+        tunnel = await open_cloudflared(9, path=stand_in(tmp_path, "ok"), timeout=60)
+        took = time.monotonic() - begun
+        await tunnel.close()
+        return took, tunnel.public_url
+
+    took, url = asyncio.run(main())
+    assert url.startswith("http://127.0.0.1:") and took < 30  # generous: it did not wait out the minute
+    assert live(tmp_path, "ok") == []
+
+
 def test_a_missing_or_unrunnable_binary_is_binary_missing(tmp_path: Path) -> None:
     not_executable = tmp_path / "cloudflared"
     not_executable.write_text("#!/bin/sh\n")

@@ -163,7 +163,7 @@ class CloudflaredTunnel:
             raise self._failure()
         self.public_url = url
         either: set[asyncio.Future[Any]] = {self._connected, self.dropped}
-        await asyncio.wait(either, timeout=max(deadline - loop.time(), 0.0))
+        await asyncio.wait(either, timeout=max(deadline - loop.time(), 0.0), return_when=asyncio.FIRST_COMPLETED)
         if self.dropped.done():
             raise self._failure()
         # Not connected yet: the end-to-end probe decides (it is patient with a tunnel still coming up).
