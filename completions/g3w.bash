@@ -36,12 +36,12 @@ _g3w() {
     case "${words[i]}" in
       -*) ;;
       *) if [[ -z $cmd ]]; then cmd="${words[i]}"; start=$((i + 1))
-         elif [[ -z $sub && " config " == *" $cmd "* ]]; then sub="${words[i]}"; start=$((i + 1)); fi ;;
+         elif [[ -z $sub && " config relay " == *" $cmd "* ]]; then sub="${words[i]}"; start=$((i + 1)); fi ;;
     esac
   done
   case "$cmd${sub:+ $sub}" in
     "")
-      _g3w_reply words "run submit get wait cancel open listen batch history download sandbox config models balance upload doctor help --version --help -h" ;;
+      _g3w_reply words "run submit get wait cancel open listen batch history download sandbox config relay models balance upload doctor help --version --help -h" ;;
     "run")
       case "$prev" in
         --prompt|-p) COMPREPLY=(); return ;;
@@ -54,7 +54,7 @@ _g3w() {
         --timeout) COMPREPLY=(); return ;;
         --fallback-after) COMPREPLY=(); return ;;
         --poll-max) COMPREPLY=(); return ;;
-        --tunnel) _g3w_reply words "auto ngrok none"; return ;;
+        --tunnel) _g3w_reply words "auto ngrok cloudflared none"; return ;;
         --public-url) COMPREPLY=(); return ;;
         --listen-host) COMPREPLY=(); return ;;
         --listen-port) COMPREPLY=(); return ;;
@@ -67,7 +67,7 @@ _g3w() {
         --api-key) COMPREPLY=(); return ;;
         --base-url) COMPREPLY=(); return ;;
       esac
-      if [[ $cur == -* ]]; then _g3w_reply words "--no-wait --prompt -p --prompt-file --param -i --input --channel --idempotency-key --resubmit-unknown --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --preview --no-preview --json --quiet -q --debug --no-ci --dotenv --provider --api --api-key --base-url --sandbox --no-history --help -h"; return; fi
+      if [[ $cur == -* ]]; then _g3w_reply words "--no-wait --prompt -p --prompt-file --param -i --input --channel --idempotency-key --resubmit-unknown --via --timeout --fallback-after --poll-max --tunnel --no-relay --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --preview --no-preview --json --quiet -q --debug --no-ci --dotenv --provider --api --api-key --base-url --sandbox --no-history --help -h"; return; fi
       _g3w_pos "--prompt -p --prompt-file --param -i --input --channel --idempotency-key --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --dotenv --provider --api --api-key --base-url"
       case $n in 0) _g3w_reply models ;; esac ;;
     "submit")
@@ -140,7 +140,7 @@ _g3w() {
         --port) COMPREPLY=(); return ;;
         --host) COMPREPLY=(); return ;;
         --path) COMPREPLY=(); return ;;
-        --tunnel) _g3w_reply words "auto ngrok none"; return ;;
+        --tunnel) _g3w_reply words "auto ngrok cloudflared none"; return ;;
         --public-url) COMPREPLY=(); return ;;
         --secret) COMPREPLY=(); return ;;
         --provider) _g3w_reply words "get3w abstrakt"; return ;;
@@ -163,7 +163,7 @@ _g3w() {
         --timeout) COMPREPLY=(); return ;;
         --fallback-after) COMPREPLY=(); return ;;
         --poll-max) COMPREPLY=(); return ;;
-        --tunnel) _g3w_reply words "auto ngrok none"; return ;;
+        --tunnel) _g3w_reply words "auto ngrok cloudflared none"; return ;;
         --public-url) COMPREPLY=(); return ;;
         --listen-host) COMPREPLY=(); return ;;
         --listen-port) COMPREPLY=(); return ;;
@@ -176,7 +176,7 @@ _g3w() {
         --api-key) COMPREPLY=(); return ;;
         --base-url) COMPREPLY=(); return ;;
       esac
-      if [[ $cur == -* ]]; then _g3w_reply words "--concurrency -j --out --resume --name --resubmit-unknown --resubmit-changed --skip-invalid --retry-failed --name-template --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --quiet -q --debug --no-ci --dotenv --provider --api --api-key --base-url --sandbox --no-history --help -h"; return; fi
+      if [[ $cur == -* ]]; then _g3w_reply words "--concurrency -j --out --resume --name --resubmit-unknown --resubmit-changed --skip-invalid --retry-failed --name-template --via --timeout --fallback-after --poll-max --tunnel --no-relay --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --quiet -q --debug --no-ci --dotenv --provider --api --api-key --base-url --sandbox --no-history --help -h"; return; fi
       _g3w_pos "--concurrency -j --out --name --name-template --via --timeout --fallback-after --poll-max --tunnel --public-url --listen-host --listen-port --webhook-secret --on-timeout --output -o --dotenv --provider --api --api-key --base-url"
       case $n in 0) _g3w_reply file ;; esac ;;
     "history")
@@ -230,6 +230,18 @@ _g3w() {
       _g3w_reply words "--json --debug --help -h" ;;
     "config path")
       _g3w_reply words "--help -h" ;;
+    "relay")
+      case "$prev" in
+        --host) COMPREPLY=(); return ;;
+        --port) COMPREPLY=(); return ;;
+        --tunnel) _g3w_reply words "auto ngrok cloudflared none"; return ;;
+        --public-url) COMPREPLY=(); return ;;
+      esac
+      _g3w_reply words "status stop --host --port --tunnel --public-url --detach --json --quiet -q --debug --help -h" ;;
+    "relay status")
+      _g3w_reply words "--json --debug --help -h" ;;
+    "relay stop")
+      _g3w_reply words "--quiet -q --debug --help -h" ;;
     "models")
       case "$prev" in
         --provider) _g3w_reply words "get3w abstrakt"; return ;;
@@ -260,7 +272,7 @@ _g3w() {
     "help")
       if [[ $cur == -* ]]; then _g3w_reply words "--help -h"; return; fi
       _g3w_pos ""
-      case $n in *) _g3w_reply words "run submit get wait cancel open listen batch history download sandbox config models balance upload doctor help" ;; esac ;;
+      case $n in *) _g3w_reply words "run submit get wait cancel open listen batch history download sandbox config relay models balance upload doctor help" ;; esac ;;
   esac
 }
 complete -F _g3w g3w

@@ -184,6 +184,49 @@ PYNGROK_MAJORS = (9,)
 PYNGROK_AGENT_MAJOR = 3
 # The agent's own words in a message are cut after this many characters (its code is kept).
 NGROK_MESSAGE_MAX = 500
+# cloudflared's quick tunnel URL "may take some time to be reachable" (its own banner says so):
+# while the probe meets Cloudflare's "not connected yet" answers (502, 503, 530) or a name that
+# does not resolve yet, it is sent again every RETRY seconds, for PATIENCE at most. A refused
+# connection or any other answer fails at once.
+CLOUDFLARED_REACH_PATIENCE = 15.0
+CLOUDFLARED_REACH_RETRY = 0.5
+# On close cloudflared gets SIGTERM, then this long to unregister its connections (it does so in
+# well under a second when no request is in flight), then SIGKILL.
+CLOUDFLARED_STOP_GRACE = 3.0
+# The last lines of cloudflared's log kept, to quote its own words in a failure.
+CLOUDFLARED_LOG_TAIL = 20
+# `cloudflared --version` (for doctor) answers at once; a binary that does not is reported.
+CLOUDFLARED_VERSION_TIMEOUT = 5.0
+# The relay (`g3w relay`). It is on this machine: a borrower that cannot connect and register
+# within CONNECT seconds treats it as dead. A borrower answers a delivery as its own listener
+# would (classify and queue, no I/O), so one that has not answered within REPLY seconds is stuck;
+# the provider then gets 504 and retries, as for any receiver.
+RELAY_CONNECT_TIMEOUT = 2.0
+RELAY_REPLY_TIMEOUT = 5.0
+# Pings on each borrower's connection: a peer gone without closing it (a suspended machine) is
+# noticed within about this long, and its registration dropped.
+RELAY_HEARTBEAT = 10.0
+# Borrowers at once (each holds a connection and a token); more are refused (503).
+RELAY_MAX_CLIENTS = 4096
+RELAY_SECRET_BYTES = 32  # the control secret in relay.json: 256 random bits
+# A borrower's token: the same length rules as the listener's (at least 128 bits, URL-safe).
+RELAY_TOKEN_MIN_CHARS = 22
+RELAY_TOKEN_MAX_CHARS = 128
+# One frame between relay and borrower: a delivery (at most WEBHOOK_MAX_BODY_BYTES) plus its
+# method, path and headers (aiohttp's own header limit is 8 KiB a field, ~100 fields).
+RELAY_FRAME_MAX_BYTES = 10 * 1024 * 1024 + 1024 * 1024
+# `relay status`, `relay stop` and doctor ask the relay over its control port with this timeout.
+RELAY_CONTROL_TIMEOUT = 2.0
+# `relay stop` waits this long for the relay to exit; a relay closing a tunnel takes ~1 s.
+RELAY_STOP_TIMEOUT = 15.0
+RELAY_STOP_POLL = 0.05
+# `relay --detach` waits this long for the background relay to report its public URL: a tunnel's
+# start and its end-to-end check, with a margin for the process's own start.
+RELAY_DETACH_TIMEOUT = TUNNEL_START_TIMEOUT + TUNNEL_PROBE_TIMEOUT + CLOUDFLARED_REACH_PATIENCE
+# How long a starting relay retries taking its lock while `relay status` or a run briefly holds
+# it shared to see whether a relay is running.
+RELAY_LOCK_PATIENCE = 0.5
+RELAY_LOCK_RETRY = 0.01
 
 # --- Batch -------------------------------------------------------------------
 BATCH_DEFAULT_CONCURRENCY = 8

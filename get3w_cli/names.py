@@ -48,6 +48,7 @@ class TunnelKind(Name):
 
     AUTO = "auto"
     NGROK = "ngrok"
+    CLOUDFLARED = "cloudflared"
     NONE = "none"
 
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,21 @@ from typing import Any, TypeVar
 
 import pytest
 
-ENV_PREFIXES = ("G3W_", "GET3W_", "ABSTRAKT_", "NGROK_")
+ENV_PREFIXES = ("G3W_", "GET3W_", "ABSTRAKT_", "NGROK_", "CLOUDFLARED_")
 # A virtual-time test still running at this loop time has hung: looptime then fails its tasks.
 VIRTUAL_END = 24 * 3600.0
 _T = TypeVar("_T")
+
+
+def wait_until(check: Callable[[], _T], timeout: float = 20.0) -> _T:
+    """Check again every 20 ms until ``check()`` is truthy, and return it; fail after ``timeout``
+    seconds. For conditions another process or thread brings about (a file, a log line): the
+    check, not a sleep, is what the test waits on."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+    return found
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +46,9 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".state"))
     monkeypatch.setenv("G3W_HOME", str(tmp_path / "g3w-home"))
     monkeypatch.setenv("COLUMNS", "200")
+    # A cloudflared installed on this machine is not used (--tunnel auto would open quick tunnels):
+    # tests that want one point CLOUDFLARED_PATH at tests/fake_cloudflared.py.
+    monkeypatch.setenv("CLOUDFLARED_PATH", str(tmp_path / "no-cloudflared"))
     return tmp_path
 
 

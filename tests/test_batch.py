@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Result, ThreadedSandbox, g3w_on_terminal, run_in_virtual_time, sandbox_env
+from conftest import Result, ThreadedSandbox, g3w_on_terminal, run_in_virtual_time, sandbox_env, wait_until
 from inproc import invoke
 
 from get3w_cli.batch.ledger import Ledger
@@ -83,12 +82,6 @@ def start_batch(sb: ThreadedSandbox, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "get3w_cli", "batch", *args, *FAST], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 # --- end to end ------------------------------------------------------------------------------

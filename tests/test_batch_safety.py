@@ -15,8 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from conftest import ThreadedSandbox, g3w, sandbox_env
-from test_batch import FAST, batch, read_records, start_batch, submitted_prompt, wait_until, write
+from conftest import ThreadedSandbox, g3w, sandbox_env, wait_until
+from test_batch import FAST, batch, read_records, start_batch, submitted_prompt, write
 
 from get3w_cli.batch.pacing import Pacer
 

@@ -9,16 +9,15 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
+from conftest import wait_until
 from inproc import invoke
 
 from get3w_cli.constants import (
@@ -414,14 +413,6 @@ class ThreadedHosts:
         await self._release.wait()  # stalled mid-body until the test ends
         return response
 
-
-def wait_until(check: Callable[[], Any], timeout: float) -> Any:
-    """Poll ``check`` (a file on disk, here) until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
-    return found
 
 
 def test_a_killed_download_leaves_a_part_that_the_next_run_removes(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from conftest import ThreadedSandbox, sandbox_env
+from conftest import ThreadedSandbox, sandbox_env, wait_until
 from inproc import invoke
-from test_batch import batch, make_lines, wait_until, write
+from test_batch import batch, make_lines, write
 
 from get3w_cli.cli.history_refresh import fetch_all
 from get3w_cli.errors import TransientError

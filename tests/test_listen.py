@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-from conftest import ThreadedSandbox
+from conftest import ThreadedSandbox, wait_until
 from fake_ngrok import install
 from inproc import invoke
 
@@ -223,12 +223,6 @@ def submit_abstrakt(sb: ThreadedSandbox, webhook_url: str, **inputs: Any) -> str
     assert resp.status_code in (200, 202), resp.text
     return resp.json()["job_id"]
 
-
-def wait_until(predicate: Any, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 # --- the command ---------------------------------------------------------------------

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import httpx
 import pytest
+from conftest import wait_until
 
 from get3w_cli.constants import LISTEN_QUEUE_MAX_BYTES, LISTEN_RETRY_AFTER_S, WEBHOOK_HEADER_TIMEOUT
 from get3w_cli.webhooks.inbox import Inbox
@@ -49,12 +50,6 @@ def task_body(task_id: str, pad: int = 0) -> bytes:
     return json.dumps({"id": task_id, "model": "get3w/flux-dev", "status": "completed",
                        "outputs": ["https://x/1.png"], "pad": "x" * pad}).encode()
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 class ListenProc:

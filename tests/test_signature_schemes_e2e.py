@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ThreadedSandbox, sandbox_env
+from conftest import ThreadedSandbox, sandbox_env, wait_until
 from inproc import invoke
-from test_listen import Listen, submit_abstrakt, submit_get3w, wait_until
+from test_listen import Listen, submit_abstrakt, submit_get3w
 from test_sandbox import Receiver, with_sandbox
 
 from get3w_cli.sandbox import Sandbox

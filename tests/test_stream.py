@@ -17,12 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import ThreadedSandbox, g3w_on_terminal, sandbox_env
+from conftest import ThreadedSandbox, g3w_on_terminal, sandbox_env, wait_until
 from inproc import invoke
 
 from get3w_cli.errors import NetworkError
@@ -46,12 +46,6 @@ def gets(sb: ThreadedSandbox) -> list[str]:
 def history(env: dict[str, str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in invoke("history", "--json", env=env).stdout.splitlines()]
 
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 # --- the event shapes ----------------------------------------------------------------------------

@@ -22,9 +22,8 @@ from typing import Any, TypeVar
 import fake_ngrok  # tests/fake_ngrok.py
 import httpx
 import pytest
-from conftest import Result, ThreadedSandbox, sandbox_env
+from conftest import Result, ThreadedSandbox, sandbox_env, wait_until
 from inproc import invoke
-from test_batch import wait_until
 
 SECRET = "whsec_e2e"
 SUBMITTED = re.compile(r"submitted (\S+) \(")
@@ -176,12 +175,31 @@ def test_run_through_an_ngrok_tunnel(tmp_path: Path, version: str) -> None:
         env = {**sandbox_env(sb), **ngrok_env(tmp_path, "ok", version), "GET3W_WEBHOOK_SECRET": SECRET}
         result = invoke("run", "flux-dev", "-p", "x", "--json", env=env)
         webhook_url = json.loads(sb.sandbox.submissions()[0].body)["webhook_url"]
-        delivered = [d.status_code for d in sb.sandbox.deliveries if d.url == webhook_url]
+        # The sandbox records the attempt once it has read the answer, which may be after the run exits.
+        delivered = wait_until(lambda: [d.status_code for d in sb.sandbox.deliveries if d.url == webhook_url])
     assert result.code == 0, result.stderr
     assert result.json()["via"] == "webhook"
-    assert delivered and delivered[0] == 200  # the public URL, relayed by the agent to the listener
+    assert delivered[0] == 200  # the public URL, relayed by the agent to the listener
     assert list((tmp_path / "agents-ok").glob("*.pid"))  # an agent was started
     assert live_agents(tmp_path, "ok") == []  # and is gone
+
+
+def test_an_ngrok_session_lost_during_the_wait_is_said_once_and_the_run_polls_at_once(tmp_path: Path) -> None:
+    """The agent loses its session (the network went away) while the task runs: the run says so
+    once, in the agent's words, and polls at once; with --fallback-after 10m it would otherwise
+    wait far past this test's 60 s."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
+        proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=4", "--json", "--via", "webhook",
+                         "--fallback-after", "10m", "--poll-max", "0.2",
+                         env={**ngrok_env(tmp_path, "ok"), "GET3W_WEBHOOK_SECRET": SECRET})
+        wait_until(lambda: bool(sb.sandbox.submissions()))  # the tunnel was checked before the submit
+        [agent] = live_agents(tmp_path, "ok")
+        os.kill(agent, signal.SIGUSR1)
+        code, record, err = finish(proc, timeout=60)
+    assert code == 0, err
+    assert record is not None and record["via"] == "poll"
+    assert err.count("lost the ngrok tunnel: ") == 1 and "session closing" in err
+    assert live_agents(tmp_path, "ok") == []
 
 
 @pytest.mark.parametrize("mode", ["session_limit", "auth_failed", "crash", "unreachable"])

@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sandbox": ("sandbox_cmd",
                 "Serve a local emulation of Get3W (v1, v3) and Abstrakt: any key except sk_invalid / sk_broke works."),
     "config": ("config_cmd", "Read and write the config file."),
+    "relay": ("relay_cmd",
+              "One callback URL for every g3w on this machine: serve it (--detach for the background), status, stop."),
     "models": ("account_cmd",
                "List the provider's models (run name, type, price); `models show MODEL` lists a model's inputs."),
     "balance": ("account_cmd", "Show the Get3W account balance."),

@@ -117,6 +117,9 @@ class Context:
         return AgentSearch(ngrok_path=self.ngrok_path(), search_path=self.env.get("PATH", ""),
                            install_to=default_install_path(self.env), install=settings.ngrok_install)
 
+    def cloudflared_path(self) -> str | None:
+        return self.env.get("CLOUDFLARED_PATH") or None
+
     def http_backend(self, *, many_requests: bool = False) -> str:
         """The HTTP backend: httpx's own pool as httpx configures it when a proxy is set (only it
         honours ``*_PROXY``), else aiohttp's pool for a command that sends many requests (less CPU

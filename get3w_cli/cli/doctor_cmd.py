@@ -1,5 +1,6 @@
-"""``g3w doctor``: check the local set-up (config, keys, journal, ngrok), saying where each setting
-came from (flag, env, file, default); with ``--online``, try each key with one cheap request."""
+"""``g3w doctor``: check the local set-up (config, keys, journal, ngrok, relay, cloudflared), saying
+where each setting came from (flag, env, file, default); with ``--online``, try each key with one
+cheap request."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 from get3w_cli.cli.app import commands as app
 from get3w_cli.cli.boundary import run
 from get3w_cli.cli.context import Context
+from get3w_cli.cli.doctor_tunnels import tunnel_rows
 from get3w_cli.cli.help_format import examples
 from get3w_cli.cli.options import FlagGroup, TalkFlags, options
 from get3w_cli.cli.render import Ui
@@ -51,7 +53,7 @@ def _checks(ctx: Context) -> tuple[list[Row], Settings | None]:
         journal.close()
     except G3wError as exc:
         rows.append(("journal", False, exc.message, None))
-    return rows + _ngrok_rows(ctx, settings), settings
+    return rows + _ngrok_rows(ctx, settings) + tunnel_rows(ctx), settings
 
 
 def _ngrok_rows(ctx: Context, settings: Settings) -> list[Row]:

@@ -106,6 +106,11 @@ def format_panels(params: Sequence[Any], ctx: Any, formatter: Any) -> None:
 
 
 class G3wGroup(TyperGroup):
-    """A group of sub-commands (``config``) whose examples are printed as written."""
+    """A group of sub-commands (``config``, ``relay``): its own options in panels as a command's,
+    then its commands; its examples printed as written."""
 
     format_epilog = G3wCommand.format_epilog
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        format_panels(self.get_params(ctx), ctx, formatter)
+        self.format_commands(ctx, formatter)

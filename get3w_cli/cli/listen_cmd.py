@@ -52,6 +52,7 @@ class ListenRequest:
     ngrok: AgentSearch  # where the ngrok agent may be, and whether pyngrok may install it
     print_url: bool
     json_mode: bool
+    cloudflared_path: str | None = None
 
 
 def _check_url(url: str, flag: str) -> str:
@@ -98,7 +99,8 @@ def build_request(ctx: Context, flags: ListenFlags, *, json_mode: bool) -> Liste
     actions = Actions(forward_to=forward, exec_command=flags.exec_cmd or None, save_dir=save_dir,
                       exec_stdout=_stderr_fd() if json_mode else None)
     return ListenRequest(config, rules, actions, flags.tunnel, public, settings.ngrok_authtoken,
-                         ctx.ngrok_search(settings), flags.print_url, json_mode)
+                         ctx.ngrok_search(settings), flags.print_url, json_mode,
+                         ctx.cloudflared_path())
 
 
 def _opt(flag: str, help: str, *, panel: str = ACT, **extra: Any) -> Any:
@@ -115,7 +117,7 @@ class ListenFlags(FlagGroup):
     path: Annotated[str | None, _opt(
         "--path", "Accept deliveries only at this path; others get 404 (default: any path).", panel=LISTEN,
         metavar="PATH")] = None
-    tunnel: Annotated[TunnelKind, _opt("--tunnel", "auto: ngrok when an authtoken is set; ngrok; none.",
+    tunnel: Annotated[TunnelKind, _opt("--tunnel", "auto: ngrok when an authtoken is set; ngrok; cloudflared; none.",
                                        panel=LISTEN)] = TunnelKind.AUTO
     public_url: Annotated[str | None, _opt(
         "--public-url", "This listener is already reachable at URL (your proxy or tunnel).", panel=LISTEN,
@@ -188,6 +190,12 @@ async def serve(ui: Ui, request: ListenRequest) -> ListenOutcome:
 async def _public_base(request: ListenRequest, port: int, stack: AsyncExitStack, ui: Ui) -> str | None:
     if request.public_url:
         return request.public_url
+    if request.tunnel == TunnelKind.CLOUDFLARED:  # asked for by name only: auto never exposes listen this way
+        from get3w_cli.webhooks.cloudflared import open_cloudflared
+
+        quick = await open_cloudflared(port, path=request.cloudflared_path)
+        stack.push_async_callback(quick.close)
+        return quick.public_url
     if request.tunnel == TunnelKind.NONE or (request.tunnel == TunnelKind.AUTO and not request.authtoken):
         return None
     from get3w_cli.webhooks.tunnel import open_ngrok

@@ -145,7 +145,10 @@ class WaitFlags(FlagGroup):
     poll_max: Annotated[str | None, _opt(
         "--poll-max", help="Longest pause between polls (default 10s).", panel=WAIT, metavar="DURATION")] = None
     tunnel: Annotated[TunnelKind, _opt(
-        "--tunnel", help="auto (default): ngrok when an authtoken is set.", panel=WAIT)] = TunnelKind.AUTO
+        "--tunnel", help="auto: a running relay, else ngrok when an authtoken is set, else cloudflared when installed; "
+        "or ngrok, cloudflared, none.", panel=WAIT)] = TunnelKind.AUTO
+    no_relay: Annotated[bool, _opt(
+        "--no-relay", help="Do not borrow a running `g3w relay`: open this run's own listener.", panel=WAIT)] = False
     public_url: Annotated[str | None, _opt(
         "--public-url", help="The listener is reachable at URL already (your proxy).", panel=WAIT,
         metavar="URL")] = None

@@ -93,7 +93,9 @@ def wait_request(ctx: Context, settings: Settings, wait: WaitFlags, output: Outp
     )
     channel = ChannelOptions(listen_host=wait.listen_host, listen_port=wait.listen_port, tunnel=wait.tunnel,
                              public_url=wait.public_url, ngrok_authtoken=settings.ngrok_authtoken,
-                             ngrok_path=ctx.ngrok_path(), ngrok_search=ctx.ngrok_search(settings))
+                             ngrok_path=ctx.ngrok_path(), ngrok_search=ctx.ngrok_search(settings),
+                             cloudflared_path=ctx.cloudflared_path(), relay_dir=str(ctx.state_dir()),
+                             no_relay=wait.no_relay)
     from get3w_cli.cli.inputs import output_dir
 
     folder = (output.output if output else None) or settings.output

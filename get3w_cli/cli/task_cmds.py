@@ -107,7 +107,7 @@ def get_cmd(task_id: TaskId, *, preview: PreviewFlags, talk: TalkFlags, ci: CiFl
     ("several tasks at once; the worst exit code", "g3w wait pred_abc123 pred_def456 --json"),
     ("a task submitted with --sandbox", "g3w wait pred_abc123 --sandbox"),
 ))
-@options(hide=("tunnel", "public_url", "listen_host", "listen_port", "webhook_secret", "fallback_after"),
+@options(hide=("tunnel", "no_relay", "public_url", "listen_host", "listen_port", "webhook_secret", "fallback_after"),
          help_overrides={"json_out": "Print each task's record as one JSON object a line on stdout."})
 def wait_cmd(task_ids: TaskIds, *, wait: WaitFlags, output: OutputFlags, preview: PreviewFlags, talk: TalkFlags,
              ci: CiFlags, route: RouteFlags, account: AccountFlags) -> None:

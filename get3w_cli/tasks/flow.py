@@ -30,7 +30,7 @@ from get3w_cli.tasks.requests import (
 )
 
 if TYPE_CHECKING:
-    from get3w_cli.callbacks import Channel
+    from get3w_cli.callbacks.channel import Channel
     from get3w_cli.journal import JournalEntry
     from get3w_cli.providers import Adapter
     from get3w_cli.waiting import Outcome, WaitPlan

@@ -16,7 +16,8 @@ from get3w_cli.errors import UsageError, WebhookSetupError
 from get3w_cli.names import Via
 
 if TYPE_CHECKING:
-    from get3w_cli.callbacks import Channel, ChannelOptions
+    from get3w_cli.callbacks import ChannelOptions
+    from get3w_cli.callbacks.channel import Channel
     from get3w_cli.http import HttpSession
     from get3w_cli.journal import Journal
     from get3w_cli.models_cache import ModelsCache
@@ -118,10 +119,7 @@ async def open_channel_for(stack: AsyncExitStack, mode: str, request: WaitReques
     """Open the callback channel for webhook mode; under ``auto`` a failure means polling."""
     if mode != Via.WEBHOOK:
         return None
-    from get3w_cli.callbacks import (  # the server only when it is used
-        open_channel,
-        setup_failed_message,
-    )
+    from get3w_cli.callbacks.channel import open_channel, setup_failed_message  # the server only when used
 
     try:
         return await stack.enter_async_context(open_channel(request.channel, notify=notify))

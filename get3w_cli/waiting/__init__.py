@@ -7,7 +7,9 @@
   poll interval (a hint inside it moves the next GET to its end), so forged hints cannot
   multiply API calls. No callback within ``fallback_after``: poll, and keep listening. A
   callback rejected for its signature (a wrong secret?) is said once, and the task is
-  checked at once and then polled, instead of waiting out ``fallback_after``.
+  checked at once and then polled, instead of waiting out ``fallback_after``. A channel that
+  loses its way in (the tunnel or the relay dropped; the channel says so once) means polling
+  at once.
 - poll mode: first poll near the provider's estimated duration, then back off to ``poll_max``.
   Transient poll failures are retried until the deadline; they never end a paid wait early.
 - a status word g3w does not know counts as processing; the waiter says so once per word.

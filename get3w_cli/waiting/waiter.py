@@ -44,7 +44,6 @@ class Waiter:
         self.notify("phase", "waiting for callback" if self.inbox else "polling")
         self._observe(self.task)
         pending: asyncio.Future[Delivery] | None = None
-        alarm: asyncio.Future[None] | None = None
         try:
             while True:
                 now = self.loop.time()
@@ -57,12 +56,9 @@ class Waiter:
                             return final
                         continue
                     pending = asyncio.ensure_future(self.inbox.next(self.task.id))
-                if self.inbox is not None and alarm is None and "secret" not in self.said:
-                    alarm = self.inbox.rejection_signal()  # shared: never cancelled here
-                done = await self._until(min(self._due(), self.deadline) - now, pending, alarm)
-                if alarm is not None and alarm in done:
-                    alarm = None
-                    self._secret_rejected()
+                alarms = self._alarms()
+                done = await self._until(min(self._due(), self.deadline) - now, pending, *alarms.values())
+                self._hear(alarms, done)
                 if pending is not None and pending in done:
                     delivery, pending = pending.result(), None
                     if (final := await self._on_delivery(delivery)) is not None:
@@ -85,6 +81,24 @@ class Waiter:
         done: set[asyncio.Future[Any]]
         done, _ = await asyncio.wait(waiting, timeout=max(wait, 0), return_when=asyncio.FIRST_COMPLETED)
         return done
+
+    def _alarms(self) -> dict[str, asyncio.Future[None]]:
+        """The inbox's signals not heard yet: a signature rejected, the channel lost. Each is one
+        future shared by every waiter: never cancelled here."""
+        if self.inbox is None:
+            return {}
+        alarms = {}
+        if "secret" not in self.said:
+            alarms["secret"] = self.inbox.rejection_signal()
+        if "lost" not in self.said:
+            alarms["lost"] = self.inbox.loss_signal()
+        return alarms
+
+    def _hear(self, alarms: dict[str, asyncio.Future[None]], done: set[asyncio.Future[Any]]) -> None:
+        if alarms.get("secret") in done:
+            self._secret_rejected()
+        if alarms.get("lost") in done:
+            self._channel_lost()
 
     def _due(self) -> float:
         """When the next GET is due: the next poll (or fallback), or a hint's confirmation."""
@@ -170,6 +184,14 @@ class Waiter:
             self.notify("note", why)
         else:
             self._start_polling(f"{why}; checking the task now, then polling")
+            self.next_poll = self.loop.time()
+
+    def _channel_lost(self) -> None:
+        """No callback can reach us any more (the channel has said why, once): poll now, and on."""
+        self.said.add("lost")
+        if not self.polling:
+            self.polling = True
+            self.notify("phase", "polling")
             self.next_poll = self.loop.time()
 
     def _observe(self, task: Task) -> None:

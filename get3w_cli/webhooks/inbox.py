@@ -10,7 +10,9 @@ Rules (CONTRACT.md section 5):
 - once the waiter settles a terminal status, later deliveries for that task are dropped;
 - the listener reports every delivery it rejected for its signature (``signature_rejected``):
   waiters hear of it through ``rejection_signal()`` and check their task at once, since a
-  wrong secret would otherwise leave them waiting for ``--fallback-after``.
+  wrong secret would otherwise leave them waiting for ``--fallback-after``;
+- the channel reports losing its way in (``channel_lost``: the tunnel or the relay dropped):
+  waiters hear of it through ``loss_signal()`` and poll at once, since no callback can come.
 Every operation is O(1) (amortized); memory is bounded by the constants above.
 """
 
@@ -52,6 +54,8 @@ class Inbox:
         self._dedupe = Deduper()  # unverified deliveries never count: the waiter confirms them
         self.rejected_signatures = 0  # deliveries the listener answered 401
         self._rejection: asyncio.Future[None] | None = None  # shared by every waiter
+        self.lost: str | None = None  # why callbacks can no longer reach us, once they cannot
+        self._loss: asyncio.Future[None] | None = None  # shared by every waiter
 
     def put(self, delivery: Delivery) -> bool:
         """Queue ``delivery`` for its task; return False when it was a duplicate or stale (ignored).
@@ -98,6 +102,22 @@ class Inbox:
             if self.rejected_signatures:
                 self._rejection.set_result(None)
         return self._rejection
+
+    def channel_lost(self, reason: str) -> None:
+        """The way in (tunnel, relay) is gone: resolve the loss signal (the first reason is kept)."""
+        if self.lost is None:
+            self.lost = reason
+        if self._loss is not None and not self._loss.done():
+            self._loss.set_result(None)
+
+    def loss_signal(self) -> asyncio.Future[None]:
+        """A future done once the channel was lost (done already if it was). One future shared by
+        every waiter, so a waiter must not cancel it."""
+        if self._loss is None:
+            self._loss = asyncio.get_running_loop().create_future()
+            if self.lost is not None:
+                self._loss.set_result(None)
+        return self._loss
 
     def take(self, task_id: str) -> Delivery | None:
         """The next not-yet-taken delivery for ``task_id`` if one is here already, else None.
