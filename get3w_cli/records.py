@@ -97,6 +97,8 @@ class Task:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
     # The provider's status word when it is not one g3w knows (``status`` is then processing).
     unknown_status: str | None = None
+    # How far the task got, a fraction 0-1, when a stream said so (``--via stream``); else None.
+    progress: float | None = None
 
     def record(
         self,
@@ -126,6 +128,8 @@ class Task:
             elapsed_s=None if elapsed_s is None else round(elapsed_s, 3),
             raw=dict(self.raw),
         )
+        if self.progress is not None:
+            out["progress"] = round(self.progress, 3)
         return out
 
 

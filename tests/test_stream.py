@@ -81,8 +81,10 @@ def test_a_streamed_run_completes_from_the_stream(sandbox: ThreadedSandbox, shap
     assert [body.get("stream") for body in posts(sandbox)] == [True]
     assert gets(sandbox) == []
     assert record["raw"]["outputs"] == record["outputs"]  # the stream's last event
+    assert record["progress"] == 1.0
     [journalled] = history(sandbox_env(sandbox))
     assert (journalled["id"], journalled["status"], journalled["via"]) == (record["id"], "completed", "stream")
+    assert journalled.get("progress") == 1.0
 
 
 @pytest.mark.parametrize("shape", ["get3w", "wavespeed"])
@@ -93,6 +95,7 @@ def test_a_task_that_fails_in_the_stream_exits_1(sandbox: ThreadedSandbox, shape
     assert result.code == 1
     record = result.json()
     assert (record["status"], record["via"], record["error"]["message"]) == ("failed", "stream", "model exploded")
+    assert 0 <= record["progress"] < 1  # as far as the stream last said
 
 
 def test_a_stream_without_task_ids_completes_under_a_local_id(sandbox: ThreadedSandbox) -> None:
@@ -116,6 +119,7 @@ def test_a_broken_stream_is_continued_by_polling_never_by_a_second_submit(sandbo
     assert result.code == 0, result.stderr
     record = result.json()
     assert (record["status"], record["via"]) == ("completed", "poll")
+    assert "progress" not in record  # the end came from polling, not from the stream
     assert len(posts(sandbox)) == 1
     assert gets(sandbox) and set(gets(sandbox)) == {f"/api/v3/predictions/{record['id']}"}
     assert f"polling task {record['id']}" in result.stderr

@@ -77,8 +77,10 @@ class _Follower:
             self.run.submitted(local)
             self.run.observer.notify("note", f"the stream never named its task id; recorded as {local.id}")
             self.task = local
+        # A completed task got all the way; a failed one as far as the stream last said.
+        progress = 1.0 if update.status is Status.COMPLETED else self.progress
         return dataclasses.replace(self.task, status=update.status, outputs=self.outputs,
-                                   error=update.error, raw=dict(update.raw))
+                                   error=update.error, raw=dict(update.raw), progress=progress)
 
 
 async def stream_task(run: _Run, adapter: Adapter, model: str, values: dict[str, Any], plan: WaitPlan) -> Outcome:
