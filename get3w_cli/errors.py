@@ -283,13 +283,18 @@ def error_for_status(
 _ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
 
 
+def without_errno(text: str) -> str:
+    """``text`` without Python's ``[Errno N]`` markers (a message quoting an exception's text)."""
+    return _ERRNO.sub("", text)
+
+
 def plain_reason(exc: BaseException) -> str:
     """Why ``exc`` happened, as words for a message: an OSError's own sentence ("permission
     denied"), else its text without ``[Errno N]``; never a Python class name."""
     if isinstance(exc, KeyError) and exc.args:
         return f"no {exc.args[0]!r}"
     strerror = exc.strerror if isinstance(exc, OSError) else None
-    text = _ERRNO.sub("", str(strerror or exc)).strip()
+    text = without_errno(str(strerror or exc)).strip()
     if not text:
         return "no details given"
     # "Permission denied" reads as part of the sentence it ends; "ERR_NGROK_108 ..." keeps its case.

@@ -144,9 +144,11 @@ def g3w(*args: str, env: dict[str, str] | None = None, input: str | None = None,
 
 
 def g3w_on_terminal(*args: str, env: dict[str, str], timeout: float = 60,
-                    answers: dict[bytes, bytes] | None = None, size: tuple[int, int] | None = None) -> Result:
+                    answers: dict[bytes, bytes] | None = None, size: tuple[int, int] | None = None,
+                    stdout_on_terminal: bool = False) -> Result:
     """Run g3w with stderr on a pseudo-terminal (TERM=xterm), as a user at a terminal sees it;
-    ``stderr`` is everything drawn there, control sequences included.
+    ``stderr`` is everything drawn there, control sequences included. ``stdout_on_terminal``:
+    stdout is the terminal instead (a table drawn for a person), and ``stdout`` what was drawn.
 
     ``answers``: the test plays the terminal: stdin is the pseudo-terminal too, and each time g3w
     writes a query (a key: ``b"\x1b[c"``) its answer is typed back. ``size``: the window's
@@ -163,7 +165,8 @@ def g3w_on_terminal(*args: str, env: dict[str, str], timeout: float = 60,
     full_env = {**os.environ, "TERM": "xterm", "COLUMNS": "160", **env}
     full_env.pop("NO_COLOR", None)
     proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", *args], env=full_env, text=True,
-                            stdout=subprocess.PIPE, stderr=terminal,
+                            stdout=terminal if stdout_on_terminal else subprocess.PIPE,
+                            stderr=subprocess.PIPE if stdout_on_terminal else terminal,
                             stdin=terminal if answers is not None else None)
     os.close(terminal)
     chunks: list[bytes] = []
@@ -187,11 +190,12 @@ def g3w_on_terminal(*args: str, env: dict[str, str], timeout: float = 60,
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(timeout=timeout)
     finally:
         reader.join(10)
         os.close(master)
-    return Result(proc.returncode, out, b"".join(chunks).decode(errors="replace"))
+    drawn = b"".join(chunks).decode(errors="replace")
+    return Result(proc.returncode, drawn, err) if stdout_on_terminal else Result(proc.returncode, out, drawn)
 
 
 def sandbox_env(sb: ThreadedSandbox, key: str = "sk_test_key") -> dict[str, str]:

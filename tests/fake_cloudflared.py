@@ -27,7 +27,6 @@ Tests call ``install(directory, mode)`` to get an executable to pass as CLOUDFLA
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import os
 import signal
@@ -38,8 +37,9 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
+from fake_edge import EdgeHandler  # tests/fake_edge.py, beside this script
+
 VERSION = "2024.8.2"
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection", "content-length"}
 THANKS = ("Thank you for trying Cloudflare Tunnel. Doing so, without a Cloudflare account, is a quick way to "
           "experiment and try it out. However, be aware that these account-less Tunnels have no uptime guarantee, "
           "are subject to the Cloudflare Online Services Terms of Use (https://www.cloudflare.com/website-terms/), "
@@ -85,7 +85,7 @@ def banner(url: str) -> None:
     log("INF", "+" + "-" * width + "+")
 
 
-class Edge(http.server.BaseHTTPRequestHandler):
+class Edge(EdgeHandler):
     """The tunnel's public side: forwards each request to the origin, as Cloudflare's edge does."""
 
     origin: tuple[str, int] = ("127.0.0.1", 0)
@@ -93,49 +93,25 @@ class Edge(http.server.BaseHTTPRequestHandler):
     mode = "ok"
     down = threading.Event()
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
     def _relay(self) -> None:
-        body = self._body()
+        body = self.body()
         with _lock:
             Edge.state["requests"] += 1
             seen = Edge.state["requests"]
-        if Edge.down.is_set():
-            return self._send(530, [("Content-Type", "text/plain")], b"error code: 1033")
-        if Edge.mode == "warming" and seen <= 2:
-            return self._send(530, [("Content-Type", "text/plain")], b"error code: 1033")
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers.update({"Cf-Connecting-Ip": self.client_address[0], "X-Forwarded-For": self.client_address[0],
-                        "X-Forwarded-Proto": "https", "Cf-Ray": f"{uuid.uuid4().hex[:16]}-AMS",
-                        "Cdn-Loop": "cloudflare; loops=1"})
+        if Edge.down.is_set() or (Edge.mode == "warming" and seen <= 2):
+            return self.send(530, [("Content-Type", "text/plain")], b"error code: 1033")
         try:
-            conn = http.client.HTTPConnection(*Edge.origin, timeout=10)
-            conn.request(self.command, self.path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-            conn.close()
+            self.forward(Edge.origin, body, {
+                "Cf-Connecting-Ip": self.client_address[0], "X-Forwarded-For": self.client_address[0],
+                "X-Forwarded-Proto": "https", "Cf-Ray": f"{uuid.uuid4().hex[:16]}-AMS",
+                "Cdn-Loop": "cloudflare; loops=1"})
         except OSError as exc:
             log("ERR", f'Request failed error="{exc}" connIndex=0 dest={self.path} event=0 ip=198.41.200.13 '
                        "type=http")
-            return self._send(502, [("Content-Type", "text/plain")], b"Bad gateway")
-        self._send(resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP], data)
+            return self.send(502, [("Content-Type", "text/plain")], b"Bad gateway")
         if Edge.mode in ("drop", "exit") and seen == 1:
             threading.Thread(target=_lose_the_edge, daemon=True).start()
         return None
-
-    def _send(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
-        self.send_response(status)
-        for key, value in headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _relay
 

@@ -38,7 +38,6 @@ ngrok_path, and ``archive(...)`` for a ``.tgz`` of one, as ngrok's download site
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import io
 import json
@@ -52,6 +51,8 @@ import time
 import uuid
 from urllib.parse import unquote, urlsplit
 
+from fake_edge import EdgeHandler  # tests/fake_edge.py, beside this script
+
 CURRENT = "3.39.8"  # a current agent: /api/endpoints and /api/tunnels
 TUNNELS_ONLY = "3.22.1"  # before 3.30: /api/tunnels only
 CONFIG_V2_ONLY = "3.3.1"  # before 3.16: version "2" config files only
@@ -59,7 +60,6 @@ V2_AGENT = "2.3.41"  # the last v2 agent
 ENDPOINTS_SINCE = (3, 30)
 CONFIG_V3_SINCE = (3, 16)
 RECONNECT_EVERY = 1.0  # seconds between two failed reconnects, as the real agent's back-off starts
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection", "content-length"}
 OFFLINE = ('failed to dial ngrok server with address "connect.ngrok-agent.com:443": dial tcp: lookup '
            "connect.ngrok-agent.com on 127.0.0.53:53: dial udp 127.0.0.53:53: connect: network is unreachable")
 _print_lock = threading.Lock()
@@ -166,51 +166,18 @@ def _closed_port() -> int:
     return sock.getsockname()[1]
 
 
-class Forwarder(http.server.BaseHTTPRequestHandler):
+class Forwarder(EdgeHandler):
     """The public side of one endpoint: relays each request to the upstream."""
 
     target: tuple[str, int] = ("127.0.0.1", 0)
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while (size := int(self.rfile.readline().split(b";")[0], 16)) > 0:
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
     def _relay(self) -> None:
-        body = self._body()
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers["X-Forwarded-For"] = self.client_address[0]
-        headers["X-Forwarded-Proto"] = "http"
+        body = self.body()
         log("info", "join connections", obj="join", l=f"{self.target[0]}:{self.target[1]}", r=self.client_address[0])
         try:
-            conn = http.client.HTTPConnection(*self.target, timeout=10)
-            conn.request(self.command, self.path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-            conn.close()
+            self.forward(self.target, body, {"X-Forwarded-For": self.client_address[0], "X-Forwarded-Proto": "http"})
         except OSError as exc:
-            self._send(502, [("Ngrok-Error-Code", "ERR_NGROK_8012")], f"ERR_NGROK_8012: {exc}".encode())
-            return
-        kept = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP]
-        self._send(resp.status, kept, data)
-
-    def _send(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
-        self.send_response(status)
-        for key, value in headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+            self.send(502, [("Ngrok-Error-Code", "ERR_NGROK_8012")], f"ERR_NGROK_8012: {exc}".encode())
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _relay
 

@@ -9,17 +9,13 @@ the catalogue's (``SandboxOptions.models_shape``), and whose Abstrakt models hav
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ThreadedSandbox, sandbox_env
+from conftest import ThreadedSandbox, g3w_on_terminal, sandbox_env
 from inproc import invoke
 
 from get3w_cli.models import ModelInfo, ModelInput, inputs_from_schema, missing_inputs, unknown_inputs
@@ -83,32 +79,10 @@ def test_type_filters_and_a_search_without_match_says_so(sandbox: ThreadedSandbo
 def test_the_table_never_cuts_a_model_name_on_a_narrow_terminal(sandbox: ThreadedSandbox, columns: str) -> None:
     """On a narrow terminal the names stay whole: the description goes first (70 columns: a table
     without it); narrower, one line a model (40 columns)."""
-    master, terminal = os.openpty()
-    env = {**os.environ, **sandbox_env(sandbox), "COLUMNS": columns, "TERM": "xterm", "NO_COLOR": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "models", "--provider", "abstrakt"], env=env,
-                            stdout=terminal, stderr=subprocess.PIPE)
-    os.close(terminal)
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                return
-            if not chunk:
-                return
-            chunks.append(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-    finally:
-        reader.join(10)
-        os.close(master)
-    shown = b"".join(chunks).decode()
+    result = g3w_on_terminal("models", "--provider", "abstrakt", env={**sandbox_env(sandbox), "COLUMNS": columns},
+                             stdout_on_terminal=True)
+    assert result.code == 0, result.stderr
+    shown = result.stdout
     for name in ("abstrakt:nano-banana-pro-edit", "abstrakt:fal-ai/flux/schnell", "abstrakt:flux-schnell"):
         assert name in shown, shown
     assert "4 credits/run" in shown

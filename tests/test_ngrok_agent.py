@@ -250,6 +250,17 @@ def test_a_failed_download_or_a_corrupt_archive_is_one_classified_line(tmp_path:
     assert list(target.parent.iterdir()) == []  # nothing half-installed
 
 
+def test_no_network_during_the_install_is_said_in_words_without_errno(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The download cannot connect (port 1: nothing listens there): the reason in plain words,
+    never Python's ``[Errno 111]``."""
+    point_pyngrok_at(monkeypatch, "http://127.0.0.1:1/ngrok-v3-stable-linux-amd64.tgz")
+    target = tmp_path / "cfg" / "ngrok" / "ngrok"
+    with pytest.raises(TunnelError) as info:
+        asyncio.run(resolve_agent(AgentSearch(search_path="", install_to=str(target)), lambda k, t: None))
+    assert info.value.kind == "install_failed"
+    assert "refused" in info.value.message.lower() and "[Errno" not in info.value.message
+
 def test_install_off_reports_the_missing_agent(tmp_path: Path, cdn: Cdn, monkeypatch: pytest.MonkeyPatch) -> None:
     point_pyngrok_at(monkeypatch, cdn.serve(agent_archive(tmp_path)))
     search = AgentSearch(search_path="", install_to=str(tmp_path / "cfg" / "ngrok"), install=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from get3w_cli.constants import NGROK_MESSAGE_MAX
-from get3w_cli.errors import TunnelError
+from get3w_cli.errors import TunnelError, without_errno
 
 _FALLBACK = "or use --public-url URL, or --via poll"
 _TOKEN_PAGE = "https://dashboard.ngrok.com/get-started/your-authtoken"  # noqa: S105 - a URL, not a secret
@@ -66,9 +66,10 @@ def kind_of(text: str) -> str | None:
 
 
 def clean(text: str, secret: str | None = None) -> str:
-    """One line of the agent's words: escapes and line breaks become spaces, the secret ``***`` (ngrok
-    echoes a rejected authtoken), and at most ``NGROK_MESSAGE_MAX`` characters, its ERR_NGROK code kept."""
-    text = " ".join(_ESCAPES.sub(" ", text).split())
+    """One line of the agent's (or pyngrok's) words: escapes and line breaks become spaces, Python's
+    ``[Errno N]`` goes, the secret ``***`` (ngrok echoes a rejected authtoken), and at most
+    ``NGROK_MESSAGE_MAX`` characters, its ERR_NGROK code kept."""
+    text = " ".join(without_errno(_ESCAPES.sub(" ", text)).split())
     if secret:
         text = text.replace(secret, "***")
     if len(text) <= NGROK_MESSAGE_MAX:
