@@ -133,6 +133,33 @@ class Task:
         return out
 
 
+NO_OUTPUTS = "no_outputs"  # error.code of a task that completed without outputs (CONTRACT.md section 2)
+
+
+def mark_no_outputs(task: Task) -> Task:
+    """A completed task without outputs keeps its status, with ``error.code`` ``no_outputs``: a
+    script that asked for an image did not get one (exit 1; ``raise_unless_completed``)."""
+    if task.status is Status.COMPLETED and not task.outputs:
+        from dataclasses import replace
+
+        return replace(task, error=TaskError(NO_OUTPUTS, "no outputs (the provider's safety filter often does this)"))
+    return task
+
+
+def raise_unless_completed(task: Task) -> None:
+    """Exit 1 for a failed or cancelled task, or a completed one without outputs.
+
+    Raises:
+        TaskFailedError: the task did not complete, or completed without outputs.
+    """
+    from get3w_cli.errors import TaskFailedError
+
+    if task.status is not Status.COMPLETED:
+        raise TaskFailedError(task)
+    if task.error is not None and task.error.code == NO_OUTPUTS:
+        raise TaskFailedError(task, hint="try another prompt or other inputs")
+
+
 def unknown_status_note(task: Task) -> str | None:
     """What g3w says (once) about a status word it does not know, or None when it knows it."""
     if not task.unknown_status:

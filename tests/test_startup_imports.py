@@ -26,14 +26,14 @@ PROBE = (
 )
 
 
-def loaded(argv: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
-    """(exit code, the heavy modules loaded) of ``g3w ARGV`` in a fresh interpreter."""
-    full = {**os.environ, **env, "PROBE_ARGV": json.dumps(argv), "PROBE_HEAVY": json.dumps(HEAVY)}
+def loaded(argv: list[str], env: dict[str, str], heavy: tuple[str, ...] = HEAVY) -> tuple[int, list[str]]:
+    """(exit code, which of ``heavy`` were loaded) of ``g3w ARGV`` in a fresh interpreter."""
+    full = {**os.environ, **env, "PROBE_ARGV": json.dumps(argv), "PROBE_HEAVY": json.dumps(heavy)}
     result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=full, timeout=60)
     line = result.stderr.rsplit("\nPROBE ", 1)
     assert len(line) == 2, result.stderr
-    code, heavy = json.loads(line[1])
-    return code, heavy
+    code, found = json.loads(line[1])
+    return code, found
 
 
 @pytest.mark.parametrize("argv", [
@@ -52,6 +52,20 @@ def test_short_commands_load_neither_aiohttp_nor_pyngrok_nor_the_sandbox(sandbox
     code, heavy = loaded([task_id if arg == "TASK" else arg for arg in argv], env)
     assert code in (0, 2, 3), code  # cancel of a finished task is 2; doctor without a config is 3
     assert heavy == []
+
+
+@pytest.mark.parametrize("argv", [["get", "TASK"], ["history"], ["models"], ["--help"]])
+def test_commands_that_run_no_task_do_not_load_the_task_core(sandbox: ThreadedSandbox, argv: list[str]) -> None:
+    """Looking at a task (get) or at lists loads neither the submit/wait core nor the waiting engine
+    (get's exit code for a task without outputs is decided by records.raise_unless_completed)."""
+    from inproc import invoke
+
+    env = sandbox_env(sandbox)
+    task_id = invoke("submit", "flux-dev", "-p", "x", "-i", "sandbox_duration=0", env=env).stdout.strip()
+    code, found = loaded([task_id if arg == "TASK" else arg for arg in argv], env,
+                         ("get3w_cli.tasks", "get3w_cli.waiting", "get3w_cli.callbacks"))
+    assert code == 0
+    assert found == []
 
 
 def test_the_probe_sees_what_a_command_imports(sandbox: ThreadedSandbox) -> None:

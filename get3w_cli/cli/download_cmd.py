@@ -12,7 +12,6 @@ failed; the provider's errors as usual (3, 5, 6).
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from get3w_cli.journal import JournalEntry
     from get3w_cli.records import Task
 
-NO_OUTPUTS = "no_outputs"  # error.code of a task that completed without outputs (CONTRACT.md section 2)
 
 
 @app.command("download", epilog=examples(
@@ -58,7 +56,7 @@ async def download_flow(task_id: str, route: RouteFlags, account: AccountFlags, 
     from get3w_cli.cli.context import Context, open_services
     from get3w_cli.downloads import download_fresh
     from get3w_cli.errors import DownloadError
-    from get3w_cli.records import Status, TaskError
+    from get3w_cli.records import Status, mark_no_outputs
 
     ctx = Context()
     access = resolve.access(ctx, account, provider=route.provider, output=output)
@@ -75,8 +73,7 @@ async def download_flow(task_id: str, route: RouteFlags, account: AccountFlags, 
 
         # An in-process sandbox is a new one each run: the URLs an earlier one gave point nowhere.
         task = (None if services.sandbox else _recorded(entry)) or await ask()
-        if task.status is Status.COMPLETED and not task.outputs:
-            task = dataclasses.replace(task, error=TaskError(NO_OUTPUTS, "no outputs (often a safety filter)"))
+        task = mark_no_outputs(task)
         if task.status is not Status.COMPLETED or not task.outputs:
             record = _record(task, entry)
             services.journal.task_updated(task.id, task.status.value, record if task.status.terminal else None)

@@ -19,7 +19,7 @@ from get3w_cli.cli.context import Context, Services, open_services
 from get3w_cli.errors import ExitCode, G3wError, RejectedError, UsageError
 from get3w_cli.names import Api, OnTimeout, Provider, Via
 from get3w_cli.providers import Adapter, Route
-from get3w_cli.records import Status, Task, unknown_status_note
+from get3w_cli.records import Status, Task, mark_no_outputs, raise_unless_completed, unknown_status_note
 
 if TYPE_CHECKING:
     from get3w_cli.cli.boundary import Tracker
@@ -258,7 +258,6 @@ async def _wait_one(ctx: Context, services: Services, route: RouteFlags, account
 async def get_flow(task_id: str, route: RouteFlags, account: AccountFlags, ui: Ui, tracker: Tracker,
                    preview: PreviewFlags | None = None) -> int:
     """g3w get: one GET; exit 1 when the task failed or was cancelled, or completed with no outputs."""
-    from get3w_cli.tasks import mark_no_outputs, raise_unless_completed
 
     ctx = Context()
     tracker.render = _print_got

@@ -3,7 +3,7 @@
     requests.py  what the core is given (Connections, Observer, TaskSpec, WaitRequest) and the
                  choice of how to wait (``choose_mode``, ``open_channel_for``), shared with batch
     ledger.py    the task's journal rows and its submit: never lose a paid task
-    flow.py      run_task, submit_only, wait_existing, cancel_unless_finished; ``no_outputs``
+    flow.py      run_task, submit_only, wait_existing, cancel_unless_finished
     idempotency.py  idempotency keys: reuse the journalled task, never pay twice
 
 Never lose a paid result, never pay twice: a task is journalled before its POST, its id as soon
@@ -15,10 +15,7 @@ costs exit 6, never the task.
 from __future__ import annotations
 
 from get3w_cli.tasks.flow import (
-           NO_OUTPUTS,
            cancel_unless_finished,
-           mark_no_outputs,
-           raise_unless_completed,
            resolve_uploads,
            run_task,
            submit_only,
@@ -35,6 +32,6 @@ from get3w_cli.tasks.requests import (
            open_channel_for,
 )
 
-__all__ = ["NO_OUTPUTS", "Connections", "Notify", "Observer", "TaskLedger", "TaskSpec", "WaitRequest",
-           "cancel_unless_finished", "choose_mode", "mark_no_outputs", "open_channel_for", "post_with_grace",
-           "raise_unless_completed", "resolve_uploads", "run_task", "submit_only", "wait_existing"]
+__all__ = ["Connections", "Notify", "Observer", "TaskLedger", "TaskSpec", "WaitRequest",
+           "cancel_unless_finished", "choose_mode", "open_channel_for", "post_with_grace",
+           "resolve_uploads", "run_task", "submit_only", "wait_existing"]

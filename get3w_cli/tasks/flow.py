@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from get3w_cli.errors import DownloadError, TaskFailedError, WaitTimeoutError
+from get3w_cli.errors import DownloadError, WaitTimeoutError
 from get3w_cli.names import Via
-from get3w_cli.records import Status, Task, TaskError, utc_now_iso
+from get3w_cli.records import Status, Task, mark_no_outputs, raise_unless_completed, utc_now_iso
 from get3w_cli.tasks.idempotency import Claim, claim, entry_task
 from get3w_cli.tasks.ledger import TaskLedger, post_with_grace
 from get3w_cli.tasks.requests import (
@@ -34,26 +34,6 @@ if TYPE_CHECKING:
     from get3w_cli.journal import JournalEntry
     from get3w_cli.providers import Adapter
     from get3w_cli.waiting import Outcome, WaitPlan
-
-NO_OUTPUTS = "no_outputs"  # error.code of a task that completed without outputs (CONTRACT.md section 2)
-
-
-def mark_no_outputs(task: Task) -> Task:
-    """A completed task without outputs keeps its status, with ``error.code`` ``no_outputs``: a
-    script that asked for an image did not get one (exit 1; ``raise_unless_completed``)."""
-    if task.status is Status.COMPLETED and not task.outputs:
-        return dataclasses.replace(task, error=TaskError(
-            NO_OUTPUTS, "no outputs (the provider's safety filter often does this)"))
-    return task
-
-
-def raise_unless_completed(task: Task) -> None:
-    """Exit 1 for a failed or cancelled task, or a completed one without outputs."""
-    if task.status is not Status.COMPLETED:
-        raise TaskFailedError(task)
-    if task.error is not None and task.error.code == NO_OUTPUTS:
-        raise TaskFailedError(task, hint="try another prompt or other inputs")
-
 
 async def resolve_uploads(conn: Connections, spec: TaskSpec, notify: Notify) -> dict[str, Any]:
     """Upload every ``-i KEY=@FILE`` (Get3W file upload) and put its URL in the inputs."""
