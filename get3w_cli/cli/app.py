@@ -46,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "List the provider's models (run name, type, price); `models show MODEL` lists a model's inputs."),
     "balance": ("account_cmd", "Show the Get3W account balance."),
     "upload": ("account_cmd", "Upload a file to Get3W and print its URL (to pass as an input, e.g. -i image_url=URL)."),
-    "doctor": ("doctor_cmd", "Check config, keys, journal and ngrok; exit 3 when no provider key is set."),
+    "doctor": ("doctor_cmd", "Check config, keys, journal, ngrok, relay and cloudflared; exit 3 when no key is set."),
     "help": ("help_cmd", "Show the help of g3w or of one command (g3w help run)."),
 }
 # Commands not listed in the help: the shell completion scripts' helper (cli/complete.py).

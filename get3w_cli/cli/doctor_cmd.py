@@ -135,7 +135,7 @@ def _show(ui: Ui, rows: list[Row]) -> None:
 ))
 @options(hide=("quiet",), help_overrides={"json_out": "Print the checks as one JSON array of objects."})
 def doctor_cmd(*, doctor: DoctorFlags, talk: TalkFlags) -> None:
-    """Check config, keys, journal and ngrok; exit 3 when no provider key is set."""
+    """Check config, keys, journal, ngrok, relay and cloudflared; exit 3 when no key is set."""
     ui = Ui.for_talk(talk)
 
     async def body() -> int:
