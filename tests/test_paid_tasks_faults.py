@@ -1,0 +1,107 @@
+"""A paid task is never lost under faults that strike after its submit (issue #8).
+
+The journal damaged or the disk full once the provider has the POST, an answer that trickles
+forever, a wait that ends in ``--on-timeout cancel``: g3w against the stand-in provider of
+tests/test_paid_tasks.py or the sandbox, in-process, and in a real process where an rlimit or a
+signal needs one.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+from conftest import Result
+from inproc import invoke
+from test_paid_tasks import FAST, TASK_ID, StandIn, _start_run, created, journal_rows, one_record
+
+# Bytes that are no SQLite file, no WAL and no wal-index.
+GARBAGE = b"this is not a journal: " * 64
+
+
+@pytest.fixture
+def home() -> Path:
+    return Path(os.environ["G3W_HOME"])
+
+
+def assert_task_kept(result: Result, provider: StandIn) -> None:
+    """The journal failed after the submit: the id was said, the record is on stdout, exit 6, no
+    traceback, no invitation to submit again, and one POST."""
+    assert result.code == 6, result.stderr
+    record = one_record(result)
+    assert (record["id"], record["status"]) == (TASK_ID, "completed")
+    assert f"its id is {TASK_ID}" in result.stderr
+    assert f"g3w wait {TASK_ID}" in result.stderr
+    assert "--no-history" not in result.stderr and "Traceback" not in result.stderr
+    assert provider.posts == 1
+
+
+# --- the journal damaged after the submit ---------------------------------------------------------
+
+
+def _damage(db: Path) -> None:
+    """Overwrite history.db and its -wal/-shm in place with garbage of at least their size (the
+    files are not shortened: sqlite maps -shm into memory, and a shortened mapping would be a
+    SIGBUS, not a damaged journal)."""
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path.exists():
+            size = path.stat().st_size
+            with path.open("r+b") as file:
+                file.write((GARBAGE * (size // len(GARBAGE) + 1))[:max(size, len(GARBAGE))])
+
+
+def test_a_journal_damaged_after_the_submit_costs_exit_6_never_the_task(home: Path) -> None:
+    """history.db (and its -wal/-shm) turn to garbage while the provider takes the POST: the id is
+    said at once, the wait goes on, the record reaches stdout, exit 6, one POST."""
+    damaged: list[bool] = []
+
+    def damage_then_answer(handler: BaseHTTPRequestHandler) -> None:
+        _damage(home / "history.db")
+        damaged.append(True)
+        created(handler)
+
+    with StandIn(damage_then_answer) as provider:
+        result = invoke("run", "flux-dev", "-p", "x", "--via", "poll", "--json", *FAST, env=provider.env())
+    assert damaged == [True]
+    assert_task_kept(result, provider)
+
+
+# --- the disk full after the submit ---------------------------------------------------------------
+
+
+def _ignores(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` ignores ``signum`` (its SigIgn mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    [mask] = [line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")]
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
+def test_a_disk_full_after_the_submit_costs_exit_6_never_the_task(home: Path) -> None:
+    """Once the provider has the POST, g3w may not write a byte more to any file (RLIMIT_FSIZE 0, as
+    a full disk: each write fails, with EFBIG; Python ignores SIGXFSZ, so it is a failed write, not
+    a killed process): the id is said, the record reaches stdout, exit 6, one POST."""
+    child: list[subprocess.Popen[str]] = []
+    ignored: list[bool] = []
+
+    def fill_then_answer(handler: BaseHTTPRequestHandler) -> None:
+        pid = child[0].pid
+        ignored.append(_ignores(pid, signal.SIGXFSZ))
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, 0))
+        created(handler)
+
+    with StandIn(fill_then_answer) as provider:
+        child.append(_start_run(provider, "--json"))
+        try:
+            stdout, stderr = child[0].communicate(timeout=60)
+        finally:
+            child[0].kill()
+            child[0].wait()
+    assert ignored == [True]
+    assert_task_kept(Result(child[0].returncode, stdout, stderr), provider)
+    # what was written before the POST is intact: the row of the submit, never updated
+    assert [status for _, status in journal_rows(home)] == ["submitting"]
