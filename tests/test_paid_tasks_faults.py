@@ -8,17 +8,19 @@ signal needs one.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
 import subprocess
+import sys
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from conftest import Result
+from conftest import Result, ThreadedSandbox, sandbox_env
 from inproc import invoke
-from test_paid_tasks import FAST, TASK_ID, StandIn, _start_run, created, journal_rows, one_record
+from test_paid_tasks import FAST, TASK_ID, StandIn, _start_run, created, history, journal_rows, one_record
 
 # Bytes that are no SQLite file, no WAL and no wal-index.
 GARBAGE = b"this is not a journal: " * 64
@@ -105,3 +107,52 @@ def test_a_disk_full_after_the_submit_costs_exit_6_never_the_task(home: Path) ->
     assert_task_kept(Result(child[0].returncode, stdout, stderr), provider)
     # what was written before the POST is intact: the row of the submit, never updated
     assert [status for _, status in journal_rows(home)] == ["submitting"]
+
+
+# --- --on-timeout cancel: the row says cancelled ---------------------------------------------------
+
+
+def deletes(sandbox: ThreadedSandbox) -> list[str]:
+    return [r.path for r in sandbox.sandbox.requests if r.method == "DELETE"]
+
+
+def test_on_timeout_cancel_journals_the_task_cancelled(sandbox: ThreadedSandbox) -> None:
+    """A task still running at --timeout with --on-timeout cancel: one DELETE, exit 4, and both the
+    record and the journal row (history, history show) say cancelled."""
+    env = sandbox_env(sandbox)
+    result = invoke("run", "flux-dev", "-p", "x", "-i", "sandbox_duration=30", "--via", "poll", "--timeout", "1",
+                    "--on-timeout", "cancel", "--json", *FAST, env=env)
+    assert result.code == 4, result.stderr
+    record = one_record(result)
+    assert record["status"] == "cancelled"
+    assert deletes(sandbox) == [f"/api/v3/predictions/{record['id']}"]
+    assert [(h["id"], h["status"]) for h in history(env)] == [(record["id"], "cancelled")]
+    shown = invoke("history", "show", record["id"], "--json", env=env)
+    assert shown.code == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == "cancelled"
+
+
+def test_ctrl_c_with_on_timeout_cancel_journals_the_task_cancelled(sandbox: ThreadedSandbox, home: Path) -> None:
+    """Ctrl-C during the wait of a run with --on-timeout cancel: one DELETE, exit 130, and the record
+    and the journal row say cancelled (what g3w knew when it exited)."""
+    env = {**os.environ, **sandbox_env(sandbox)}
+    proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "run", "flux-dev", "-p", "x", "-i",
+                             "sandbox_duration=30", "--via", "poll", "--on-timeout", "cancel", "--json", *FAST],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "submitted " in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, stderr
+    record = json.loads(stdout)
+    assert record["status"] == "cancelled"
+    assert deletes(sandbox) == [f"/api/v3/predictions/{record['id']}"]
+    assert journal_rows(home) == [(record["id"], "cancelled")]
+    assert f"task {record['id']} was cancelled" in stderr and f"g3w get {record['id']}" in stderr
+    assert "Traceback" not in stderr
