@@ -14,6 +14,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import pytest
 from conftest import Result, ThreadedSandbox, sandbox_env
 from inproc import invoke
 from test_paid_tasks import FAST, TASK_ID, StandIn, _start_run, created, history, journal_rows, one_record
+
+from get3w_cli.http import HttpSession
 
 # Bytes that are no SQLite file, no WAL and no wal-index.
 GARBAGE = b"this is not a journal: " * 64
@@ -156,3 +159,51 @@ def test_ctrl_c_with_on_timeout_cancel_journals_the_task_cancelled(sandbox: Thre
     assert journal_rows(home) == [(record["id"], "cancelled")]
     assert f"task {record['id']} was cancelled" in stderr and f"g3w get {record['id']}" in stderr
     assert "Traceback" not in stderr
+
+
+# --- a submit answer that trickles forever, through g3w run ----------------------------------------
+
+# The per-request deadline of these tests (production: HTTP_REQUEST_DEADLINE, 60 s).
+SHORT_DEADLINE = 0.5
+# The stand-in's pace: one byte this often, never silent long enough for a read timeout.
+TRICKLE_EVERY = 0.05
+
+
+def test_a_trickled_submit_answer_through_run_is_unknown_exit_6_never_resent(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider sends the submit answer's headers, then a byte now and then, forever: the POST
+    ends at its deadline, the task may exist, so it is journalled `unknown`, exit 6 says not to
+    resubmit blindly, and exactly one POST was sent."""
+    # HTTP_REQUEST_DEADLINE is HttpSession's default: the CLI has no knob for it (none is wanted),
+    # so the deadline the CLI's session gets is shortened here, in-process, as test_http.py does
+    # with ``request_deadline=``.
+    monkeypatch.setitem(HttpSession.__init__.__kwdefaults__, "request_deadline", SHORT_DEADLINE)
+    stop = threading.Event()
+
+    def trickle(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(10**8))
+        handler.end_headers()
+        handler.wfile.write(b'{"code": 200, "data": {"id": "')
+        try:
+            while not stop.wait(TRICKLE_EVERY):  # the server's pace, not the test's synchronisation
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+        except OSError:
+            pass  # g3w hung up: what the test wants
+        handler.close_connection = True
+
+    with StandIn(trickle) as provider:
+        try:
+            result = invoke("run", "flux-dev", "-p", "x", "--via", "poll", "--json", *FAST, env=provider.env())
+        finally:
+            stop.set()
+    assert result.code == 6, result.stderr
+    assert result.stdout == ""
+    # the words of every lost submit answer (http/failures.py), and the hint of SubmitUnknownError
+    assert f"within {SHORT_DEADLINE}s" in result.stderr and "may have been received" in result.stderr
+    assert "a task may exist" in result.stderr and "resubmitting blindly" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert provider.posts == 1
+    assert [status for _, status in journal_rows(home)] == ["unknown"]
