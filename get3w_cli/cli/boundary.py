@@ -102,8 +102,13 @@ async def _guarded(factory: Callable[[], Awaitable[int]]) -> int:
 
 def report_interrupt(ui: Ui, tracker: Tracker) -> None:
     ui.stop_progress()
-    if not tracker.running and not tracker.resume_hint and not tracker.serving:
+    # --on-timeout cancel: a task the interrupt cancelled has a final record, and is still named.
+    cancelled = [task_id for task_id, record in tracker.records.items()
+                 if tracker.cancel_on_interrupt and record.get("status") == "cancelled"]
+    if not tracker.running and not cancelled and not tracker.resume_hint and not tracker.serving:
         ui.error("interrupted")
+    for task_id in cancelled:
+        ui.error(f"interrupted; task {task_id} was cancelled", hint=f"check with: g3w get {task_id}")
     for task_id in tracker.running:
         if tracker.cancel_on_interrupt:
             ui.error(f"interrupted; asked the provider to cancel task {task_id} unless it had finished",

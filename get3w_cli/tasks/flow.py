@@ -77,6 +77,10 @@ class _Run:
         self.task = _complete(task, self.created_at)
         self.observer.notify("status", task.status.value)  # the spinner shows the provider's word
 
+    def _cancelled(self, task: Task) -> None:
+        """Ctrl-C with --on-timeout cancel cancelled the task: its row and record say so."""
+        self.task = _complete(task, self.created_at)
+
     def submitted(self, task: Task) -> None:
         """The submit's answer: journal the id, then tell the user (it is what Ctrl-C must not lose)."""
         self.ledger.submitted(task)
@@ -104,7 +108,8 @@ class _Run:
         assert self.task is not None
         try:
             return await wait_for(adapter, self.task, plan, inbox=channel.inbox if channel else None,
-                                  notify=self.observer.notify, via_if_done=via_if_done, on_poll=self._polled)
+                                  notify=self.observer.notify, via_if_done=via_if_done, on_poll=self._polled,
+                                  on_cancelled=self._cancelled)
         except WaitTimeoutError as exc:
             latest = exc.task or self.task
             if exc.cancelled:

@@ -20,11 +20,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from get3w_cli.names import OnTimeout, Via
-from get3w_cli.records import Task
+from get3w_cli.records import Status, Task
 from get3w_cli.waiting.cancel import cancel_quietly
 from get3w_cli.waiting.plan import CallbackSource, Notify, Outcome, WaitPlan, first_poll_delay, ignore
 from get3w_cli.waiting.waiter import Waiter
@@ -44,12 +45,14 @@ async def wait_for(
     notify: Notify = ignore,
     via_if_done: str | None = None,
     on_poll: Callable[[Task], None] | None = None,
+    on_cancelled: Callable[[Task], None] | None = None,
 ) -> Outcome:
     """Wait until ``task`` is terminal; return it with the path that delivered it.
 
     ``task`` is the latest snapshot. Already terminal, it is returned at once with ``via_if_done``
     (Via.POLL: it came from a GET), else as a submit answer: ``webhook`` when its callback is already
-    in ``inbox``, else ``sync``. Ctrl-C cancels the task only when ``plan.on_timeout == "cancel"``.
+    in ``inbox``, else ``sync``. Ctrl-C cancels the task only when ``plan.on_timeout == "cancel"``;
+    ``on_cancelled`` is then told the task as it is left (cancelled), so the caller journals that.
 
     Raises:
         WaitTimeoutError: the deadline passed first.
@@ -64,7 +67,9 @@ async def wait_for(
         return await waiter.run()
     except asyncio.CancelledError:
         if plan.on_timeout == OnTimeout.CANCEL:
-            await asyncio.shield(cancel_quietly(adapter, task.id, notify))
+            sent = await asyncio.shield(cancel_quietly(adapter, task.id, notify))
+            if sent and on_cancelled is not None:
+                on_cancelled(dataclasses.replace(waiter.task, status=Status.CANCELLED))
         raise
 
 
