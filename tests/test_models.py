@@ -140,13 +140,16 @@ def test_models_show_of_an_unknown_model(sandbox: ThreadedSandbox) -> None:
 # --- run checks the inputs ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("command", [("run",), ("run", "--no-wait"), ("submit",)], ids=" ".join)
 @pytest.mark.parametrize("model", ["flux-dev", "abstrakt:fal-ai/flux/schnell"])
 def test_run_refuses_a_missing_required_input_and_sends_nothing(tmp_path: Path, sandbox: ThreadedSandbox,
-                                                                 model: str) -> None:
-    """No prompt: exit 2 naming it, before any upload or submit (only the schema was read)."""
+                                                                 model: str, command: tuple[str, ...]) -> None:
+    """No prompt: exit 2 naming it, before any upload or submit (only the schema was read); the
+    same for run --no-wait and submit."""
     image = tmp_path / "in.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n")
-    result = invoke("run", model, "-i", "seed=3", "-i", f"image_url=@{image}", env=sandbox_env(sandbox))
+    verb, *extra = command
+    result = invoke(verb, model, *extra, "-i", "seed=3", "-i", f"image_url=@{image}", env=sandbox_env(sandbox))
     assert result.code == 2
     assert "requires the input prompt; nothing was sent" in result.stderr and "--prompt" in result.stderr
     assert sandbox.sandbox.submissions() == []

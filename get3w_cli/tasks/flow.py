@@ -193,6 +193,9 @@ async def submit_only(conn: Connections, spec: TaskSpec, webhook_url: str | None
         observer.record(entry.record or task.record(input=entry.input))
         return task
     adapter = conn.adapter(route, post_headers=keyed.headers if keyed else None)
+    from get3w_cli.tasks.schema import check_inputs  # before any upload or submit, as run
+
+    await check_inputs(conn, spec, observer.notify)
     values = await resolve_uploads(conn, spec, observer.notify)
     ledger = TaskLedger(conn.journal, observer)
     ledger.before_submit(route, conn.base_url(route.provider), values, keyed)
