@@ -470,6 +470,21 @@ def test_a_relay_whose_tunnel_drops_says_so_and_exits_7(tmp_path: Path) -> None:
     assert not alive(int(pid_file.stem))
 
 
+def test_ctrl_c_stops_a_foreground_relay_as_a_server_stops() -> None:
+    """Ctrl-C is how a relay in the foreground is stopped: exit 130, "relay stopped", no error line."""
+    proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "relay", "--tunnel", "none"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("http://127.0.0.1:")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "relay stopped" in err and "Error" not in err and "Traceback" not in err
+    assert not (home() / "relay.json").exists()
+
+
 def test_relay_status_and_stop_from_the_command_line() -> None:
     """--detach prints the pid alone on stdout; status prints the public URL; stop stops it (twice is fine)."""
     started = g3w("relay", "--detach", "--tunnel", "none", timeout=90)

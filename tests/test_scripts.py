@@ -161,6 +161,22 @@ def test_no_outputs_is_exit_1_for_run_wait_and_get(sandbox: ThreadedSandbox) -> 
     assert {h["error"]["code"] for h in history} == {"no_outputs"}
 
 
+def test_a_batch_line_completed_without_outputs_did_not_complete(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
+    """In a batch the same: the line's record keeps status completed with error.code no_outputs, it
+    counts as not completed (exit 9, its key named), and it has no files."""
+    lines = tmp_path / "jobs.jsonl"
+    lines.write_text(json.dumps({"key": "empty", "model": "flux-dev",
+                                 "input": {"prompt": "x", "sandbox_outputs": 0, "sandbox_duration": 0.05}}) + "\n"
+                     + json.dumps({"key": "fine", "model": "flux-dev",
+                                   "input": {"prompt": "y", "sandbox_duration": 0.05}}) + "\n")
+    result = invoke("batch", str(lines), "-o", str(tmp_path / "out"), *FAST, env=sandbox_env(sandbox))
+    assert result.code == 9, result.stderr
+    records = {r["key"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert (records["empty"]["status"], records["empty"]["error"]["code"]) == ("completed", "no_outputs")
+    assert not records["empty"].get("files") and records["fine"]["error"] is None
+    assert "did not complete: empty" in result.stderr
+
+
 # --- run --no-wait -----------------------------------------------------------------------------------
 
 

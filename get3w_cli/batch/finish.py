@@ -21,7 +21,7 @@ from get3w_cli.batch.lines import BatchLine
 from get3w_cli.downloads import Namer, NameTemplate, download_outputs
 from get3w_cli.errors import DownloadError, G3wError, WaitTimeoutError
 from get3w_cli.names import Via
-from get3w_cli.records import Status, Task
+from get3w_cli.records import NO_OUTPUTS, Status, Task, mark_no_outputs
 from get3w_cli.waiting import CallbackSource, Outcome, WaitPlan, wait_for
 
 if TYPE_CHECKING:
@@ -60,11 +60,12 @@ class Finisher:
 
     async def _finish(self, line: BatchLine, ref: str, outcome: Outcome, started: float, *,
                       created_at: str | None) -> None:
-        task = outcome.task
+        task = mark_no_outputs(outcome.task)  # completed without outputs: the line did not get its image
         if not task.created_at and created_at:
             task = dataclasses.replace(task, created_at=created_at)
-        state, files, trouble = (R.DONE if task.status is Status.COMPLETED else R.FAILED), None, None
-        if self.output_dir is not None and task.status is Status.COMPLETED:
+        completed = task.status is Status.COMPLETED and not (task.error and task.error.code == NO_OUTPUTS)
+        state, files, trouble = (R.DONE if completed else R.FAILED), None, None
+        if self.output_dir is not None and completed:
             try:
                 files = await download_outputs(self.session, task, self.output_dir, name=self._namer(line, task))
             except DownloadError as exc:

@@ -135,31 +135,31 @@ class WaitFlags(FlagGroup):
     """How to wait (CONTRACT.md section 2, wait options); None means "not given"."""
 
     via: Annotated[Via | None, _opt(
-        "--via", help="How to wait (default auto: webhook when reachable, else poll; stream: Get3W v3 only).",
+        "--via", help="auto: webhook if reachable, else poll.",
         panel=WAIT)] = None
     timeout: Annotated[str | None, _opt(
         "--timeout", help="The whole wait: 90, 5m, 1h30m (default 30m).", panel=WAIT, metavar="DURATION")] = None
     fallback_after: Annotated[str | None, _opt(
-        "--fallback-after", help="Poll when no callback came by then (default max(60s, 2 x estimate)).",
+        "--fallback-after", help="Poll if no callback by then (default 60s+).",
         panel=WAIT, metavar="DURATION")] = None
     poll_max: Annotated[str | None, _opt(
         "--poll-max", help="Longest pause between polls (default 10s).", panel=WAIT, metavar="DURATION")] = None
     tunnel: Annotated[TunnelKind, _opt(
-        "--tunnel", help="auto: a running relay, else ngrok when an authtoken is set, else cloudflared when installed; "
-        "or ngrok, cloudflared, none.", panel=WAIT)] = TunnelKind.AUTO
+        "--tunnel", help="auto: a running relay, else ngrok with an authtoken, else cloudflared.",
+        panel=WAIT)] = TunnelKind.AUTO
     no_relay: Annotated[bool, _opt(
-        "--no-relay", help="Do not borrow a running `g3w relay`: open this run's own listener.", panel=WAIT)] = False
+        "--no-relay", help="Do not borrow a running `g3w relay`.", panel=WAIT)] = False
     public_url: Annotated[str | None, _opt(
-        "--public-url", help="The listener is reachable at URL already (your proxy).", panel=WAIT,
+        "--public-url", help="Your proxy's URL for the listener.", panel=WAIT,
         metavar="URL")] = None
     listen_host: Annotated[str, _opt(
-        "--listen-host", help="Webhook listener's address (default 127.0.0.1).", panel=WAIT,
+        "--listen-host", help="Listener's address (default 127.0.0.1).", panel=WAIT,
         metavar="HOST")] = "127.0.0.1"
     listen_port: Annotated[int, _opt(
-        "--listen-port", help="Webhook listener's port (default 0: any free one).", panel=WAIT,
+        "--listen-port", help="Listener's port (default 0: any free one).", panel=WAIT,
         metavar="PORT")] = 0
     webhook_secret: Annotated[str | None, _opt(
-        "--webhook-secret", help="Verify callbacks (default $GET3W_WEBHOOK_SECRET, $ABSTRAKT_WEBHOOK_SECRET).",
+        "--webhook-secret", help="Verify callbacks (env: *_WEBHOOK_SECRET).",
         panel=WAIT, metavar="SECRET")] = None
     on_timeout: Annotated[OnTimeout, _opt(
         "--on-timeout", help="On timeout or Ctrl-C: leave the task running (detach, default) or cancel it.",

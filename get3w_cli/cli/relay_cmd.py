@@ -23,7 +23,7 @@ import typer
 
 from get3w_cli import constants as C
 from get3w_cli.cli.app import commands as app
-from get3w_cli.cli.boundary import run
+from get3w_cli.cli.boundary import Tracker, run
 from get3w_cli.cli.context import Context
 from get3w_cli.cli.help_format import G3wGroup, examples
 from get3w_cli.cli.options import FlagGroup, TalkFlags, options
@@ -76,7 +76,8 @@ def relay_cmd(typer_ctx: typer.Context, *, relay: RelayFlags, talk: TalkFlags) -
         ctx = Context()
         return await (_detach(ctx, relay, ui) if relay.detach else _serve(ctx, relay, ui))
 
-    run(ui, body)
+    # Ctrl-C is how a relay in the foreground is stopped: not an error (exit 130, "relay stopped").
+    run(ui, body, tracker=Tracker(serving=not relay.detach))
 
 
 async def _serve(ctx: Context, flags: RelayFlags, ui: Ui) -> int:
@@ -98,13 +99,22 @@ async def _serve(ctx: Context, flags: RelayFlags, ui: Ui) -> int:
         ui.note(f"relay on {info.local_url}, public URL {info.public_url} ({info.tunnel}); g3w run and batch on "
                 "this machine borrow it (Ctrl-C or `g3w relay stop` stops it)")
 
+    served = False
+
+    def announce(info: RelayInfo) -> None:
+        nonlocal served
+        served = True
+        ready(info)
+
     try:
-        await serve_relay(options, notify=ui.notify, ready=ready)
+        await serve_relay(options, notify=ui.notify, ready=announce)
     except WebhookSetupError as exc:
         # The tunnels' hints end with a run's fallbacks; the relay has --public-url, not --via.
         exc.hint = _NOT_FOR_RELAY.sub("", exc.hint) if exc.hint else exc.hint
         raise
-    ui.note("relay stopped")
+    finally:
+        if served:  # stopped: by `g3w relay stop`, or Ctrl-C (its borrowers poll from now on)
+            ui.note("relay stopped")
     return 0
 
 
