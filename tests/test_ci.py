@@ -5,12 +5,16 @@ them, workflow commands on stderr, GitLab's sections and dotenv reports."""
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
-from conftest import Result, ThreadedSandbox, sandbox_env
+from conftest import Result, ThreadedSandbox, sandbox_env, wait_until
 from inproc import invoke
 
 from get3w_cli.cli.ci import github_output_text
@@ -183,6 +187,94 @@ def test_every_secret_is_masked_before_it_could_appear(sandbox: ThreadedSandbox,
     listening = next(i for i, line in enumerate(lines) if "listening for callbacks" in line)
     assert token_mask < listening
     assert result.stdout.startswith("http") and "::" not in result.stdout  # workflow commands stay off stdout
+
+
+class PublicProxy:
+    """The proxy a --public-url names: passes each request on to g3w's listener, whose port it
+    reads from the listener's own debug line ("webhook listener on 127.0.0.1:PORT")."""
+
+    def __init__(self) -> None:
+        self.port: int | None = None
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def forward(self) -> None:
+                port = wait_until(lambda: proxy.port, timeout=10)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = httpx.request(self.command, f"http://127.0.0.1:{port}{self.path}", content=body,
+                                       headers=headers)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        proxy_self = self
+
+        class Spy(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                found = re.fullmatch(r"webhook listener on 127\.0\.0\.1:(\d+)", record.getMessage())
+                if found:
+                    proxy_self.port = int(found.group(1))
+
+        self.spy = Spy()
+
+    def __enter__(self) -> PublicProxy:
+        logging.getLogger("g3w.webhooks").addHandler(self.spy)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("g3w.webhooks").removeHandler(self.spy)
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_public_callback_url_is_masked_whole(sandbox: ThreadedSandbox, github: dict[str, str]) -> None:
+    """run --public-url: the whole callback URL (the proxy's URL and the token) is announced with
+    ::add-mask:: before g3w says it listens, and it is the URL the provider was given."""
+    with PublicProxy() as proxy:
+        result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", "--public-url", proxy.url,
+                        "--debug", *FAST, env={**sandbox_env(sandbox), **github})
+    assert result.code == 0, result.stderr
+    [post] = sandbox.sandbox.submissions()
+    callback = json.loads(post.body)["webhook_url"]
+    assert callback.startswith(proxy.url + "/")
+    lines = result.stderr.splitlines()
+    url_mask = lines.index(f"::add-mask::{callback}")
+    listening = next(i for i, line in enumerate(lines) if "listening for callbacks" in line)
+    assert url_mask < listening
+    assert json.loads(outputs(github)["record"])["via"] == "webhook"
+
+
+def test_a_value_given_to_config_set_is_masked(github: dict[str, str]) -> None:
+    """config set KEY - (the value piped in): the value is announced with ::add-mask:: before any
+    other line, and never printed."""
+    result = invoke("config", "set", "get3w.api_key", "-", input="sk_piped_secret_7\n", env=github)
+    assert result.code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == "::add-mask::sk_piped_secret_7"
+    assert all("sk_piped_secret_7" not in line for line in lines[1:]) and result.stdout == ""
+
+
+@pytest.mark.parametrize("command", [("submit",), ("run", "--no-wait")])
+def test_submit_writes_the_step_outputs_of_the_task_it_created(sandbox: ThreadedSandbox, github: dict[str, str],
+                                                                command: tuple[str, ...]) -> None:
+    """submit and run --no-wait: id and status (created), an empty via, no outputs, the record."""
+    result = invoke(command[0], "flux-dev", "-p", "x", *command[1:], "--json", env={**sandbox_env(sandbox), **github})
+    assert result.code == 0, result.stderr
+    record = json.loads(result.stdout)
+    values = outputs(github)
+    assert (values["id"], values["status"], values["via"]) == (record["id"], "created", "")
+    assert (values["outputs"], values["files"]) == ("[]", "[]")
+    assert json.loads(values["record"]) == record
 
 
 @pytest.mark.parametrize("off", [("--no-ci",), ("env",)])
