@@ -99,6 +99,23 @@ def test_submit_twice_prints_the_same_id(sandbox: ThreadedSandbox) -> None:
     assert len(sandbox.sandbox.submissions()) == 1
 
 
+def test_run_no_wait_twice_with_one_key_submits_once(sandbox: ThreadedSandbox) -> None:
+    """run --no-wait with a key, twice: one POST (with the header), the same id printed, and the
+    second run says nothing was submitted and waits for nothing."""
+    ids, stderrs = [], []
+    for _ in range(2):
+        result = invoke("run", "flux-dev", "-p", "x", "--no-wait", "--idempotency-key", "nw-1",
+                        env=sandbox_env(sandbox))
+        assert result.code == 0, result.stderr
+        ids.append(result.stdout)
+        stderrs.append(result.stderr)
+    assert ids[0] == ids[1] and ids[0].startswith("pred_")
+    [post] = sandbox.sandbox.submissions()
+    assert post.headers["Idempotency-Key"] == "nw-1"
+    assert "nothing submitted" in stderrs[1] and "nothing submitted" not in stderrs[0]
+    assert not [r for r in sandbox.sandbox.requests if r.path.startswith("/api/v3/predictions/")]
+
+
 def test_a_lost_answer_exits_6_until_resubmit_unknown(sandbox: ThreadedSandbox) -> None:
     """The first submit's answer is lost (journalled unknown, exit 6); the same key again sends
     nothing and exits 6; with --resubmit-unknown it submits (once) and completes."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import re
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,21 @@ def test_a_sandbox_task_looked_up_without_sandbox_says_add_it(command: str) -> N
     assert f"task {task_id} was created with --sandbox" in result.stderr
     assert f"g3w {command} {task_id} --sandbox" in result.stderr
     assert invoke(command, task_id, "--sandbox").code in (0, 2)  # cancel of a finished task is 2
+
+
+@pytest.mark.parametrize("command", ["download", "open"])
+def test_download_and_open_of_a_sandbox_task_without_sandbox_say_add_it(command: str, tmp_path: Path) -> None:
+    """download and open look a journalled --sandbox task up as get does: exit 2 at once (the
+    sandbox that made it is gone), the hint naming the command with --sandbox; nothing opened."""
+    task_id = invoke("submit", "flux-dev", "-p", "x", "--sandbox").stdout.strip()
+    shown = tmp_path / "shown"
+    viewer = f"{sys.executable} -c \"open('{shown}', 'a').write('opened')\" %s"
+    extra = ("-o", str(tmp_path / "out")) if command == "download" else ()
+    result = invoke(command, task_id, *extra, env={"GET3W_API_KEY": "sk_test", "BROWSER": viewer})
+    assert result.code == 2, result.stderr
+    assert f"task {task_id} was created with --sandbox" in result.stderr
+    assert f"g3w {command} {task_id} --sandbox" in result.stderr
+    assert not shown.exists() and result.stdout == ""
 
 
 def test_a_404_for_an_id_the_sandbox_made_says_add_sandbox(sandbox: ThreadedSandbox) -> None:

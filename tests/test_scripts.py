@@ -134,6 +134,22 @@ def test_an_output_dir_that_cannot_be_used_exits_2_before_the_submit(sandbox: Th
     assert sandbox.sandbox.requests == []
 
 
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_wait_with_an_output_dir_that_cannot_be_used_exits_2_asking_nothing(sandbox: ThreadedSandbox,
+                                                                              tmp_path: Path, where: str) -> None:
+    """wait ID -o BAD: exit 2 naming -o, before the task is even looked up (nothing fetched)."""
+    task_id = _submit(sandbox)
+    before = len(sandbox.sandbox.requests)
+    blocker = tmp_path / "taken"
+    blocker.write_text("")
+    target = blocker if where == "a file" else blocker / "out"
+    result = invoke("wait", task_id, "-o", str(target), *FAST, env=sandbox_env(sandbox))
+    assert result.code == 2, result.stderr
+    assert f"-o {target}" in result.stderr and result.stdout == ""
+    assert len(sandbox.sandbox.requests) == before
+    assert blocker.read_text() == ""
+
+
 def test_a_missing_output_dir_is_created_first(sandbox: ThreadedSandbox, tmp_path: Path) -> None:
     target = tmp_path / "a" / "b"
     result = invoke("run", "flux-dev", "-p", "x", "-o", str(target), *FAST, env=sandbox_env(sandbox))
@@ -190,7 +206,8 @@ def test_run_no_wait_is_submit(sandbox: ThreadedSandbox) -> None:
     assert list(json.loads(as_json.stdout)) == list(json.loads(submitted.stdout))
     assert json.loads(as_json.stdout)["status"] == "created"
     assert len(sandbox.sandbox.submissions()) == 3
-    assert not [r for r in sandbox.sandbox.requests if r.method == "GET"]  # nothing waited for
+    # nothing waited for (the one GET allowed is the daily model list, for the inputs check)
+    assert not [r for r in sandbox.sandbox.requests if r.path.startswith("/api/v3/predictions/")]
     refused = invoke("run", "flux-dev", "-p", "x", "--no-wait", "-o", "out", env=env)
     assert refused.code == 2 and "--no-wait" in refused.stderr
 
