@@ -6,6 +6,7 @@ each call appends what it was asked to show to a file the test reads.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -64,6 +65,28 @@ def test_open_a_task_the_journal_does_not_know_asks_the_provider(sandbox: Thread
     assert result.code == 0, result.stderr
     assert shown.read_text().splitlines() == [f"{sandbox.base_url}/cdn/outputs/{task_id}_0.png"]
     assert [r.path for r in sandbox.sandbox.requests][-1] == f"/api/v3/predictions/{task_id}"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="xdg-open is the desktop's viewer on Linux only")
+def test_without_browser_the_desktops_xdg_open_is_given_the_file_or_the_url(sandbox: ThreadedSandbox,
+                                                                           tmp_path: Path) -> None:
+    """No BROWSER: the xdg-open first on PATH (a stand-in that records its arguments) is run once
+    per output, with the downloaded file, or with the URL when the task was not downloaded."""
+    bin_dir, called = tmp_path / "bin", tmp_path / "xdg-open-calls.txt"
+    bin_dir.mkdir()
+    stand_in = bin_dir / "xdg-open"
+    stand_in.write_text(f"#!/bin/sh\necho \"$#:$1\" >> '{called}'\n")
+    stand_in.chmod(0o755)
+    env = {**sandbox_env(sandbox), "BROWSER": "", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    downloaded = done_task(sandbox, "-o", str(tmp_path / "out"))
+    not_downloaded = done_task(sandbox)
+    for task_id in (downloaded, not_downloaded):
+        result = invoke("open", task_id, env=env)
+        assert result.code == 0, result.stderr
+    assert called.read_text().splitlines() == [
+        f"1:{tmp_path / 'out' / f'{downloaded}_0.png'}",
+        f"1:{sandbox.base_url}/cdn/outputs/{not_downloaded}_0.png",
+    ]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="elsewhere the desktop always has a viewer (open, start)")
