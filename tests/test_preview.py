@@ -66,6 +66,24 @@ def test_download_and_wait_preview_too(sandbox: ThreadedSandbox, done_task: str,
     assert list(tmp_path.glob(f"{done_task}_0.*"))
 
 
+@pytest.mark.parametrize("term", ["xterm-kitty", "xterm"])
+@needs_extra
+def test_run_previews_what_it_made(sandbox: ThreadedSandbox, term: str) -> None:
+    """`run --preview` on a terminal draws the image it waited for on stderr: kitty graphics when
+    TERM says kitty, else coloured half-blocks that fit the window; stdout stays the output's URL."""
+    result = g3w_on_terminal("run", "flux-dev", "-p", "x", "-i", "sandbox_duration=0", "--via", "poll", "--preview",
+                             env={**sandbox_env(sandbox), "TERM": term}, answers={}, size=SIZE)
+    assert result.code == 0, result.stderr
+    [url] = result.stdout.split()
+    assert url.startswith(sandbox.base_url) and url.endswith(".png")
+    if term == "xterm-kitty":
+        assert "\x1b_Ga=T,f=100," in result.stderr and "iVBORw0KGgo" in result.stderr
+    else:
+        rows = [line for line in result.stderr.split("\n") if "▀" in line]
+        assert rows and all("\x1b[" in row for row in rows) and len(rows) <= SIZE[1]
+        assert "\x1b_G" not in result.stderr
+
+
 @needs_extra
 def test_iterm2_named_by_term_program_gets_an_inline_image(sandbox: ThreadedSandbox, done_task: str) -> None:
     code, _, err = preview(sandbox, done_task, "--preview", env={"TERM_PROGRAM": "iTerm.app"})
