@@ -423,6 +423,72 @@ def test_event_lines_are_columns_and_wrap_between_words_at_80_columns():
     assert "\x1b[32mcompleted" in drawn and "\x1b[31mfailed" in drawn
 
 
+def test_on_a_real_terminal_of_80_columns_the_columns_align_in_colour_and_wrap_between_words():
+    """`g3w listen` with stderr on a pseudo-terminal 80 columns wide (no COLUMNS to go by): each
+    event is one line of aligned columns, the status in colour; a long error goes under it,
+    indented and wrapped between words; no line is wider than the window."""
+    import fcntl
+    import struct
+    import termios
+
+    master, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 800, 480))
+    env = {**os.environ, "TERM": "xterm"}
+    env.pop("COLUMNS", None)
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "listen", "--port", "0", "--print-url"],
+                            stdin=terminal, stdout=subprocess.PIPE, stderr=terminal, env=env, text=True)
+    os.close(terminal)
+    drawn: list[bytes] = []
+
+    def drain() -> None:  # until the child's side closes (EIO)
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            drawn.append(chunk)
+
+    def lines_of(chunks: list[bytes]) -> list[str]:  # what the window shows, colours left out
+        return re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode(errors="replace")).split("\r\n")
+
+    def continued(lines: list[str]) -> list[str]:  # the error's lines, under its event's line
+        return [line.strip() for line in lines if line.startswith("    ") and line.strip()]
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    long_error = "the model refused this prompt because it asks for something far too long to draw " * 2
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        failed = json.dumps({"id": "pred_333", "model": "get3w/flux-dev", "status": "failed",
+                             "error": long_error.strip()}).encode()
+        for body in (get3w_body("pred_1"), abstrakt_body("job_22", "running"), failed):
+            assert httpx.post(url, content=body).status_code == 200
+        wait_until(lambda: " ".join(continued(lines_of(drawn))) == long_error.strip())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(10)
+        os.close(master)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    screen = b"".join(drawn).decode()
+    lines = lines_of(drawn)
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    events = [next(line for line in lines if task_id in line) for task_id in ("pred_1", "job_22", "pred_333")]
+    statuses = ("completed", "processing", "failed")
+    assert len({line.index(status) for line, status in zip(events, statuses, strict=True)}) == 1
+    words = set(long_error.split())
+    assert len(continued(lines)) > 1 and all(word in words for line in continued(lines) for word in line.split())
+    assert "\x1b[32mcompleted" in screen and "\x1b[36mprocessing" in screen and "\x1b[31mfailed" in screen
+
+
 def test_closed_stdout_ends_the_listener_quietly():
     """``g3w listen --json | head -1``: when the reader goes away the command exits 0, no traceback."""
     proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "listen", "--port", "0", "--print-url", "--json"],
