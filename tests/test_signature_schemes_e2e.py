@@ -76,7 +76,8 @@ def test_run_verifies_each_scheme_with_the_matching_secret(scheme: str, secret: 
                         env=sandbox_env(sb))
         assert result.code == 0, result.stderr
         assert result.json()["via"] == "webhook" and result.json()["status"] == "completed"
-        assert [d.status_code for d in sb.sandbox.deliveries] == [200]
+        # The sandbox records a delivery once it has read the answer, which may be after the run exits.
+        assert wait_until(lambda: [d.status_code for d in sb.sandbox.deliveries]) == [200]
         assert len(api_requests(sb)) == 1, [r.path for r in api_requests(sb)]  # no confirming GET
 
 
