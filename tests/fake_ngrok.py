@@ -20,6 +20,11 @@ The agent's generation follows ``FAKE_NGROK_VERSION`` (default ``CURRENT``), as 
     auth_failed        ERR_NGROK_105 (echoing the token, as ngrok does), then exits 1
     revoked            ERR_NGROK_107 (a well-formed token ngrok no longer accepts), then exits 1
     update_required    ERR_NGROK_121 (the service wants a newer agent), then exits 1
+    unsupported        ERR_NGROK_120 (this agent version is no longer supported), then exits 1
+    v1_token           ERR_NGROK_106 (an ngrok v1 authtoken), then exits 1
+    credential_revoked ERR_NGROK_300 (the authtoken's credential was revoked), then exits 1
+    no_token           ERR_NGROK_4018 (the account is not verified; also what any mode says when
+                       no authtoken reaches the agent), then exits 1
     offline            no network: "failed to reconnect session ... network is unreachable" every
                        second, and never exits by itself (as real agents do)
     hang               never reports the session as up, and says nothing
@@ -141,6 +146,15 @@ SESSION_ERRORS = {
                         'The minimum supported agent version for your account is "3.2.0". Please update to a newer '
                         "version with `ngrok update`, by downloading from https://ngrok.com/download, or by updating "
                         "your SDK version.")),
+    "unsupported": ("ERR_NGROK_120", ('authentication failed: Your ngrok agent version "{major}" is no longer '
+                    "supported. Only the most recent version of the ngrok agent is supported without an account.\n"
+                    "Update to a newer version with `ngrok update` or by downloading from https://ngrok.com/download."
+                    "\nSign up for an account to avoid forced version upgrades: https://ngrok.com/signup.")),
+    "v1_token": ("ERR_NGROK_106", ("authentication failed: The authtoken you specified is an ngrok v1 authtoken, but "
+                 "you're using ngrok v2.\nYour authtoken: {token}\nInstructions to install your authtoken are on your "
+                 "ngrok dashboard:\nhttps://dashboard.ngrok.com/get-started/your-authtoken")),
+    "credential_revoked": ("ERR_NGROK_300", ("authentication failed: The authtoken credential cr_2bX9fakeCredential "
+                           "has been revoked\nand is no longer valid.")),
     "no_token": ("ERR_NGROK_4018", ("authentication failed: Usage of ngrok requires a verified account and authtoken."
                  "\n\nSign up for an account: https://dashboard.ngrok.com/signup\nInstall your authtoken: "
                  "https://dashboard.ngrok.com/get-started/your-authtoken")),
@@ -378,7 +392,7 @@ def start(opts: dict[str, str]) -> int:
     failure = "no_token" if not token else "update_required" if version_tuple(version) < (3,) else mode
     if failure in SESSION_ERRORS:
         code, text = SESSION_ERRORS[failure]
-        return _fail(ngrok_error(text.format(token=token, version=version), code))
+        return _fail(ngrok_error(text.format(token=token, version=version, major=version.split(".")[0]), code))
     log("info", "client session established", obj="tunnels.session")
     log("info", "tunnel session started", obj="tunnels.session")
     signal.signal(signal.SIGUSR1, lambda *_: agent.lose_session())

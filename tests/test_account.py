@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import ThreadedSandbox, sandbox_env
 from inproc import invoke
 from test_cli_run import check_record
@@ -130,3 +131,27 @@ def test_reader_closing_stdout_is_not_an_internal_error(tmp_path: Path) -> None:
     proc.stdout.close()  # before g3w writes anything: its first write meets a broken pipe
     _, stderr = proc.communicate(timeout=30)
     assert (proc.returncode, stderr) == (0, b"")
+
+
+@pytest.mark.parametrize(("answer", "paths"), [
+    ("download_url", ["/api/v3/files/upload"]),
+    ("wavespeed", ["/api/v3/files/upload", "/api/v3/media/upload/binary"]),
+])
+def test_upload_and_at_file_inputs_take_a_download_url(tmp_path: Path, answer: str, paths: list[str]) -> None:
+    """An upload answered with data.download_url (Get3W's path, or WaveSpeed's after a 404): `g3w
+    upload` prints that URL, and `run -i KEY=@file` sends it as the input; it serves the file."""
+    source = tmp_path / "photo.png"
+    source.write_bytes(b"\x89PNG\r\n\x1a\nnot really a picture")
+    with ThreadedSandbox(duration=0.05, upload_answer=answer) as sb:
+        env = sandbox_env(sb)
+        uploaded = invoke("upload", str(source), "--json", env=env)
+        run = invoke("run", "flux-dev", "-p", "x", "-i", f"image=@{source}", "--json", "--via", "poll",
+                     "--poll-max", "0.2", env=env)
+        assert uploaded.code == 0 and run.code == 0, (uploaded.stderr, run.stderr)
+        url, image = json.loads(uploaded.stdout)["url"], json.loads(sb.sandbox.submissions()[0].body)["image"]
+        served = [httpx.get(u).content for u in (url, image)]
+        posts = [r.path for r in sb.sandbox.requests if r.method == "POST"]
+    assert url.startswith(sb.base_url + "/cdn/uploads/") and image.startswith(sb.base_url + "/cdn/uploads/")
+    assert served == [source.read_bytes()] * 2
+    assert run.json()["input"]["image"] == image
+    assert posts == [*paths, *paths, "/api/v3/get3w/flux-dev"]

@@ -305,3 +305,30 @@ def test_doctor_shows_cloudflared_and_its_version(tmp_path: Path) -> None:
     missing = invoke("doctor", "--json")
     rows = {row["check"]: row for row in json.loads(missing.stdout)}
     assert rows["cloudflared"]["ok"] is False and "CLOUDFLARED_PATH" in rows["cloudflared"]["detail"]
+
+
+def test_cloudflared_is_found_on_path_without_cloudflared_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CLOUDFLARED_PATH: the `cloudflared` first on PATH is the one doctor names and a run starts
+    (and stops); with none on PATH, --tunnel cloudflared says so and exits 7 before paying."""
+    import os
+
+    monkeypatch.delenv("CLOUDFLARED_PATH")
+    on_path = tmp_path / "bin"
+    on_path.mkdir()
+    (on_path / "cloudflared").symlink_to(stand_in(tmp_path, "ok"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", f"{on_path}{os.pathsep}{os.environ['PATH']}")
+    doctor = invoke("doctor", "--json")
+    [row] = [row for row in json.loads(doctor.stdout) if row["check"] == "cloudflared"]
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01, webhook_secret=SECRET) as sb:
+        env = {**sandbox_env(sb), "GET3W_WEBHOOK_SECRET": SECRET}
+        found = invoke("run", "flux-dev", "-p", "x", "--json", "--tunnel", "cloudflared", "--via", "webhook", env=env)
+        missing = invoke("run", "flux-dev", "-p", "x", "--tunnel", "cloudflared", "--via", "webhook",
+                         env={**env, "PATH": str(empty)})
+        submitted = len(sb.sandbox.submissions())
+    assert row["ok"] is True and row["source"] is None
+    assert row["detail"] == f"{on_path / 'cloudflared'}: cloudflared version 2024.8.2 (built 2024-08-20-1254 UTC)"
+    assert found.code == 0 and found.json()["via"] == "webhook", found.stderr
+    assert started(tmp_path, "ok") == 1 and live(tmp_path, "ok") == []
+    assert missing.code == 7 and "not on PATH" in missing.stderr and submitted == 1, missing.stderr

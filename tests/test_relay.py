@@ -503,3 +503,48 @@ def test_relay_status_and_stop_from_the_command_line() -> None:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def doctor_relay_row(env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = g3w("doctor", "--json", env=env or {}, timeout=60)  # exit 3: no API key here, not the relay's doing
+    [row] = [row for row in json.loads(result.stdout) if row["check"] == "relay"]
+    return row
+
+
+def test_doctor_shows_the_relay_running_with_its_borrowers_then_not_running() -> None:
+    """doctor's relay row: a detached relay running (its pid, public URL, tunnel and how many runs
+    borrow it, counted while one borrower is registered), then "not running" once stopped; both
+    are fine (ok), and a relay that holds its lock but does not answer is not."""
+    with detached_relay("--tunnel", "none", env={}) as about:
+        alone = doctor_relay_row()
+        info = read_info(home())
+        assert info is not None
+
+        async def with_a_borrower() -> dict[str, Any]:
+            link = RelayLink(info, CallbackEndpoint(Inbox()))
+            await link.open()
+            try:
+                return await asyncio.to_thread(doctor_relay_row)
+            finally:
+                await link.close()
+
+        borrowed = asyncio.run(with_a_borrower())
+        assert g3w("relay", "stop").code == 0
+    stopped = doctor_relay_row()
+    head = f"running (pid {about['pid']}): {about['public_url']} via {info.tunnel}, "
+    assert alone["ok"] is True and alone["detail"].startswith(head + "0 borrower(s)"), alone
+    assert borrowed["ok"] is True and borrowed["detail"].startswith(head + "1 borrower(s)"), borrowed
+    assert "--no-relay" in alone["detail"]
+    assert stopped["ok"] is True and stopped["detail"].startswith("not running (optional: `g3w relay --detach`")
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))  # bound, never listening: the relay's control port refuses connections
+    dead = RelayInfo(pid=os.getpid(), local_url="http://127.0.0.1:9", public_url="http://127.0.0.1:9",
+                     control_port=held.getsockname()[1], tunnel="local", started_at="now", secret=CONTROL_SECRET)
+    try:
+        with relay_lock(home()):
+            write_info(home(), dead)
+            silent = invoke("doctor", "--json")
+    finally:
+        held.close()
+    [row] = [row for row in json.loads(silent.stdout) if row["check"] == "relay"]
+    assert row["ok"] is False and row["detail"].startswith("not running (") and "does not answer" in row["detail"]

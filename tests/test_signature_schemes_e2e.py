@@ -76,7 +76,8 @@ def test_run_verifies_each_scheme_with_the_matching_secret(scheme: str, secret: 
                         env=sandbox_env(sb))
         assert result.code == 0, result.stderr
         assert result.json()["via"] == "webhook" and result.json()["status"] == "completed"
-        assert [d.status_code for d in sb.sandbox.deliveries] == [200]
+        # The sandbox records a delivery once it has read the answer, which may be after the run exits.
+        assert wait_until(lambda: [d.status_code for d in sb.sandbox.deliveries]) == [200]
         assert len(api_requests(sb)) == 1, [r.path for r in api_requests(sb)]  # no confirming GET
 
 
@@ -124,6 +125,36 @@ def test_listen_verifies_standard_deliveries(listen: Any, scheme: str, secret: s
         assert (event["id"], event["status"], event["verified"], event["provider"]) == (
             task_id, "completed", True, provider)
         assert proc.wait() == 0
+
+
+def test_listen_drops_a_standard_copy_by_its_webhook_id_whatever_its_body(listen: Any) -> None:
+    """g3w listen --count 2: a second delivery with an id already counted is a duplicate even when
+    its body says something new (another final status); the listener answers it 200 ("duplicate"),
+    prints no event for it, and the next distinct delivery is the second event."""
+    import time
+
+    from get3w_cli.webhooks.standard import sign_standard
+
+    def signed(msg_id: str, task_id: str, status: str) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps({"id": task_id, "model": "get3w/flux-dev", "status": status,
+                           "outputs": ["https://cdn.example/a.png"] if status == "completed" else []}).encode()
+        stamp = int(time.time())
+        return body, {"webhook-id": msg_id, "webhook-timestamp": str(stamp), "Content-Type": "application/json",
+                      "webhook-signature": sign_standard("v1", STANDARD_SECRET, msg_id, stamp, body)}
+
+    proc = listen("--json", "--count", "2", "--secret", STANDARD_SECRET)
+    answers = []
+    for msg_id, task_id, status in (("msg_one", "pred_s1", "completed"), ("msg_one", "pred_s1", "failed"),
+                                    ("msg_two", "pred_s2", "completed")):
+        body, headers = signed(msg_id, task_id, status)
+        answers.append(httpx.post(proc.url, content=body, headers=headers))
+    events = [proc.event(timeout=8) for _ in range(2)]
+    assert proc.wait() == 0, proc.stderr
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert answers[1].json().get("duplicate") is True and answers[0].json().get("duplicate") is not True
+    assert [(e["id"], e["status"], e["verified"]) for e in events] == [
+        ("pred_s1", "completed", True), ("pred_s2", "completed", True)]
+    assert "1 duplicate(s)" in proc.stderr, proc.stderr
 
 
 def test_listen_with_a_wrong_secret_answers_401(listen: Any) -> None:

@@ -4,7 +4,11 @@ mentioned once."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -68,3 +72,51 @@ def test_listen_mentions_an_unknown_word_once() -> None:
     assert [e["status"] for e in events] == ["processing", "processing", "processing", "failed"]
     assert proc.stderr.count("unknown status 'warming_up'") == 1
     assert proc.stderr.count("unknown status 'queued_for_gpu' from abstrakt") == 1
+
+
+@contextmanager
+def status_server(words: list[str]) -> Iterator[tuple[str, list[str]]]:
+    """A stand-in Get3W v3 answering each GET of a task with the next word of ``words`` (the last
+    one from then on); yields its URL and the paths asked."""
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            word = words[min(len(asked), len(words)) - 1]
+            task = {"id": "pred_w2", "model": "get3w/flux-dev", "status": word, "outputs": [], "error": None}
+            data = json.dumps({"code": 200, "message": "success", "data": task}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("word", "status"), [
+    ("timeout", "failed"), ("expired", "failed"), ("aborted", "failed"), ("canceled", "cancelled"),
+])
+def test_wait_waits_through_an_unknown_word_and_ends_by_the_final_one(word: str, status: str) -> None:
+    """g3w wait, polling: a task reported with a word g3w does not know is waited through (said once
+    on stderr, however many polls read it), and the final word ends the wait as the contract's
+    status, exit 1."""
+    with status_server(["warming_up", "warming_up", "warming_up", word]) as (url, asked):
+        result = invoke("wait", "pred_w2", "--api", "v3", "--json", "--via", "poll", "--poll-max", "0.05",
+                        "--timeout", "15", env={"GET3W_BASE_URL": url, "GET3W_API_KEY": "sk_test"})
+    assert len(asked) >= 4 and set(asked) == {"/api/v3/predictions/pred_w2"}
+    assert result.code == 1, result.stderr
+    record = result.json()
+    assert record["status"] == status and record["raw"]["status"] == word
+    assert result.stderr.count("unknown status 'warming_up'") == 1, result.stderr
+    assert f"unknown status {word!r}" not in result.stderr

@@ -87,6 +87,50 @@ def test_a_streamed_run_completes_from_the_stream(sandbox: ThreadedSandbox, shap
     assert journalled.get("progress") == 1.0
 
 
+def test_wavespeeds_output_events_bring_the_outputs_a_bare_complete_does_not_repeat() -> None:
+    """WaveSpeed's typed events from a stand-in: ``log``, ``progress``, one ``output`` per result,
+    then a ``complete`` that carries no outputs: the run completes from the stream with the outputs
+    the ``output`` events brought, in their order (no poll, one submit)."""
+    cdn = "https://cdn.example/outputs"
+    events = [{"type": "log", "message": "loading", "id": "pred_ws1"}, {"type": "progress", "percentage": 40,
+              "id": "pred_ws1"}, {"type": "output", "output": f"{cdn}/a.png", "id": "pred_ws1"},
+              {"type": "output", "outputs": [f"{cdn}/b.png"], "id": "pred_ws1"}, {"type": "complete", "id": "pred_ws1"}]
+    asked: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # the model list run reads for its input check, and any poll
+            asked.append(("GET", self.path))
+            self.send_error(404)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            asked.append(("POST", self.path))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for event in events:
+                self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                self.wfile.flush()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        result = invoke("run", "flux-dev", "-p", "x", *STREAM, env={
+            "GET3W_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}", "GET3W_API_KEY": "sk_test"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.code == 0, result.stderr
+    record = result.json()
+    assert (record["id"], record["status"], record["via"]) == ("pred_ws1", "completed", "stream")
+    assert record["outputs"] == [f"{cdn}/a.png", f"{cdn}/b.png"] and record["progress"] == 1.0
+    assert [path for method, path in asked if method == "POST"] == ["/api/v3/get3w/flux-dev"]
+    assert not [path for method, path in asked if path.startswith("/api/v3/predictions")]
+
+
 @pytest.mark.parametrize("shape", ["get3w", "wavespeed"])
 def test_a_task_that_fails_in_the_stream_exits_1(sandbox: ThreadedSandbox, shape: str) -> None:
     """The failure event ends the run: exit 1, its message in the record's error."""

@@ -166,7 +166,9 @@ def test_binary_missing_is_quick(agents, tmp_path):
     [("session_limit", "session_limit", "ERR_NGROK_108"), ("auth_failed", "auth_failed", "ERR_NGROK_105"),
      ("revoked", "auth_failed", "ERR_NGROK_107"), ("update_required", "update_required", "ERR_NGROK_121"),
      ("endpoint_in_use", "endpoint_in_use", "ERR_NGROK_334"),
-     ("too_many_endpoints", "too_many_endpoints", "ERR_NGROK_324"), ("crash", "other", "simulated crash")],
+     ("too_many_endpoints", "too_many_endpoints", "ERR_NGROK_324"), ("crash", "other", "simulated crash"),
+     ("credential_revoked", "auth_failed", "ERR_NGROK_300"), ("no_token", "auth_failed", "ERR_NGROK_4018"),
+     ("v1_token", "auth_failed", "ERR_NGROK_106"), ("unsupported", "update_required", "ERR_NGROK_120")],
 )
 def test_agent_failures_are_classified(agents, mode, kind, code):
     """ngrok's ERR_NGROK_ codes become kinds, with the agent's own words in one line (its \\r\\n escapes

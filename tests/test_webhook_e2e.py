@@ -227,6 +227,30 @@ def test_tunnel_failures_exit_7_under_via_webhook_before_paying(tmp_path: Path, 
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("mode", "code", "hint"), [
+    ("credential_revoked", "ERR_NGROK_300", "ngrok rejected the authtoken"),
+    ("no_token", "ERR_NGROK_4018", "ngrok rejected the authtoken"),
+    ("v1_token", "ERR_NGROK_106", "ngrok rejected the authtoken"),
+    ("unsupported", "ERR_NGROK_120", "ngrok's service wants a newer agent"),
+    ("update_required", "ERR_NGROK_121", "ngrok's service wants a newer agent"),
+])
+def test_the_services_refusals_exit_7_with_their_code_and_hint(tmp_path: Path, mode: str, code: str,
+                                                                hint: str) -> None:
+    """ngrok's service refuses the session (revoked credential, unverified account, v1 token, agent too
+    old for it): `run --via webhook --tunnel ngrok` exits 7 before paying, with the code in the agent's
+    words (one line, the token masked) and the hint of its kind; no agent is left running."""
+    with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
+        env = {**sandbox_env(sb), **ngrok_env(tmp_path, mode)}
+        result = invoke("run", "flux-dev", "-p", "x", "--via", "webhook", "--tunnel", "ngrok", env=env)
+        assert sb.sandbox.submissions() == []
+    assert result.code == 7, result.stderr
+    error, _, hint_line = result.stderr.partition("Hint:")
+    assert code in error and hint in hint_line, result.stderr
+    assert env["NGROK_AUTHTOKEN"] not in result.stderr and "\\r" not in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert live_agents(tmp_path, mode) == []
+
+
 def test_missing_ngrok_binary_exits_7_with_install_hint(tmp_path: Path) -> None:
     """--tunnel ngrok with no binary: exit 7, say how to install it or set NGROK_PATH."""
     with ThreadedSandbox(duration=0.05) as sb:

@@ -142,8 +142,9 @@ def configure_logging(debug: bool, ui: Ui | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
     # pyngrok logs the agent's errors itself; g3w classifies them into one message with a hint.
+    # Above CRITICAL: pyngrok logs the agent's own "lvl=crit" lines at CRITICAL (escapes and all).
     # Set either way: a command run after another in one process must not inherit its level.
-    logging.getLogger("pyngrok").setLevel(logging.NOTSET if debug else logging.CRITICAL)
+    logging.getLogger("pyngrok").setLevel(logging.NOTSET if debug else logging.CRITICAL + 1)
 
 
 def _flush(ui: Ui, tracker: Tracker) -> None:
