@@ -5,7 +5,8 @@ It prints, on stderr, the log lines the real program prints for a quick tunnel (
 2024.x, zerolog's console format: ``<time> INF <message> key=value ...``), the boxed banner with
 the tunnel's URL included; it then serves that URL on 127.0.0.1, forwarding every request to
 ``--url`` with the headers Cloudflare's edge adds, and logs ``Registered tunnel connection``. On
-SIGTERM or SIGINT it logs its graceful shutdown and exits 0. ``--version`` prints its version.
+SIGTERM or SIGINT it logs its graceful shutdown, lets the requests in flight finish, and exits 0.
+``--version`` prints its version.
 The only difference from the real one is the URL: ``http://127.0.0.1:<port>`` instead of
 ``https://<words>.trycloudflare.com``. Stdlib only.
 
@@ -40,6 +41,7 @@ from urllib.parse import urlsplit
 from fake_edge import EdgeHandler  # tests/fake_edge.py, beside this script
 
 VERSION = "2024.8.2"
+GRACE_PERIOD = 2.0  # seconds; cloudflared's own default is 30 s (--grace-period)
 THANKS = ("Thank you for trying Cloudflare Tunnel. Doing so, without a Cloudflare account, is a quick way to "
           "experiment and try it out. However, be aware that these account-less Tunnels have no uptime guarantee, "
           "are subject to the Cloudflare Online Services Terms of Use (https://www.cloudflare.com/website-terms/), "
@@ -92,8 +94,24 @@ class Edge(EdgeHandler):
     state: dict[str, int] = {"requests": 0}  # noqa: RUF012 - one edge per process
     mode = "ok"
     down = threading.Event()
+    closing = False
+    in_flight = 0
+    idle = threading.Condition()
 
     def _relay(self) -> None:
+        with Edge.idle:
+            if Edge.closing:  # shutting down: new requests are not taken
+                self.close_connection = True
+                return None
+            Edge.in_flight += 1
+        try:
+            return self._relay_one()
+        finally:
+            with Edge.idle:
+                Edge.in_flight -= 1
+                Edge.idle.notify_all()
+
+    def _relay_one(self) -> None:
         body = self.body()
         with _lock:
             Edge.state["requests"] += 1
@@ -137,8 +155,13 @@ def _closed_port() -> int:
 
 
 def _stop(signum: int, frame: object) -> None:
+    """As cloudflared does: no new requests, the ones in flight finish (within its grace period,
+    here shorter than g3w's wait before SIGKILL), then the connections are unregistered."""
     name = "terminated" if signum == signal.SIGTERM else "interrupt"
     log("INF", f"Initiating graceful shutdown due to signal {name} ...")
+    Edge.closing = True
+    with Edge.idle:
+        Edge.idle.wait_for(lambda: Edge.in_flight == 0, timeout=GRACE_PERIOD)
     log("INF", "Unregistered tunnel connection connIndex=0 event=0 ip=198.41.200.13")
     log("INF", "Tunnel server stopped")
     log("INF", "Metrics server stopped")

