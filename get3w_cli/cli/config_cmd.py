@@ -49,7 +49,9 @@ def _sync(ui: Ui, action: Callable[[Context], int]) -> None:
     run(ui, body)
 
 
-@config_app.command("get", epilog=examples(("the default wait", "g3w config get defaults.via")))
+@config_app.command("get", epilog=examples(
+    ("the default wait", "g3w config get defaults.via"),
+    ("a script that needs the value set", 'via=$(g3w config get defaults.via) || via=auto')))
 @options(hide=("json_out", "quiet"))
 def get(key: Key, *, talk: TalkFlags) -> None:
     """Print one setting (secrets are masked)."""
@@ -120,7 +122,9 @@ def set_(key: Key, value: Value, *, talk: TalkFlags) -> None:
     _sync(ui, action)
 
 
-@config_app.command("unset", epilog=examples(("forget a key", "g3w config unset get3w.api_key")))
+@config_app.command("unset", epilog=examples(
+    ("forget a key", "g3w config unset get3w.api_key"),
+    ("back to the built-in default", "g3w config unset defaults.timeout")))
 @options(hide=("json_out", "quiet"))
 def unset(key: Key, *, talk: TalkFlags) -> None:
     """Remove one setting."""
@@ -136,7 +140,9 @@ def unset(key: Key, *, talk: TalkFlags) -> None:
     _sync(ui, action)
 
 
-@config_app.command("list", epilog=examples(("as one JSON object", "g3w config list --json")))
+@config_app.command("list", epilog=examples(
+    ("every setting, secrets masked", "g3w config list"),
+    ("as one JSON object", "g3w config list --json")))
 @options(hide=("quiet",), help_overrides={"json_out": "Print the settings as one JSON object (secrets masked)."})
 def list_(*, talk: TalkFlags) -> None:
     """Print every setting in the file (secrets masked)."""
@@ -154,7 +160,9 @@ def list_(*, talk: TalkFlags) -> None:
     _sync(ui, action)
 
 
-@config_app.command("path", epilog=examples(("edit it", '"$EDITOR" "$(g3w config path)"')))
+@config_app.command("path", epilog=examples(
+    ("edit it", '"$EDITOR" "$(g3w config path)"'),
+    ("where another file would be", "G3W_CONFIG=~/work/g3w.toml g3w config path")))
 def path() -> None:
     """Print where the config file is ($G3W_CONFIG or the user config dir)."""
     typer.echo(str(Context().config_path()))

@@ -179,7 +179,9 @@ def _tail(path: Path, lines: int = C.CLOUDFLARED_LOG_TAIL) -> list[str]:
         return []
 
 
-@relay_app.command("status", epilog=examples(("the relay's public URL, for a script", "g3w relay status --json")))
+@relay_app.command("status", epilog=examples(
+    ("is one running (exit 1 when not)", "g3w relay status"),
+    ("its state for a script", "g3w relay status --json")))
 @options(hide=("quiet",), help_overrides={"json_out": "Print the relay's state as one JSON object."})
 def status_cmd(*, talk: TalkFlags) -> None:
     """Say whether a relay is running, and its public URL on stdout (exit 1 when none is)."""
@@ -202,7 +204,9 @@ def status_cmd(*, talk: TalkFlags) -> None:
     run(ui, body)
 
 
-@relay_app.command("stop", epilog=examples(("stop the relay started with --detach", "g3w relay stop")))
+@relay_app.command("stop", epilog=examples(
+    ("stop the relay started with --detach", "g3w relay stop"),
+    ("quietly, at the end of a CI job (none running is fine)", "g3w relay stop -q")))
 @options(hide=("json_out",))
 def stop_cmd(*, talk: TalkFlags) -> None:
     """Stop the running relay (its borrowers poll from then on); nothing to stop is not an error."""
