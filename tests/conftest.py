@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +22,34 @@ ENV_PREFIXES = ("G3W_", "GET3W_", "ABSTRAKT_", "NGROK_", "CLOUDFLARED_")
 # A virtual-time test still running at this loop time has hung: looptime then fails its tasks.
 VIRTUAL_END = 24 * 3600.0
 _T = TypeVar("_T")
+
+
+class StandInHandler(http.server.BaseHTTPRequestHandler):
+    """Base of a test's own stand-in server (what the sandbox cannot do): quiet, with a JSON answer."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def send_json(self, value: Any, status: int = 200) -> None:
+        data = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1 (the kernel picks it; nothing races for it)
+    in a thread; yield its base URL; stop it after."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_until(check: Callable[[], _T], timeout: float = 20.0) -> _T:

@@ -5,9 +5,7 @@ every page of the model list."""
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -15,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ThreadedSandbox, sandbox_env
+from conftest import StandInHandler, ThreadedSandbox, sandbox_env, serving
 from inproc import invoke
 
 from get3w_cli.http import HttpSession
@@ -158,26 +156,13 @@ def json_server(answer: Any) -> Iterator[tuple[str, list[str]]]:
     """A stand-in API answering every GET with ``answer`` (a JSON value); yields its URL and the paths asked."""
     asked: list[str] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Handler(StandInHandler):
         def do_GET(self) -> None:
             asked.append(self.path)
-            data = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(answer)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", asked
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url, asked
 
 
 def test_a_server_that_ignores_offset_cannot_keep_the_listing_going() -> None:

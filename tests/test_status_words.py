@@ -4,15 +4,14 @@ mentioned once."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
+from conftest import StandInHandler, serving
 from inproc import invoke
 from test_abstrakt_quirks import json_server
 from test_listen import Listen
@@ -80,28 +79,15 @@ def status_server(words: list[str]) -> Iterator[tuple[str, list[str]]]:
     one from then on); yields its URL and the paths asked."""
     asked: list[str] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Handler(StandInHandler):
         def do_GET(self) -> None:
             asked.append(self.path)
             word = words[min(len(asked), len(words)) - 1]
             task = {"id": "pred_w2", "model": "get3w/flux-dev", "status": word, "outputs": [], "error": None}
-            data = json.dumps({"code": 200, "message": "success", "data": task}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json({"code": 200, "message": "success", "data": task})
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", asked
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url, asked
 
 
 @pytest.mark.parametrize(("word", "status"), [

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import ThreadedSandbox, g3w_on_terminal, sandbox_env, wait_until
+from conftest import StandInHandler, ThreadedSandbox, g3w_on_terminal, sandbox_env, serving, wait_until
 from inproc import invoke
 
 from get3w_cli.errors import NetworkError
@@ -97,10 +97,7 @@ def test_wavespeeds_output_events_bring_the_outputs_a_bare_complete_does_not_rep
               {"type": "output", "outputs": [f"{cdn}/b.png"], "id": "pred_ws1"}, {"type": "complete", "id": "pred_ws1"}]
     asked: list[tuple[str, str]] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(StandInHandler):
         def do_GET(self) -> None:  # the model list run reads for its input check, and any poll
             asked.append(("GET", self.path))
             self.send_error(404)
@@ -115,14 +112,8 @@ def test_wavespeeds_output_events_bring_the_outputs_a_bare_complete_does_not_rep
                 self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                 self.wfile.flush()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        result = invoke("run", "flux-dev", "-p", "x", *STREAM, env={
-            "GET3W_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}", "GET3W_API_KEY": "sk_test"})
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        result = invoke("run", "flux-dev", "-p", "x", *STREAM, env={"GET3W_BASE_URL": url, "GET3W_API_KEY": "sk_test"})
     assert result.code == 0, result.stderr
     record = result.json()
     assert (record["id"], record["status"], record["via"]) == ("pred_ws1", "completed", "stream")
