@@ -248,23 +248,32 @@ def test_timeout_prints_the_record_and_journals_what_was_known(sandbox: Threaded
     assert [(h["id"], h["status"]) for h in history(sandbox_env(sandbox))] == [(record["id"], "processing")]
 
 
-def test_interrupt_prints_the_record(sandbox: ThreadedSandbox, home: Path) -> None:
-    """--json and Ctrl-C during the wait: exit 130 with the record (id, status) on stdout."""
+def interrupted_run(sandbox: ThreadedSandbox, *args: str, timeout: float = 30) -> tuple[int, str, str]:
+    """``g3w run flux-dev -p x ARGS --json`` of a 30 s sandbox task, polled; Ctrl-C once it says
+    it submitted; (exit code, stdout, stderr)."""
     env = {**os.environ, **sandbox_env(sandbox)}
     proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "run", "flux-dev", "-p", "x", "-i",
-                             "sandbox_duration=30", "--via", "poll", "--json", *FAST],
+                             "sandbox_duration=30", "--via", "poll", *args, "--json", *FAST],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stderr is not None
+        said = []
         for line in proc.stderr:
+            said.append(line)
             if "submitted " in line:
                 break
         proc.send_signal(signal.SIGINT)
-        stdout, _stderr = proc.communicate(timeout=15)
+        stdout, stderr = proc.communicate(timeout=timeout)
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == 130
+    return proc.returncode, stdout, "".join(said) + stderr
+
+
+def test_interrupt_prints_the_record(sandbox: ThreadedSandbox, home: Path) -> None:
+    """--json and Ctrl-C during the wait: exit 130 with the record (id, status) on stdout."""
+    code, stdout, stderr = interrupted_run(sandbox)
+    assert code == 130, stderr
     record = json.loads(stdout)
     assert record["status"] in ("created", "processing") and record["id"].startswith("pred_")
     assert journal_rows(home) == [(record["id"], record["status"])]

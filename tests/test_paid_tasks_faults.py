@@ -13,7 +13,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -21,7 +20,17 @@ from pathlib import Path
 import pytest
 from conftest import Result, ThreadedSandbox, sandbox_env
 from inproc import invoke
-from test_paid_tasks import FAST, TASK_ID, StandIn, _start_run, created, history, journal_rows, one_record
+from test_paid_tasks import (
+    FAST,
+    TASK_ID,
+    StandIn,
+    _start_run,
+    created,
+    history,
+    interrupted_run,
+    journal_rows,
+    one_record,
+)
 
 from get3w_cli.http import HttpSession
 
@@ -138,21 +147,8 @@ def test_on_timeout_cancel_journals_the_task_cancelled(sandbox: ThreadedSandbox)
 def test_ctrl_c_with_on_timeout_cancel_journals_the_task_cancelled(sandbox: ThreadedSandbox, home: Path) -> None:
     """Ctrl-C during the wait of a run with --on-timeout cancel: one DELETE, exit 130, and the record
     and the journal row say cancelled (what g3w knew when it exited)."""
-    env = {**os.environ, **sandbox_env(sandbox)}
-    proc = subprocess.Popen([sys.executable, "-m", "get3w_cli", "run", "flux-dev", "-p", "x", "-i",
-                             "sandbox_duration=30", "--via", "poll", "--on-timeout", "cancel", "--json", *FAST],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if "submitted " in line:
-                break
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == 130, stderr
+    code, stdout, stderr = interrupted_run(sandbox, "--on-timeout", "cancel")
+    assert code == 130, stderr
     record = json.loads(stdout)
     assert record["status"] == "cancelled"
     assert deletes(sandbox) == [f"/api/v3/predictions/{record['id']}"]
