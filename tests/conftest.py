@@ -52,6 +52,18 @@ def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
+def said_until_submitted(proc: subprocess.Popen[str]) -> str:
+    """Read ``proc``'s stderr up to the line saying ``submitted <id>`` (said as the wait begins)
+    and return what was read: from then on a task exists and the process is waiting for it."""
+    assert proc.stderr is not None
+    said = []
+    for line in proc.stderr:
+        said.append(line)
+        if line.startswith("submitted "):
+            break
+    return "".join(said)
+
+
 def wait_until(check: Callable[[], _T], timeout: float = 20.0) -> _T:
     """Check again every 20 ms until ``check()`` is truthy, and return it; fail after ``timeout``
     seconds. For conditions another process or thread brings about (a file, a log line): the

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Result, ThreadedSandbox, g3w, g3w_on_terminal, sandbox_env
+from conftest import Result, ThreadedSandbox, g3w, g3w_on_terminal, said_until_submitted, sandbox_env
 from inproc import invoke
 
 RECORD_KEYS = ["id", "provider", "api", "model", "status", "outputs", "error", "via", "input", "created_at",
@@ -341,13 +341,7 @@ def test_interrupt_exits_130_with_the_id_and_closes_the_listener(sandbox: Thread
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
-        seen = []
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            seen.append(line)
-            if SUBMITTED.search(line):
-                break
-        text = "".join(seen)
+        text = said_until_submitted(proc)
         [port] = re.findall(r"listening for callbacks at http://127\.0\.0\.1:(\d+)/", text)
         [task_id] = SUBMITTED.findall(text)
         assert _port_open(int(port))

@@ -16,9 +16,9 @@ from pathlib import Path
 import fake_cloudflared  # tests/fake_cloudflared.py
 import fake_ngrok  # tests/fake_ngrok.py
 import pytest
-from conftest import ThreadedSandbox, sandbox_env, wait_until
+from conftest import ThreadedSandbox, said_until_submitted, sandbox_env, wait_until
 from inproc import invoke
-from test_webhook_e2e import SUBMITTED, finish, start_run
+from test_webhook_e2e import finish, start_run
 
 from get3w_cli.errors import TunnelError
 from get3w_cli.webhooks.cloudflared import LogWatch, cloudflared_version, open_cloudflared
@@ -276,12 +276,7 @@ def test_ctrl_c_closes_cloudflared(tmp_path: Path) -> None:
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
         proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=30", "--tunnel", "cloudflared",
                          env={"CLOUDFLARED_PATH": stand_in(tmp_path, "ok")})
-        assert proc.stderr is not None
-        seen = []
-        for line in proc.stderr:
-            seen.append(line)
-            if SUBMITTED.search(line):
-                break
+        seen = said_until_submitted(proc)
         assert live(tmp_path, "ok"), seen
         proc.send_signal(signal.SIGINT)
         code, _, err = finish(proc)

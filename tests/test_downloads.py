@@ -10,15 +10,15 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from conftest import wait_until
 from inproc import invoke
+from test_http import Handler, Server, serve
 
 from get3w_cli.constants import (
     DOWNLOAD_CHUNK_BYTES,
@@ -63,35 +63,9 @@ class FakeSleep:
         self.delays.append(seconds)
 
 
-@dataclass
-class Cdn:
-    url: str
-    seen: list[dict[str, str]] = field(default_factory=list)
-
-
-Handler = Callable[[web.Request, int], Awaitable[web.StreamResponse]]
-
-
-@asynccontextmanager
-async def cdn(handler: Handler) -> AsyncIterator[Cdn]:
-    """An output host on 127.0.0.1 that records each request's headers and asks ``handler(request, n)``."""
-    server = Cdn("")
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        server.seen.append(dict(request.headers))
-        return await handler(request, len(server.seen))
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handle)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        yield server
-    finally:
-        await runner.cleanup()
+def cdn(handler: Handler) -> AbstractAsyncContextManager[Server]:
+    """An output host on 127.0.0.1 that records each request and asks ``handler(request, n)``."""
+    return serve(handler, cancel_handlers=True)
 
 
 async def trickle(request: web.Request, *, head: bytes, every: float = TRICKLE_EVERY) -> web.StreamResponse:
@@ -208,7 +182,7 @@ def test_a_gzip_bomb_is_refused_and_removed(tmp_path: Path, backend: str, gzip_b
             with pytest.raises(DownloadError) as info:
                 await asyncio.wait_for(download_outputs(http, task, tmp_path / "out", progress=progress), HANG_GUARD)
         assert info.value.exit_code == 8 and info.value.urls == task.outputs and "refused" in str(info.value)
-        assert [seen["Accept-Encoding"] for seen in host.seen] == ["identity"]
+        assert [seen.headers["Accept-Encoding"] for seen in host.seen] == ["identity"]
         assert DOWNLOAD_EXPANSION_FLOOR - DOWNLOAD_CHUNK_BYTES < max(largest) <= DOWNLOAD_EXPANSION_FLOOR
         assert names(tmp_path / "out") == []
 

@@ -72,8 +72,11 @@ Handler = Callable[[web.Request, int], Awaitable[web.StreamResponse]]
 
 
 @asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[Server]:
-    """An aiohttp server on 127.0.0.1 that records every request and asks ``handler(request, n)``."""
+async def serve(handler: Handler, *, cancel_handlers: bool = False) -> AsyncIterator[Server]:
+    """An aiohttp server on 127.0.0.1 that records every request and asks ``handler(request, n)``.
+
+    ``cancel_handlers``: a handler is cancelled when its client goes (an output host whose answer
+    trickles, left by a stalled download), and the server closes without waiting long for it."""
     server = Server("")
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -83,7 +86,8 @@ async def serve(handler: Handler) -> AsyncIterator[Server]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
+    runner = (web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5) if cancel_handlers
+              else web.AppRunner(app))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

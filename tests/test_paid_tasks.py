@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Result, ThreadedSandbox, sandbox_env
+from conftest import Result, ThreadedSandbox, said_until_submitted, sandbox_env
 from inproc import invoke
 
 FAST = ("--poll-max", "0.2")
@@ -256,18 +256,13 @@ def interrupted_run(sandbox: ThreadedSandbox, *args: str, timeout: float = 30) -
                              "sandbox_duration=30", "--via", "poll", *args, "--json", *FAST],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert proc.stderr is not None
-        said = []
-        for line in proc.stderr:
-            said.append(line)
-            if "submitted " in line:
-                break
+        said = said_until_submitted(proc)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=timeout)
     finally:
         proc.kill()
         proc.wait()
-    return proc.returncode, stdout, "".join(said) + stderr
+    return proc.returncode, stdout, said + stderr
 
 
 def test_interrupt_prints_the_record(sandbox: ThreadedSandbox, home: Path) -> None:

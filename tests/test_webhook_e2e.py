@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import fake_ngrok  # tests/fake_ngrok.py
 import httpx
 import pytest
-from conftest import Result, ThreadedSandbox, sandbox_env, wait_until
+from conftest import Result, ThreadedSandbox, said_until_submitted, sandbox_env, wait_until
 from inproc import invoke
 
 SECRET = "whsec_e2e"
@@ -275,12 +275,7 @@ def test_ctrl_c_closes_the_tunnel_and_the_agent(tmp_path: Path) -> None:
     """SIGINT during a tunnelled wait: exit 130, the id printed, and no ngrok agent left behind."""
     with ThreadedSandbox(duration=0.05, webhook_time_scale=0.01) as sb:
         proc = start_run(sb, "flux-dev", "-p", "x", "-i", "sandbox_duration=30", env=ngrok_env(tmp_path, "ok"))
-        assert proc.stderr is not None
-        seen: list[str] = []
-        for line in proc.stderr:  # "submitted <id>" is said as the wait begins
-            seen.append(line)
-            if SUBMITTED.search(line):
-                break
+        seen = said_until_submitted(proc)
         assert live_agents(tmp_path, "ok"), seen
         proc.send_signal(signal.SIGINT)
         code, _, err = finish(proc)
