@@ -39,8 +39,11 @@ class ModelsCache:
         digest = hashlib.sha256(base_url.rstrip("/").encode()).hexdigest()[:_KEY_CHARS]
         return self.folder / f"{provider}-{digest}.json"
 
-    def load(self, provider: str, base_url: str, *, fresh_only: bool = True) -> list[ModelInfo] | None:
-        """The cached list, or None when there is none, it is unreadable, or (``fresh_only``) too old."""
+    def load(self, provider: str, base_url: str, *, fresh_only: bool = True,
+             only: str | None = None) -> list[ModelInfo] | None:
+        """The cached list, or None when there is none, it is unreadable, or (``fresh_only``) too old.
+        ``only``: just the model of that id (or none) is parsed, for a run's input check: a real
+        provider lists hundreds of models, each with its schema."""
         data = _read(self.path(provider, base_url))
         if data is None or data.get("base_url") != base_url.rstrip("/"):
             return None
@@ -48,7 +51,10 @@ class ModelsCache:
         if fresh_only and (not isinstance(fetched, (int, float)) or not 0 <= self.clock() - fetched < self.max_age):
             return None
         try:
-            return [model_from_json(each) for each in data.get("models") or []]
+            listed = data.get("models") or []
+            if only is not None:
+                listed = [each for each in listed if isinstance(each, dict) and each.get("id") == only]
+            return [model_from_json(each) for each in listed]
         except (KeyError, TypeError, AttributeError):
             return None
 

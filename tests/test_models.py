@@ -223,6 +223,22 @@ def test_a_cache_is_fresh_for_a_day_and_per_base_url(tmp_path: Path) -> None:
     assert cache.load("get3w", "https://api.get3w.com", fresh_only=False) is None
 
 
+def test_a_runs_input_check_parses_only_its_own_model_from_the_cache(tmp_path: Path) -> None:
+    """load(only=ID) gives that model alone (none when it is not listed); an entry of another model
+    that would not parse is never looked at."""
+    cache = ModelsCache(tmp_path)
+    wanted = ModelInfo(provider="get3w", id="get3w/a", run="get3w/a", inputs=(ModelInput("prompt", "string", True),))
+    other = ModelInfo(provider="get3w", id="get3w/b", run="get3w/b")
+    assert cache.save("get3w", "https://api.get3w.com", [other, wanted])
+    path = cache.path("get3w", "https://api.get3w.com")
+    saved = json.loads(path.read_text())
+    saved["models"][0] = {"id": "get3w/b", "broken": True}  # not a ModelInfo: parsing it would fail
+    path.write_text(json.dumps(saved))
+    assert cache.load("get3w", "https://api.get3w.com", only="get3w/a") == [wanted]
+    assert cache.load("get3w", "https://api.get3w.com", only="get3w/zzz") == []
+    assert cache.load("get3w", "https://api.get3w.com") is None  # the whole list does not parse
+
+
 def test_schema_inputs_and_the_check() -> None:
     """properties in order; required without a default is missing when absent; unknown names listed."""
     schema: dict[str, Any] = {"type": "object", "required": ["prompt", "size"], "properties": {

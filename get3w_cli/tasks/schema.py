@@ -33,14 +33,16 @@ async def describe(conn: Connections, route: Route) -> ModelInfo | None:
         return await adapter.describe_model(route.model)
     if not isinstance(adapter, ModelLister):
         return None
-    models = await listed_models(conn, route.provider, adapter)
+    models = await listed_models(conn, route.provider, adapter, only=route.model)
     return next((model for model in models if model.id == route.model), None)
 
 
-async def listed_models(conn: Connections, provider: str, lister: ModelLister) -> list[ModelInfo]:
-    """The provider's whole model list: from the cache while fresh, else asked for (and cached)."""
+async def listed_models(conn: Connections, provider: str, lister: ModelLister, *,
+                        only: str | None = None) -> list[ModelInfo]:
+    """The provider's model list (``only``: at least the model of that id, if listed): from the
+    cache while fresh, else asked for (and cached whole)."""
     cache, base_url = conn.models_cache, conn.base_url(provider)
-    models = cache.load(provider, base_url) if cache is not None else None
+    models = cache.load(provider, base_url, only=only) if cache is not None else None
     if models is None:
         models = await lister.list_models()
         if cache is not None:
